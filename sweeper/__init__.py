@@ -1,0 +1,46 @@
+"""sweeper: sanity-probe a PyTorch training setup, then search its hyperparameters.
+
+Public surface (imported lazily: `import sweeper` loads neither torch nor ray):
+
+    sweeper.Task(build_model=..., train=(X, y), val=(X, y), loss=..., kind=..., num_classes=...)
+    sweeper.probe(task, params=None)          -> Report with findings
+    sweeper.best_config(name, storage=...)    -> BestConfig(params, value, number, ...)
+    sweeper.apply_init(model, scheme)         -> the init code trials used
+    sweeper.load_definition(path)             -> a validated study definition
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__version__ = "0.1.0"
+
+_LAZY = {
+    "Task": ("sweeper.task", "Task"),
+    "probe": ("sweeper.probes", "probe"),
+    "Report": ("sweeper.probes", "Report"),
+    "Finding": ("sweeper.probes", "Finding"),
+    "best_config": ("sweeper.export", "best_config"),
+    "BestConfig": ("sweeper.export", "BestConfig"),
+    "apply_init": ("sweeper.training", "apply_init"),
+    "load_definition": ("sweeper.definition", "load_definition"),
+    "run_study": ("sweeper.orchestrator", "run_study"),
+    "SweeperError": ("sweeper.errors", "SweeperError"),
+}
+
+__all__ = sorted(_LAZY)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        module, attr = _LAZY[name]
+        value = getattr(importlib.import_module(module), attr)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'sweeper' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_LAZY])

@@ -1,0 +1,80 @@
+"""What the CLI shows: gate tables, live progress, plain log lines for non-interactive runs."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from sweeper.probes._finding import fmt
+
+_STYLE = {"pass": "green", "warn": "yellow", "fail": "bold red"}
+
+
+def gate_table(report: dict[str, Any], title: str = "Study gate") -> Table:
+    table = Table(title=f"{title}: {report['verdict'].upper()} ({report.get('seconds', 0):.1f}s)",
+                  title_justify="left", show_lines=False)
+    for col in ("probe", "verdict", "measured", "expected", "hint"):
+        table.add_column(col, overflow="fold")
+    for f in report["findings"]:
+        v = f["verdict"]
+        table.add_row(f["probe"], f"[{_STYLE[v]}]{v}[/]", fmt(f["measured"]), fmt(f["expected"]),
+                      f.get("hint", ""))
+    return table
+
+
+def _short(params: dict[str, Any]) -> str:
+    return ", ".join(f"{k}={fmt(v)}" for k, v in params.items())
+
+
+class ConsoleProgress:
+    """Progress of `sweeper run`: a live status line on a terminal, log lines elsewhere."""
+
+    def __init__(self, console: Console, mode: str = "auto") -> None:
+        self.console = console
+        self.mode = ("live" if console.is_terminal else "plain") if mode == "auto" else mode
+        self.status: Any = None
+        self.last_tick = 0.0
+        self.last_plain = 0.0
+
+    def __enter__(self) -> ConsoleProgress:
+        if self.mode == "live":
+            self.status = self.console.status("starting…")
+            self.status.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.status is not None:
+            self.status.__exit__(*exc)
+
+    def gate_done(self, report: dict[str, Any]) -> None:
+        if self.mode != "quiet":
+            self.console.print(gate_table(report))
+
+    def trial_done(self, number: int, state: str, value: float | None, params: dict[str, Any],
+                   note: str) -> None:
+        if self.mode == "quiet":
+            return
+        style = {"complete": "green", "pruned": "yellow", "fail": "red"}.get(state, "")
+        val = f" value={value:.4f}" if value is not None else ""
+        why = f" — {note}" if note and state != "complete" else ""
+        self.console.print(f"trial {number:>4} [{style}]{state:<8}[/]{val}  {_short(params)}{why}",
+                           highlight=False, soft_wrap=True)
+
+    def tick(self, counts: dict[str, int], best: float | None, elapsed: float, target: int) -> None:
+        now = time.monotonic()
+        finished = counts.get("complete", 0) + counts.get("pruned", 0)
+        line = (f"{finished}/{target} finished · running {counts.get('running', 0)} · "
+                f"pruned {counts.get('pruned', 0)} · failed {counts.get('fail', 0)} · "
+                f"best {fmt(best) if best is not None else '—'} · {elapsed:.0f}s")
+        if finished:
+            rate = elapsed / finished
+            line += f" · ~{max(0.0, rate * (target - finished)):.0f}s left"
+        if self.mode == "live" and now - self.last_tick > 0.2:
+            self.last_tick = now
+            self.status.update(line)
+        elif self.mode == "plain" and now - self.last_plain > 15:
+            self.last_plain = now
+            self.console.print(f"progress: {line}", highlight=False)

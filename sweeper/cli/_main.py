@@ -1,0 +1,222 @@
+"""`sweeper` command line. Heavy imports (torch, ray, optuna) happen inside the commands."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+from sweeper._redact import redact as _redact
+from sweeper.errors import SweeperError
+
+DEFAULT_STORAGE = "sqlite:///sweeps.db"
+
+
+def _console(stderr: bool = False) -> Any:
+    from rich.console import Console
+
+    return Console(stderr=stderr, highlight=False)
+
+
+# -- commands ----------------------------------------------------------------------------------
+def cmd_validate(args: argparse.Namespace) -> int:
+    from sweeper.definition import load_definition
+    from sweeper.task import add_search_paths, check_task_ref
+
+    loaded = load_definition(args.definition)
+    spec = loaded.spec
+    add_search_paths([str(loaded.path.resolve().parent)] if loaded.path else [])
+    problem = check_task_ref(spec.task)
+    if problem:
+        raise SweeperError(f"{args.definition}: task: {problem}")
+    params = spec.search.params()
+    searched = [n for n, p in params.items() if p.type != "fixed"]
+    print(f"{args.definition}: OK — study {spec.name!r}, task {spec.task}, "
+          f"{spec.budget.trials} trials x {spec.budget.epochs} epochs, "
+          f"searching {', '.join(searched)}; store {_redact(spec.storage)}")
+    return 0
+
+
+def cmd_probe(args: argparse.Namespace) -> int:
+    from sweeper.cli._display import gate_table
+    from sweeper.definition import load_definition
+    from sweeper.probes import Settings, run_gate
+    from sweeper.search import reference_params
+    from sweeper.task import add_search_paths, load_task
+
+    loaded = load_definition(args.definition)
+    spec = loaded.spec
+    add_search_paths([str(loaded.path.resolve().parent), "."] if loaded.path else ["."])
+    task = load_task(spec.task, spec.task_args)
+    report = run_gate(task, params=reference_params(spec.search),
+                      settings=Settings.from_spec(spec.probes))
+    if args.json:
+        print(json.dumps(report.to_dict(), indent=2, default=str))
+    else:
+        _console().print(gate_table(report.to_dict()))
+    return 3 if report.verdict == "fail" else 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from sweeper.cli._display import ConsoleProgress
+    from sweeper.definition import load_definition
+    from sweeper.errors import GateFailedError
+    from sweeper.orchestrator import run_study
+
+    loaded = load_definition(args.definition)
+    if args.storage:
+        loaded = _with_storage(loaded, args.storage)
+    spec = loaded.spec
+    console = _console()
+    mode = "quiet" if args.quiet else ("plain" if args.plain else "auto")
+    if mode != "quiet":
+        console.print(f"study [bold]{spec.name}[/] · store {_redact(spec.storage)} · "
+                      f"{spec.budget.trials} trials x {spec.budget.epochs} epochs")
+    with ConsoleProgress(console, mode) as progress:
+        try:
+            out = run_study(loaded, progress=progress, address=args.address)
+        except GateFailedError as e:
+            console.print(f"[bold red]gate failed[/]: {e}")
+            return e.exit_code
+    c = out.counts
+    console.print(
+        f"\ndone in {out.elapsed_s:.1f}s: {c.get('complete', 0)} complete, "
+        f"{c.get('pruned', 0)} pruned, {c.get('fail', 0)} failed"
+        + (f"; probes saved ~{out.probe_seconds_saved:.1f} trial-seconds"
+           if out.probe_seconds_saved else ""))
+    if out.stopped_reason:
+        console.print(f"[yellow]stopped early:[/] {out.stopped_reason}")
+    if out.best_value is not None:
+        console.print(f"best {spec.objective.metric} = {out.best_value:.4f} "
+                      f"(trial {out.best_number})")
+        console.print_json(json.dumps(out.best_params, default=str))
+    storage_arg = "" if spec.storage == DEFAULT_STORAGE else f" --storage '{_redact(spec.storage)}'"
+    console.print(f"best config:  sweeper best {spec.name}{storage_arg} --format json")
+    console.print(f"dashboard:    sweeper dashboard{storage_arg}")
+    return 1 if out.stopped_reason and out.best_value is None else 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from collections import Counter
+
+    from sweeper.cli._display import gate_table
+    from sweeper.store import attrs, load_study
+
+    study = load_study(args.storage, args.name)
+    trials = study.get_trials(deepcopy=False)
+    counts = Counter(t.state.name.lower() for t in trials)
+    gate = attrs.gate_of(study)
+    best = None
+    try:
+        best = study.best_trial
+    except ValueError:
+        pass
+    if args.json:
+        out = {"study": args.name, "counts": dict(counts), "trials": len(trials),
+               "best_value": best.value if best else None,
+               "best_params": best.params if best else None,
+               "best_trial": best.number if best else None,
+               "gate_verdict": gate["verdict"] if gate else None}
+        print(json.dumps(out, indent=2, default=str))
+        return 0
+    console = _console()
+    console.print(f"study [bold]{args.name}[/] ({_redact(args.storage)}): {len(trials)} trials — "
+                  + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
+    if best is not None:
+        console.print(f"best value {best.value:.4f} (trial {best.number}): {best.params}")
+    if gate:
+        console.print(gate_table(gate))
+    stopped = [t for t in trials if attrs.STOPPED in t.user_attrs or attrs.ERROR in t.user_attrs]
+    for t in stopped[-10:]:
+        why = t.user_attrs.get(attrs.ERROR) or t.user_attrs.get(attrs.STOPPED)
+        console.print(f"trial {t.number} {t.state.name.lower()}: {why}")
+    return 0
+
+
+def cmd_best(args: argparse.Namespace) -> int:
+    from sweeper.export import best_config, render
+
+    print(render(best_config(args.name, storage=args.storage), args.format))
+    return 0
+
+
+def cmd_dashboard(args: argparse.Namespace) -> int:
+    try:
+        import optuna_dashboard
+    except ModuleNotFoundError:
+        raise SweeperError("optuna-dashboard is not installed: pip install 'sweeper[dashboard]'"
+                           ) from None
+    from sweeper.store import open_storage
+
+    storage = open_storage(args.storage, heartbeat=False)
+    print(f"optuna-dashboard on {_redact(args.storage)} at http://{args.host}:{args.port}/ "
+          "(Ctrl-C to stop)", flush=True)
+    optuna_dashboard.run_server(storage, host=args.host, port=args.port)
+    return 0
+
+
+# -- plumbing ----------------------------------------------------------------------------------
+def _with_storage(loaded: Any, storage: str) -> Any:
+    from dataclasses import replace
+
+    return replace(loaded, spec=loaded.spec.model_copy(update={"storage": storage}))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="sweeper",
+        description="Sanity-probe a PyTorch training setup, then search its hyperparameters "
+                    "with Optuna on Ray.")
+    p.add_argument("--version", action="version", version="sweeper 0.1.0")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    s = sub.add_parser("validate", help="check a study definition; runs nothing")
+    s.add_argument("definition")
+    s.set_defaults(func=cmd_validate)
+
+    s = sub.add_parser("probe", help="run only the sanity gate and print its verdict")
+    s.add_argument("definition")
+    s.add_argument("--json", action="store_true", help="print the report as JSON")
+    s.set_defaults(func=cmd_probe)
+
+    s = sub.add_parser("run", help="gate, then search; re-running resumes the study")
+    s.add_argument("definition")
+    s.add_argument("--storage", help="override the definition's storage URL")
+    s.add_argument("--address", help="Ray cluster address (default: start Ray locally)")
+    g = s.add_mutually_exclusive_group()
+    g.add_argument("--quiet", action="store_true", help="print only the result")
+    g.add_argument("--plain", action="store_true", help="log lines instead of a live view")
+    s.set_defaults(func=cmd_run)
+
+    for name, helptext in (("status", "trials done/running/pruned/failed, best so far"),
+                           ("best", "print the best config")):
+        s = sub.add_parser(name, help=helptext)
+        s.add_argument("name", help="study name")
+        s.add_argument("--storage", default=DEFAULT_STORAGE, help="store URL (%(default)s)")
+        if name == "best":
+            s.add_argument("--format", choices=("json", "yaml"), default="json")
+            s.set_defaults(func=cmd_best)
+        else:
+            s.add_argument("--json", action="store_true")
+            s.set_defaults(func=cmd_status)
+
+    s = sub.add_parser("dashboard", help="optuna-dashboard on the study store")
+    s.add_argument("--storage", default=DEFAULT_STORAGE, help="store URL (%(default)s)")
+    s.add_argument("--host", default="127.0.0.1")
+    s.add_argument("--port", type=int, default=8080)
+    s.set_defaults(func=cmd_dashboard)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except SweeperError as e:
+        print(f"error: {_redact(str(e))}", file=sys.stderr)
+        return e.exit_code
+    except KeyboardInterrupt:
+        print("interrupted; finished trials are kept, run the same command to resume",
+              file=sys.stderr)
+        return 130

@@ -1,0 +1,323 @@
+"""The typed study definition. Structure and every rule that needs no import of torch or ray."""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any, Literal, Union
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
+
+INIT_SCHEMES = (
+    "default",
+    "xavier_uniform",
+    "xavier_normal",
+    "kaiming_uniform",
+    "kaiming_normal",
+    "orthogonal",
+)
+METRICS = ("val_accuracy", "val_loss", "train_loss")
+PARAM_TYPES = ("float", "int", "categorical", "fixed")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class FloatParam(_Strict):
+    type: Literal["float"]
+    log: bool = False
+    low: float
+    high: float
+    step: float | None = None
+
+    @field_validator("low")
+    @classmethod
+    def _low_positive_on_log(cls, v: float, info: ValidationInfo) -> float:
+        if info.data.get("log") and v <= 0:
+            raise ValueError(f"must be > 0 on a log scale, got {v:g}")
+        return v
+
+    @field_validator("high")
+    @classmethod
+    def _high_above_low(cls, v: float, info: ValidationInfo) -> float:
+        low = info.data.get("low")
+        if low is not None and v < low:
+            raise ValueError(f"must be >= low ({low:g}), got {v:g}")
+        return v
+
+    @field_validator("step")
+    @classmethod
+    def _step_positive(cls, v: float | None, info: ValidationInfo) -> float | None:
+        if v is not None and v <= 0:
+            raise ValueError(f"must be > 0, got {v:g}")
+        if v is not None and info.data.get("log"):
+            raise ValueError("cannot be combined with log: true")
+        return v
+
+
+class IntParam(_Strict):
+    type: Literal["int"]
+    log: bool = False
+    low: int
+    high: int
+    step: int = 1
+
+    @field_validator("low")
+    @classmethod
+    def _low_positive_on_log(cls, v: int, info: ValidationInfo) -> int:
+        if info.data.get("log") and v < 1:
+            raise ValueError(f"must be >= 1 on a log scale, got {v}")
+        return v
+
+    @field_validator("high")
+    @classmethod
+    def _high_above_low(cls, v: int, info: ValidationInfo) -> int:
+        low = info.data.get("low")
+        if low is not None and v < low:
+            raise ValueError(f"must be >= low ({low}), got {v}")
+        return v
+
+    @field_validator("step")
+    @classmethod
+    def _step_positive(cls, v: int, info: ValidationInfo) -> int:
+        if v < 1:
+            raise ValueError(f"must be >= 1, got {v}")
+        if v != 1 and info.data.get("log"):
+            raise ValueError("cannot be combined with log: true")
+        return v
+
+
+Choice = Union[bool, int, float, str]
+
+
+class CategoricalParam(_Strict):
+    type: Literal["categorical"]
+    choices: list[Choice] = Field(min_length=1)
+
+    @field_validator("choices")
+    @classmethod
+    def _unique(cls, v: list[Choice]) -> list[Choice]:
+        if len(set(map(repr, v))) != len(v):
+            raise ValueError(f"must not repeat a choice, got {v}")
+        return v
+
+
+class FixedParam(_Strict):
+    """A value passed to the model factory as is, not searched."""
+
+    type: Literal["fixed"]
+    value: Choice
+
+
+class LrRange(FloatParam):
+    """The learning rate: a float range whose low end must be positive."""
+
+    @field_validator("low")
+    @classmethod
+    def _low_positive(cls, v: float) -> float:
+        if v <= 0:
+            raise ValueError(f"must be > 0, got {v:g}")
+        return v
+
+
+LrParam = Annotated[Union[LrRange, FixedParam], Field(discriminator="type")]
+
+Param = Annotated[
+    Union[FloatParam, IntParam, CategoricalParam, FixedParam], Field(discriminator="type")
+]
+
+
+def _as_param(v: Any) -> Any:
+    """`weight_decay: 0.0` in YAML is shorthand for `{type: fixed, value: 0.0}`."""
+    if isinstance(v, (bool, int, float, str)):
+        return {"type": "fixed", "value": v}
+    return v
+
+
+class SearchSpace(BaseModel):
+    """lr, batch_size, dropout and init are always searched or fixed; anything else the user
+    names is passed to the model factory under its own name."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+    __pydantic_extra__: dict[str, Param] = Field(init=False)  # type: ignore[assignment]
+
+    lr: LrParam
+    batch_size: Param
+    dropout: Param
+    init: Param
+
+    @model_validator(mode="before")
+    @classmethod
+    def _scalars_are_fixed(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            return {k: _as_param(v) for k, v in data.items()}
+        return data
+
+    @field_validator("lr")
+    @classmethod
+    def _lr_positive(cls, v: Any) -> Any:
+        if isinstance(v, FixedParam) and (
+            not isinstance(v.value, (int, float)) or isinstance(v.value, bool) or v.value <= 0
+        ):
+            raise ValueError(f"must be a number > 0, got {v.value!r}")
+        return v
+
+    @field_validator("batch_size")
+    @classmethod
+    def _batch_positive_ints(cls, v: Any) -> Any:
+        values = _values_of(v)
+        if isinstance(v, FloatParam) or any(
+            isinstance(x, bool) or not isinstance(x, int) or x < 1 for x in values
+        ):
+            raise ValueError(f"must be whole numbers >= 1, got {values}")
+        return v
+
+    @field_validator("dropout")
+    @classmethod
+    def _dropout_probability(cls, v: Any) -> Any:
+        values = _values_of(v)
+        if any(isinstance(x, (bool, str)) or not 0.0 <= float(x) < 1.0 for x in values):
+            raise ValueError(f"must lie in [0, 1), got {values}")
+        return v
+
+    @field_validator("init")
+    @classmethod
+    def _known_init(cls, v: Any) -> Any:
+        values = _values_of(v)
+        if isinstance(v, (FloatParam, IntParam)):
+            raise ValueError("must be `type: categorical` or a fixed scheme name")
+        unknown = [x for x in values if x not in INIT_SCHEMES]
+        if unknown:
+            raise ValueError(f"unknown init scheme {unknown}; choose from {list(INIT_SCHEMES)}")
+        return v
+
+    def params(self) -> dict[str, Any]:
+        """Every parameter, built-in ones first, as name -> spec."""
+        out: dict[str, Any] = {
+            "lr": self.lr,
+            "batch_size": self.batch_size,
+            "dropout": self.dropout,
+            "init": self.init,
+        }
+        out.update(self.__pydantic_extra__ or {})
+        return out
+
+
+def _values_of(p: Any) -> list[Any]:
+    if isinstance(p, CategoricalParam):
+        return list(p.choices)
+    if isinstance(p, FixedParam):
+        return [p.value]
+    return [p.low, p.high]
+
+
+class Objective(_Strict):
+    metric: Literal["val_accuracy", "val_loss", "train_loss"] = "val_accuracy"
+    direction: Literal["maximize", "minimize"] | None = None
+
+    @model_validator(mode="after")
+    def _direction_fits_metric(self) -> Objective:
+        natural = "maximize" if self.metric == "val_accuracy" else "minimize"
+        if self.direction is None:
+            object.__setattr__(self, "direction", natural)
+        elif self.direction != natural:
+            raise ValueError(
+                f"direction {self.direction!r} makes no sense for {self.metric}: use {natural!r}"
+            )
+        return self
+
+
+class Budget(_Strict):
+    trials: int = Field(ge=1)
+    epochs: int = Field(ge=1)
+    timeout_s: float | None = Field(default=None, gt=0)
+    max_consecutive_failures: int = Field(default=5, ge=1)
+
+
+class Sampler(_Strict):
+    type: Literal["tpe", "random"] = "tpe"
+    seed: int | None = None
+    startup_trials: int = Field(default=10, ge=0)
+
+
+class Pruner(_Strict):
+    type: Literal["none", "median", "hyperband"] = "median"
+    warmup_epochs: int = Field(default=2, ge=0)
+    startup_trials: int = Field(default=5, ge=0)
+
+
+class Probes(_Strict):
+    gate: Literal["strict", "warn", "off"] = "strict"
+    trial: bool = True
+    init_loss_tolerance: float = Field(default=0.5, gt=0)
+    overfit_samples: int = Field(default=16, ge=2, le=256)
+    overfit_steps: int = Field(default=200, ge=10)
+    overfit_min_accuracy: float = Field(default=0.95, gt=0, le=1)
+
+
+class Resources(_Strict):
+    cpus: float = Field(default=1, gt=0)
+    gpus: float = Field(default=0, ge=0)
+    max_concurrent: int | None = Field(default=None, ge=1)
+
+    @field_validator("gpus")
+    @classmethod
+    def _fraction_or_whole(cls, v: float) -> float:
+        if v > 1 and v != int(v):
+            raise ValueError(f"must be a fraction <= 1 or a whole number, got {v:g}")
+        return v
+
+
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
+_TASK = re.compile(r"^[A-Za-z_][A-Za-z0-9_.]*:[A-Za-z_][A-Za-z0-9_]*$")
+
+
+class Definition(_Strict):
+    name: str
+    description: str = ""
+    task: str
+    task_args: dict[str, Any] = Field(default_factory=dict)
+    storage: str = "sqlite:///sweeps.db"
+    objective: Objective = Field(default_factory=Objective)
+    budget: Budget
+    search: SearchSpace
+    sampler: Sampler = Field(default_factory=Sampler)
+    pruner: Pruner = Field(default_factory=Pruner)
+    probes: Probes = Field(default_factory=Probes)
+    resources: Resources = Field(default_factory=Resources)
+
+    @field_validator("name")
+    @classmethod
+    def _plain_name(cls, v: str) -> str:
+        if not _NAME.match(v):
+            raise ValueError(
+                f"must be letters, digits, '_', '.', '-' (at most 128), got {v!r}"
+            )
+        return v
+
+    @field_validator("task")
+    @classmethod
+    def _module_colon_function(cls, v: str) -> str:
+        if not _TASK.match(v):
+            raise ValueError(f"must look like 'package.module:function', got {v!r}")
+        return v
+
+    @field_validator("storage")
+    @classmethod
+    def _sql_url(cls, v: str) -> str:
+        if not re.match(r"^(sqlite|postgresql|mysql)(\+\w+)?://", v):
+            raise ValueError(
+                "must be an SQLAlchemy URL such as 'sqlite:///sweeps.db' or "
+                "'postgresql+psycopg://user@host/db'"
+            )
+        return v
+
+    @model_validator(mode="after")
+    def _warmup_inside_epochs(self) -> Definition:
+        if self.pruner.type != "none" and self.pruner.warmup_epochs >= self.budget.epochs:
+            raise ValueError(
+                f"pruner.warmup_epochs ({self.pruner.warmup_epochs}) must be < budget.epochs "
+                f"({self.budget.epochs}), or nothing is ever pruned; lower it or set "
+                "pruner.type: none"
+            )
+        return self

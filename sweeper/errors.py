@@ -1,0 +1,58 @@
+"""Exceptions a user can act on. Every one says what was wrong, where, and what to do."""
+
+from __future__ import annotations
+
+__all__ = [
+    "SweeperError",
+    "DefinitionError",
+    "TaskError",
+    "StoreError",
+    "StudyMismatchError",
+    "GateFailedError",
+    "StudyNotFoundError",
+]
+
+
+class SweeperError(Exception):
+    """Root of every error sweeper raises on purpose."""
+
+    exit_code = 1
+
+
+class DefinitionError(SweeperError):
+    """The study definition (YAML) is invalid. Holds every problem found, not just the first."""
+
+    exit_code = 2
+
+    def __init__(self, source: str, problems: list[str]) -> None:
+        self.source = source
+        self.problems = problems
+        lines = "\n".join(f"  {p}" for p in problems)
+        noun = "problem" if len(problems) == 1 else "problems"
+        super().__init__(f"{source}: {len(problems)} {noun} in the study definition:\n{lines}")
+
+
+class TaskError(SweeperError):
+    """The user's task could not be imported, called, or does not return a usable Task."""
+
+    exit_code = 2
+
+
+class StoreError(SweeperError):
+    """The study store could not be opened or written."""
+
+
+class StudyNotFoundError(StoreError):
+    """No study of that name in the store."""
+
+
+class StudyMismatchError(SweeperError):
+    """An existing study of the same name was created from a different search setup."""
+
+    exit_code = 2
+
+
+class GateFailedError(SweeperError):
+    """The study gate found a broken training setup and the gate mode is strict."""
+
+    exit_code = 3

@@ -1,0 +1,1 @@
+"""Example tasks on scikit-learn's bundled data (nothing is downloaded)."""

@@ -1,0 +1,159 @@
+"""The Ray actor that runs trials and the gate on its own CPU/GPU share.
+
+One runner holds the task's data on its device and trains one trial at a time, one epoch per
+call, so the driver decides about pruning between epochs. Errors come back as values, never as
+a dead actor: a trial that raises is the trial's failure, not the runner's.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import traceback
+from typing import Any
+
+import ray
+
+
+def _error_text(e: BaseException, params: dict[str, Any] | None = None) -> str:
+    frames = traceback.extract_tb(e.__traceback__)
+    where = f" at {frames[-1].filename}:{frames[-1].lineno}" if frames else ""
+    text = f"{type(e).__name__}: {e}{where}"
+    if "out of memory" in str(e).lower() and params is not None:
+        text += (f" (hint: CUDA ran out of memory with batch_size={params.get('batch_size')}; "
+                 "lower the batch_size choices or give trials a larger GPU share)")
+    return text
+
+
+class TrialRunner:
+    def __init__(self, task_ref: str, task_args: dict[str, Any], search_paths: list[str],
+                 probe_settings: dict[str, Any], trial_probes: bool, cpus: float) -> None:
+        self.task_ref = task_ref
+        self.task_args = task_args
+        self.search_paths = search_paths
+        self.probe_settings = probe_settings
+        self.trial_probes = trial_probes
+        self.cpus = cpus
+        self.task: Any = None
+        self.data: Any = None
+        self.device: Any = None
+        self.run: Any = None
+        self.monitor: Any = None
+        self.trial_number = -1
+
+    # -- setup -------------------------------------------------------------------------------
+    def _ensure(self) -> None:
+        if self.task is not None:
+            return
+        import torch
+
+        from sweeper.task import add_search_paths, load_task
+        from sweeper.training import Data
+
+        torch.set_num_threads(max(1, int(self.cpus)))
+        add_search_paths(self.search_paths)
+        gpu_ids = ray.get_gpu_ids() if ray.is_initialized() else []
+        if gpu_ids and torch.cuda.is_available():
+            # Ray sets CUDA_VISIBLE_DEVICES to the GPU it assigned, so that GPU is cuda:0 here.
+            self.device = torch.device("cuda", 0)
+        else:
+            self.device = torch.device("cpu")
+        self.task = load_task(self.task_ref, self.task_args)
+        self.data = Data.of(self.task, self.device)
+
+    def load(self) -> dict[str, Any]:
+        """Import the task and put its data on the device. Returns an error text on failure."""
+        try:
+            self._ensure()
+        except Exception as e:
+            from sweeper.errors import TaskError
+
+            return {"error": str(e) if isinstance(e, TaskError) else _error_text(e)}
+        import torch
+
+        return {"device": str(self.device), "torch": torch.__version__,
+                "node": ray.get_runtime_context().get_node_id() if ray.is_initialized() else "",
+                "pid": os.getpid()}
+
+    def _context(self, params: dict[str, Any], seed: int) -> Any:
+        from sweeper.probes import Context, Settings
+
+        return Context(task=self.task, data=self.data, params=params, device=self.device,
+                       settings=Settings(**self.probe_settings), seed=seed)
+
+    # -- the gate ----------------------------------------------------------------------------
+    def gate(self, params: dict[str, Any]) -> dict[str, Any]:
+        from sweeper.probes import Settings, run_gate
+
+        try:
+            self._ensure()
+            report = run_gate(self.task, params=params, settings=Settings(**self.probe_settings),
+                              device=self.device, data=self.data)
+        except Exception as e:
+            return {"error": _error_text(e)}
+        return report.to_dict()
+
+    # -- one trial ---------------------------------------------------------------------------
+    def start(self, number: int, params: dict[str, Any]) -> dict[str, Any]:
+        from sweeper.probes import TrialMonitor, trial_start_checks
+        from sweeper.training import start_run
+
+        t0 = time.perf_counter()
+        self.run = None
+        try:
+            self._ensure()
+            findings = []
+            probe_s = 0.0
+            if self.trial_probes:
+                findings = trial_start_checks(self._context(params, seed=number))
+                probe_s = time.perf_counter() - t0
+                failed = [f for f in findings if f.verdict == "fail"]
+                if failed:
+                    return {"stopped": f"{failed[0].probe}: {failed[0].hint}",
+                            "findings": [f.to_dict() for f in findings], "probe_seconds": probe_s}
+            self.run = start_run(self.task, self.data, params, self.device, seed=number)
+            self.monitor = TrialMonitor() if self.trial_probes else None
+            self.trial_number = number
+            return {"findings": [f.to_dict() for f in findings], "probe_seconds": probe_s,
+                    "device": str(self.device)}
+        except Exception as e:
+            return {"error": _error_text(e, params)}
+
+    def epoch(self) -> dict[str, Any]:
+        from sweeper.training import evaluate, train_epoch
+
+        if self.run is None:
+            return {"error": "runner lost its trial (restarted?); the trial must be re-run"}
+        t0 = time.perf_counter()
+        try:
+            train_loss, reason = train_epoch(self.run, self.monitor)
+            out: dict[str, Any] = {"seconds": time.perf_counter() - t0}
+            if self.monitor is not None:
+                out["probe_seconds"] = self.monitor.seconds
+                out["findings"] = [f.to_dict() for f in self.monitor.findings]
+            if reason is not None:
+                out["stopped"] = reason
+                self.run = None
+                return out
+            out["metrics"] = {"train_loss": train_loss, **evaluate(self.run)}
+            return out
+        except Exception as e:
+            params = self.run.params if self.run is not None else None
+            self.run = None
+            return {"error": _error_text(e, params)}
+
+    def finish(self) -> None:
+        self.run = None
+        self.monitor = None
+        if self.device is not None and self.device.type == "cuda":
+            import torch
+
+            torch.cuda.empty_cache()
+
+
+def remote_runner(cpus: float, gpus: float) -> Any:
+    """The runner as a Ray actor class with the trial's resources. A worker that dies is
+    restarted by Ray; the driver re-runs the trial it held."""
+    return ray.remote(num_cpus=cpus, num_gpus=gpus, max_restarts=3, max_task_retries=0)(
+        TrialRunner
+    )

@@ -1,0 +1,81 @@
+"""A probe's finding and a report of several. Plain data: no torch, so the CLI can show them."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+Verdict = Literal["pass", "warn", "fail"]
+_RANK = {"pass": 0, "warn": 1, "fail": 2}
+
+
+@dataclass
+class Finding:
+    """One probe's result: what it measured, what it expected, and what to fix."""
+
+    probe: str
+    verdict: Verdict
+    measured: Any
+    expected: Any
+    hint: str = ""
+    seconds: float = 0.0
+    details: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Finding:
+        return cls(**{k: d[k] for k in cls.__dataclass_fields__ if k in d})
+
+
+@dataclass
+class Report:
+    """Findings of one gate run or one trial, with the worst verdict as the overall one."""
+
+    findings: list[Finding] = field(default_factory=list)
+    seconds: float = 0.0
+
+    @property
+    def verdict(self) -> Verdict:
+        worst: Verdict = "pass"
+        for f in self.findings:
+            if _RANK[f.verdict] > _RANK[worst]:
+                worst = f.verdict
+        return worst
+
+    @property
+    def failures(self) -> list[Finding]:
+        return [f for f in self.findings if f.verdict == "fail"]
+
+    @property
+    def warnings(self) -> list[Finding]:
+        return [f for f in self.findings if f.verdict == "warn"]
+
+    def __getitem__(self, probe: str) -> Finding:
+        for f in self.findings:
+            if f.probe == probe:
+                return f
+        raise KeyError(f"no finding from probe {probe!r}; probes run: {[f.probe for f in self.findings]}")
+
+    def __contains__(self, probe: object) -> bool:
+        return any(f.probe == probe for f in self.findings)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"verdict": self.verdict, "seconds": round(self.seconds, 3),
+                "findings": [f.to_dict() for f in self.findings]}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Report:
+        return cls([Finding.from_dict(f) for f in d.get("findings", [])], d.get("seconds", 0.0))
+
+
+def fmt(value: Any) -> str:
+    """Short human form of a measured or expected value."""
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    if isinstance(value, (list, tuple)) and len(value) > 6:
+        return ", ".join(fmt(v) for v in value[:6]) + ", …"
+    if isinstance(value, (list, tuple)):
+        return ", ".join(fmt(v) for v in value)
+    return "" if value is None else str(value)

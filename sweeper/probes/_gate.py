@@ -1,0 +1,80 @@
+"""The study gate: every probe once on a reference configuration, before any search trial."""
+
+from __future__ import annotations
+
+import time
+import traceback
+from collections.abc import Callable
+from typing import Any
+
+import torch
+
+from sweeper.probes._context import REFERENCE_PARAMS, Context, Settings
+from sweeper.probes._data_checks import data_finite, labels_in_range
+from sweeper.probes._finding import Finding, Report
+from sweeper.probes._init_loss import init_loss
+from sweeper.probes._overfit import overfit_tiny
+from sweeper.training import Data
+
+Probe = Callable[[Context], Finding]
+
+# Order matters: data first (a NaN makes every later probe meaningless), then cheap to costly.
+GATE: list[tuple[str, Probe]] = [
+    ("data_finite", data_finite),
+    ("labels_in_range", labels_in_range),
+    ("init_loss", init_loss),
+    ("overfit_tiny", overfit_tiny),
+]
+_NEEDS_CLEAN_DATA = {"init_loss", "overfit_tiny"}
+
+
+def run_gate(task: Any, params: dict[str, Any] | None = None, settings: Settings | None = None,
+             device: torch.device | None = None, data: Data | None = None,
+             progress: Callable[[Finding], None] | None = None) -> Report:
+    """Run every enabled gate probe; a probe that crashes becomes a failure naming the error."""
+    t0 = time.perf_counter()
+    dev = device or torch.device("cpu")
+    p = {**REFERENCE_PARAMS, **(params or {})}
+    ctx = Context(task=task, data=data or Data.of(task, dev), params=p, device=dev,
+                  settings=settings or Settings())
+    report = Report()
+    for name, probe in GATE:
+        if name in ctx.settings.disabled:
+            continue
+        if name in _NEEDS_CLEAN_DATA and any(
+            f.verdict == "fail" and f.probe in ("data_finite", "labels_in_range")
+            for f in report.findings
+        ):
+            finding = Finding(name, "warn", None, "clean data",
+                              "skipped: fix the data findings above first")
+        else:
+            finding = _run_one(name, probe, ctx)
+        report.findings.append(finding)
+        if progress is not None:
+            progress(finding)
+    report.seconds = time.perf_counter() - t0
+    return report
+
+
+def _run_one(name: str, probe: Probe, ctx: Context) -> Finding:
+    t = time.perf_counter()
+    try:
+        finding = probe(ctx)
+    except Exception as e:  # a crash in the user's model is itself a finding
+        frames = traceback.extract_tb(e.__traceback__)
+        where = f" at {frames[-1].filename}:{frames[-1].lineno}" if frames else ""
+        finding = Finding(name, "fail", f"{type(e).__name__}: {e}", "the probe runs",
+                          f"the model or loss raised{where}; fix that error first")
+    finding.seconds = round(time.perf_counter() - t, 4)
+    return finding
+
+
+def probe(task: Any, params: dict[str, Any] | None = None, settings: Settings | None = None,
+          device: str | torch.device | None = None) -> Report:
+    """Run the study gate on a sweeper.Task without running a study.
+
+    >>> report = sweeper.probe(task)
+    >>> report.verdict, [(f.probe, f.verdict, f.measured, f.expected, f.hint) for f in report.findings]
+    """
+    dev = torch.device(device) if device is not None else None
+    return run_gate(task, params=params, settings=settings, device=dev)

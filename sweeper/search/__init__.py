@@ -1,0 +1,13 @@
+"""Search: the definition's space, sampler and pruner in Optuna's terms."""
+
+from sweeper.search._algorithms import make_pruner, make_sampler
+from sweeper.search._space import cap_lr, distributions, fixed_values, reference_params
+
+__all__ = [
+    "cap_lr",
+    "distributions",
+    "fixed_values",
+    "make_pruner",
+    "make_sampler",
+    "reference_params",
+]

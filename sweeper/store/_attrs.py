@@ -1,0 +1,46 @@
+"""What sweeper keeps beside Optuna's own records, under `sweeper:` keys of the study/trials."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import optuna
+
+DEFINITION = "sweeper:definition"
+FINGERPRINT = "sweeper:fingerprint"
+FIXED = "sweeper:fixed_params"
+GATE = "sweeper:gate"
+LR_CAP = "sweeper:lr_cap"
+# per trial (user attrs, so optuna-dashboard shows them)
+FINDINGS = "sweeper:findings"
+STOPPED = "sweeper:stopped"
+ERROR = "sweeper:error"
+DEVICE = "sweeper:device"
+PROBE_SECONDS = "sweeper:probe_seconds"
+RETRY_OF = "sweeper:retry_of"
+
+
+def _study_id(study: optuna.Study) -> int:
+    return study._storage.get_study_id_from_name(study.study_name)
+
+
+def set_study_attr(study: optuna.Study, key: str, value: Any) -> None:
+    study._storage.set_study_system_attr(_study_id(study), key, value)
+
+
+def get_study_attr(study: optuna.Study, key: str, default: Any = None) -> Any:
+    return study._storage.get_study_system_attrs(_study_id(study)).get(key, default)
+
+
+def save_gate(study: optuna.Study, report_dict: dict[str, Any]) -> None:
+    set_study_attr(study, GATE, report_dict)
+    study.set_user_attr("sweeper:gate_verdict", report_dict.get("verdict"))
+
+
+def gate_of(study: optuna.Study) -> dict[str, Any] | None:
+    return get_study_attr(study, GATE)
+
+
+def dumps(value: Any) -> str:
+    return json.dumps(value, default=str)

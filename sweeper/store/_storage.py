@@ -1,0 +1,81 @@
+"""Open the study store: Optuna's RDB storage on SQLAlchemy, set up for several writers."""
+
+from __future__ import annotations
+
+import re
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+import optuna
+from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
+
+from sweeper._redact import redact
+from sweeper.errors import StoreError
+
+HEARTBEAT_S = 10
+GRACE_S = 40
+
+
+def sqlite_path(url: str) -> Path | None:
+    m = re.match(r"^sqlite(\+\w+)?:///(.+)$", url)
+    if not m or m.group(2) == ":memory:":
+        return None
+    return Path(m.group(2))
+
+
+def _prepare_sqlite(path: Path) -> None:
+    """WAL lets readers (dashboard, `sweeper status`) and one writer work at once; the busy
+    timeout makes writers from several processes wait for each other instead of failing."""
+    if path.parent and not path.parent.exists():
+        raise StoreError(f"folder {str(path.parent)!r} of the SQLite store does not exist; create it")
+    con = sqlite3.connect(path, timeout=60)
+    try:
+        con.execute("PRAGMA journal_mode=WAL")
+    finally:
+        con.close()
+
+
+def engine_kwargs(url: str) -> dict[str, Any]:
+    if url.startswith("sqlite"):
+        return {"connect_args": {"timeout": 60}}
+    # a bounded pool that checks connections before use, so a restarted server is survived
+    return {"pool_pre_ping": True, "pool_size": 4, "max_overflow": 4, "pool_recycle": 1800}
+
+
+def open_storage(url: str, heartbeat: bool = True) -> RDBStorage:
+    """Open (creating tables if needed) the store at `url`. Errors never show the password."""
+    path = sqlite_path(url)
+    try:
+        if path is not None:
+            _prepare_sqlite(path)
+        kwargs: dict[str, Any] = {}
+        if heartbeat:
+            kwargs = {"heartbeat_interval": HEARTBEAT_S, "grace_period": GRACE_S,
+                      "heartbeat_stale_trial_callback": RetryHeartbeatStaleTrialCallback(max_retry=2)}
+        return RDBStorage(url, engine_kwargs=engine_kwargs(url), **kwargs)
+    except StoreError:
+        raise
+    except ModuleNotFoundError as e:
+        raise StoreError(f"cannot open store {redact(url)}: driver {e.name!r} is not installed; "
+                         "for PostgreSQL run: pip install 'sweeper[postgres]'") from None
+    except Exception as e:
+        msg = redact(str(e).splitlines()[0] if str(e) else type(e).__name__)
+        raise StoreError(f"cannot open store {redact(url)}: {msg}") from None
+
+
+def study_names(storage: RDBStorage) -> list[str]:
+    return [s.study_name for s in storage.get_all_studies()]
+
+
+def load_study(storage: RDBStorage | str, name: str) -> optuna.Study:
+    st = open_storage(storage, heartbeat=False) if isinstance(storage, str) else storage
+    try:
+        return optuna.load_study(study_name=name, storage=st)
+    except KeyError:
+        from sweeper.errors import StudyNotFoundError
+
+        names = study_names(st)
+        raise StudyNotFoundError(
+            f"no study named {name!r} in the store; studies there: {names or 'none'}"
+        ) from None
