@@ -14,14 +14,22 @@ _STYLE = {"pass": "green", "warn": "yellow", "fail": "bold red"}
 
 
 def gate_table(report: dict[str, Any], title: str = "Study gate") -> Table:
-    table = Table(title=f"{title}: {report['verdict'].upper()} ({report.get('seconds', 0):.1f}s)",
-                  title_justify="left", show_lines=False)
+    table = Table(
+        title=f"{title}: {report['verdict'].upper()} ({report.get('seconds', 0):.1f}s)",
+        title_justify="left",
+        show_lines=False,
+    )
     for col in ("probe", "verdict", "measured", "expected", "hint"):
         table.add_column(col, overflow="fold")
     for f in report["findings"]:
         v = f["verdict"]
-        table.add_row(f["probe"], f"[{_STYLE[v]}]{v}[/]", fmt(f["measured"]), fmt(f["expected"]),
-                      f.get("hint", ""))
+        table.add_row(
+            f["probe"],
+            f"[{_STYLE[v]}]{v}[/]",
+            fmt(f["measured"]),
+            fmt(f["expected"]),
+            f.get("hint", ""),
+        )
     return table
 
 
@@ -53,22 +61,28 @@ class ConsoleProgress:
         if self.mode != "quiet":
             self.console.print(gate_table(report))
 
-    def trial_done(self, number: int, state: str, value: float | None, params: dict[str, Any],
-                   note: str) -> None:
+    def trial_done(
+        self, number: int, state: str, value: float | None, params: dict[str, Any], note: str
+    ) -> None:
         if self.mode == "quiet":
             return
         style = {"complete": "green", "pruned": "yellow", "fail": "red"}.get(state, "")
         val = f" value={value:.4f}" if value is not None else ""
         why = f" — {note}" if note and state != "complete" else ""
-        self.console.print(f"trial {number:>4} [{style}]{state:<8}[/]{val}  {_short(params)}{why}",
-                           highlight=False, soft_wrap=True)
+        self.console.print(
+            f"trial {number:>4} [{style}]{state:<8}[/]{val}  {_short(params)}{why}",
+            highlight=False,
+            soft_wrap=True,
+        )
 
     def tick(self, counts: dict[str, int], best: float | None, elapsed: float, target: int) -> None:
         now = time.monotonic()
         finished = counts.get("complete", 0) + counts.get("pruned", 0)
-        line = (f"{finished}/{target} finished · running {counts.get('running', 0)} · "
-                f"pruned {counts.get('pruned', 0)} · failed {counts.get('fail', 0)} · "
-                f"best {fmt(best) if best is not None else '—'} · {elapsed:.0f}s")
+        line = (
+            f"{finished}/{target} finished · running {counts.get('running', 0)} · "
+            f"pruned {counts.get('pruned', 0)} · failed {counts.get('fail', 0)} · "
+            f"best {fmt(best) if best is not None else '—'} · {elapsed:.0f}s"
+        )
         if finished:
             rate = elapsed / finished
             line += f" · ~{max(0.0, rate * (target - finished)):.0f}s left"

@@ -32,9 +32,11 @@ def cmd_validate(args: argparse.Namespace) -> int:
         raise SweeperError(f"{args.definition}: task: {problem}")
     params = spec.search.params()
     searched = [n for n, p in params.items() if p.type != "fixed"]
-    print(f"{args.definition}: OK — study {spec.name!r}, task {spec.task}, "
-          f"{spec.budget.trials} trials x {spec.budget.epochs} epochs, "
-          f"searching {', '.join(searched)}; store {_redact(spec.storage)}")
+    print(
+        f"{args.definition}: OK — study {spec.name!r}, task {spec.task}, "
+        f"{spec.budget.trials} trials x {spec.budget.epochs} epochs, "
+        f"searching {', '.join(searched)}; store {_redact(spec.storage)}"
+    )
     return 0
 
 
@@ -49,8 +51,9 @@ def cmd_probe(args: argparse.Namespace) -> int:
     spec = loaded.spec
     add_search_paths([str(loaded.path.resolve().parent), "."] if loaded.path else ["."])
     task = load_task(spec.task, spec.task_args)
-    report = run_gate(task, params=reference_params(spec.search),
-                      settings=Settings.from_spec(spec.probes))
+    report = run_gate(
+        task, params=reference_params(spec.search), settings=Settings.from_spec(spec.probes)
+    )
     if args.json:
         print(json.dumps(report.to_dict(), indent=2, default=str))
     else:
@@ -71,8 +74,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     console = _console()
     mode = "quiet" if args.quiet else ("plain" if args.plain else "auto")
     if mode != "quiet":
-        console.print(f"study [bold]{spec.name}[/] · store {_redact(spec.storage)} · "
-                      f"{spec.budget.trials} trials x {spec.budget.epochs} epochs")
+        console.print(
+            f"study [bold]{spec.name}[/] · store {_redact(spec.storage)} · "
+            f"{spec.budget.trials} trials x {spec.budget.epochs} epochs"
+        )
     with ConsoleProgress(console, mode) as progress:
         try:
             out = run_study(loaded, progress=progress, address=args.address)
@@ -83,13 +88,18 @@ def cmd_run(args: argparse.Namespace) -> int:
     console.print(
         f"\ndone in {out.elapsed_s:.1f}s: {c.get('complete', 0)} complete, "
         f"{c.get('pruned', 0)} pruned, {c.get('fail', 0)} failed"
-        + (f"; probes saved ~{out.probe_seconds_saved:.1f} trial-seconds"
-           if out.probe_seconds_saved else ""))
+        + (
+            f"; probes saved ~{out.probe_seconds_saved:.1f} trial-seconds"
+            if out.probe_seconds_saved
+            else ""
+        )
+    )
     if out.stopped_reason:
         console.print(f"[yellow]stopped early:[/] {out.stopped_reason}")
     if out.best_value is not None:
-        console.print(f"best {spec.objective.metric} = {out.best_value:.4f} "
-                      f"(trial {out.best_number})")
+        console.print(
+            f"best {spec.objective.metric} = {out.best_value:.4f} (trial {out.best_number})"
+        )
         console.print_json(json.dumps(out.best_params, default=str))
     storage_arg = "" if spec.storage == DEFAULT_STORAGE else f" --storage '{_redact(spec.storage)}'"
     console.print(f"best config:  sweeper best {spec.name}{storage_arg} --format json")
@@ -113,16 +123,22 @@ def cmd_status(args: argparse.Namespace) -> int:
     except ValueError:
         pass
     if args.json:
-        out = {"study": args.name, "counts": dict(counts), "trials": len(trials),
-               "best_value": best.value if best else None,
-               "best_params": best.params if best else None,
-               "best_trial": best.number if best else None,
-               "gate_verdict": gate["verdict"] if gate else None}
+        out = {
+            "study": args.name,
+            "counts": dict(counts),
+            "trials": len(trials),
+            "best_value": best.value if best else None,
+            "best_params": best.params if best else None,
+            "best_trial": best.number if best else None,
+            "gate_verdict": gate["verdict"] if gate else None,
+        }
         print(json.dumps(out, indent=2, default=str))
         return 0
     console = _console()
-    console.print(f"study [bold]{args.name}[/] ({_redact(args.storage)}): {len(trials)} trials — "
-                  + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
+    console.print(
+        f"study [bold]{args.name}[/] ({_redact(args.storage)}): {len(trials)} trials — "
+        + ", ".join(f"{k} {v}" for k, v in sorted(counts.items()))
+    )
     if best is not None:
         console.print(f"best value {best.value:.4f} (trial {best.number}): {best.params}")
     if gate:
@@ -145,13 +161,17 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
     try:
         import optuna_dashboard
     except ModuleNotFoundError:
-        raise SweeperError("optuna-dashboard is not installed: pip install 'sweeper[dashboard]'"
-                           ) from None
+        raise SweeperError(
+            "optuna-dashboard is not installed: pip install 'sweeper[dashboard]'"
+        ) from None
     from sweeper.store import open_storage
 
     storage = open_storage(args.storage, heartbeat=False)
-    print(f"optuna-dashboard on {_redact(args.storage)} at http://{args.host}:{args.port}/ "
-          "(Ctrl-C to stop)", flush=True)
+    print(
+        f"optuna-dashboard on {_redact(args.storage)} at http://{args.host}:{args.port}/ "
+        "(Ctrl-C to stop)",
+        flush=True,
+    )
     optuna_dashboard.run_server(storage, host=args.host, port=args.port)
     return 0
 
@@ -167,7 +187,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="sweeper",
         description="Sanity-probe a PyTorch training setup, then search its hyperparameters "
-                    "with Optuna on Ray.")
+        "with Optuna on Ray.",
+    )
     p.add_argument("--version", action="version", version="sweeper 0.1.0")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -189,8 +210,10 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--plain", action="store_true", help="log lines instead of a live view")
     s.set_defaults(func=cmd_run)
 
-    for name, helptext in (("status", "trials done/running/pruned/failed, best so far"),
-                           ("best", "print the best config")):
+    for name, helptext in (
+        ("status", "trials done/running/pruned/failed, best so far"),
+        ("best", "print the best config"),
+    ):
         s = sub.add_parser(name, help=helptext)
         s.add_argument("name", help="study name")
         s.add_argument("--storage", default=DEFAULT_STORAGE, help="store URL (%(default)s)")
@@ -217,6 +240,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {_redact(str(e))}", file=sys.stderr)
         return e.exit_code
     except KeyboardInterrupt:
-        print("interrupted; finished trials are kept, run the same command to resume",
-              file=sys.stderr)
+        print(
+            "interrupted; finished trials are kept, run the same command to resume", file=sys.stderr
+        )
         return 130

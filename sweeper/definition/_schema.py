@@ -87,7 +87,7 @@ class IntParam(_Strict):
         return v
 
 
-Choice = Union[bool, int, float, str]
+Choice = Union[bool, int, float, str]  # noqa: UP007 (pydantic needs the runtime Union)
 
 
 class CategoricalParam(_Strict):
@@ -114,16 +114,18 @@ class LrRange(FloatParam):
 
     @field_validator("low")
     @classmethod
-    def _low_positive(cls, v: float) -> float:
+    def _low_positive_on_log(
+        cls, v: float, info: ValidationInfo
+    ) -> float:  # replaces the parent check
         if v <= 0:
             raise ValueError(f"must be > 0, got {v:g}")
         return v
 
 
-LrParam = Annotated[Union[LrRange, FixedParam], Field(discriminator="type")]
+LrParam = Annotated[LrRange | FixedParam, Field(discriminator="type")]
 
 Param = Annotated[
-    Union[FloatParam, IntParam, CategoricalParam, FixedParam], Field(discriminator="type")
+    FloatParam | IntParam | CategoricalParam | FixedParam, Field(discriminator="type")
 ]
 
 
@@ -139,7 +141,7 @@ class SearchSpace(BaseModel):
     names is passed to the model factory under its own name."""
 
     model_config = ConfigDict(extra="allow", frozen=True)
-    __pydantic_extra__: dict[str, Param] = Field(init=False)  # type: ignore[assignment]
+    __pydantic_extra__: dict[str, Param] = Field(init=False)
 
     lr: LrParam
     batch_size: Param
@@ -290,9 +292,7 @@ class Definition(_Strict):
     @classmethod
     def _plain_name(cls, v: str) -> str:
         if not _NAME.match(v):
-            raise ValueError(
-                f"must be letters, digits, '_', '.', '-' (at most 128), got {v!r}"
-            )
+            raise ValueError(f"must be letters, digits, '_', '.', '-' (at most 128), got {v!r}")
         return v
 
     @field_validator("task")

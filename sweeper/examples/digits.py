@@ -17,12 +17,16 @@ from torch import nn
 from sweeper.task import Task
 
 
-def digits_split(val_fraction: float = 0.2, seed: int = 0
-                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def digits_split(
+    val_fraction: float = 0.2, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Standardized (X_train, X_val, y_train, y_val) as float32 / int64 numpy arrays."""
     x, y = load_digits(return_X_y=True)
     x_tr, x_va, y_tr, y_va = train_test_split(
-        x.astype(np.float32), y.astype(np.int64), test_size=val_fraction, random_state=seed,
+        x.astype(np.float32),
+        y.astype(np.int64),
+        test_size=val_fraction,
+        random_state=seed,
         stratify=y,
     )
     mean = x_tr.mean(axis=0)
@@ -51,8 +55,12 @@ class CNN(nn.Module):
         super().__init__()
         c = channels
         self.features = nn.Sequential(
-            nn.Conv2d(1, c, 3, padding=1), nn.BatchNorm2d(c), nn.ReLU(),
-            nn.Conv2d(c, 2 * c, 3, padding=1), nn.BatchNorm2d(2 * c), nn.ReLU(),
+            nn.Conv2d(1, c, 3, padding=1),
+            nn.BatchNorm2d(c),
+            nn.ReLU(),
+            nn.Conv2d(c, 2 * c, 3, padding=1),
+            nn.BatchNorm2d(2 * c),
+            nn.ReLU(),
             nn.MaxPool2d(2),
         )
         self.head = nn.Sequential(nn.Flatten(), nn.Dropout(dropout), nn.Linear(2 * c * 16, 10))
@@ -67,8 +75,14 @@ def mlp_task(depth: int = 2) -> Task:
     def build(params: dict[str, Any]) -> nn.Module:
         return MLP(int(params.get("hidden", 128)), float(params["dropout"]), depth=depth)
 
-    return Task(build_model=build, train=(x_tr, y_tr), val=(x_va, y_va),
-                loss="cross_entropy", kind="multiclass", num_classes=10)
+    return Task(
+        build_model=build,
+        train=(x_tr, y_tr),
+        val=(x_va, y_va),
+        loss="cross_entropy",
+        kind="multiclass",
+        num_classes=10,
+    )
 
 
 def cnn_task() -> Task:
@@ -77,5 +91,11 @@ def cnn_task() -> Task:
     def build(params: dict[str, Any]) -> nn.Module:
         return CNN(int(params.get("channels", 16)), float(params["dropout"]))
 
-    return Task(build_model=build, train=(x_tr, y_tr), val=(x_va, y_va),
-                loss="cross_entropy", kind="multiclass", num_classes=10)
+    return Task(
+        build_model=build,
+        train=(x_tr, y_tr),
+        val=(x_va, y_va),
+        loss="cross_entropy",
+        kind="multiclass",
+        num_classes=10,
+    )

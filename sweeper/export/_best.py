@@ -39,18 +39,31 @@ def best_config(name: str, storage: str = DEFAULT_STORAGE) -> BestConfig:
     try:
         trial = study.best_trial
     except ValueError:
-        raise StoreError(f"study {name!r} has no completed trial yet; run it first "
-                         f"(`sweeper status {name}` shows its progress)") from None
+        raise StoreError(
+            f"study {name!r} has no completed trial yet; run it first "
+            f"(`sweeper status {name}` shows its progress)"
+        ) from None
     fixed = attrs.get_study_attr(study, attrs.FIXED, {}) or {}
     names = study.metric_names or ["value"]
-    return BestConfig(study=name, params={**fixed, **trial.params}, value=float(trial.value),
-                      number=trial.number, metric=names[0],
-                      direction=study.direction.name.lower(), user_attrs=dict(trial.user_attrs))
+    return BestConfig(
+        study=name,
+        params={**fixed, **trial.params},
+        value=float(trial.values[0]),
+        number=trial.number,
+        metric=names[0],
+        direction=study.direction.name.lower(),
+        user_attrs=dict(trial.user_attrs),
+    )
 
 
 def render(best: BestConfig, fmt: str) -> str:
-    data = {"study": best.study, "metric": best.metric, "value": best.value,
-            "trial": best.number, "params": best.params}
+    data = {
+        "study": best.study,
+        "metric": best.metric,
+        "value": best.value,
+        "trial": best.number,
+        "params": best.params,
+    }
     if fmt == "json":
         return json.dumps(data, indent=2)
     if fmt == "yaml":

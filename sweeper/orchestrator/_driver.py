@@ -32,10 +32,12 @@ MAX_RETRIES = 2
 
 class Progress(Protocol):
     def gate_done(self, report: dict[str, Any]) -> None: ...
-    def trial_done(self, number: int, state: str, value: float | None, params: dict[str, Any],
-                   note: str) -> None: ...
-    def tick(self, counts: dict[str, int], best: float | None, elapsed: float,
-             target: int) -> None: ...
+    def trial_done(
+        self, number: int, state: str, value: float | None, params: dict[str, Any], note: str
+    ) -> None: ...
+    def tick(
+        self, counts: dict[str, int], best: float | None, elapsed: float, target: int
+    ) -> None: ...
 
 
 @dataclass
@@ -69,15 +71,21 @@ def open_study(loaded: LoadedDefinition, storage: Any) -> optuna.Study:
     """Create the study, or load it if it exists and was made from the same search setup."""
     spec = loaded.spec
     parallel = True
-    study = optuna.create_study(storage=storage, study_name=spec.name, load_if_exists=True,
-                                direction=spec.objective.direction,
-                                sampler=make_sampler(spec, parallel), pruner=make_pruner(spec))
+    study = optuna.create_study(
+        storage=storage,
+        study_name=spec.name,
+        load_if_exists=True,
+        direction=spec.objective.direction,
+        sampler=make_sampler(spec, parallel),
+        pruner=make_pruner(spec),
+    )
     stored = attrs.get_study_attr(study, attrs.FINGERPRINT)
     if stored is None:
         if study.trials:
             raise StudyMismatchError(
                 f"study {spec.name!r} already exists in the store but was not created by sweeper; "
-                "choose another `name:` in the definition")
+                "choose another `name:` in the definition"
+            )
         attrs.set_study_attr(study, attrs.FINGERPRINT, loaded.fingerprint)
         attrs.set_study_attr(study, attrs.DEFINITION, loaded.text)
         attrs.set_study_attr(study, attrs.FIXED, fixed_values(spec.search))
@@ -87,7 +95,8 @@ def open_study(loaded: LoadedDefinition, storage: Any) -> optuna.Study:
             f"study {spec.name!r} in the store was created with a different task, objective, "
             "epochs or search space; its trials would not be comparable. Give this definition "
             f"a new `name:` (e.g. {spec.name}-v2), or delete the old study with "
-            f"`optuna delete-study --study-name {spec.name} --storage URL`")
+            f"`optuna delete-study --study-name {spec.name} --storage URL`"
+        )
     if study.direction.name.lower() != spec.objective.direction:
         raise StudyMismatchError(f"study {spec.name!r} optimizes in the other direction")
     return study
@@ -98,8 +107,12 @@ def _init_ray(address: str | None, search_paths: list[str]) -> None:
 
     if ray.is_initialized():
         return
-    kwargs: dict[str, Any] = {"logging_level": logging.WARNING, "log_to_driver": True,
-                              "include_dashboard": False, "configure_logging": True}
+    kwargs: dict[str, Any] = {
+        "logging_level": logging.WARNING,
+        "log_to_driver": True,
+        "include_dashboard": False,
+        "configure_logging": True,
+    }
     if address:
         kwargs["address"] = address
     else:
@@ -118,13 +131,15 @@ def _concurrency(spec: Any) -> int:
         if fits < 1:
             raise SweeperError(
                 f"resources.gpus is {spec.resources.gpus} but the Ray cluster has "
-                f"{res.get('GPU', 0)} GPUs; set resources.gpus: 0 to run on CPUs")
+                f"{res.get('GPU', 0)} GPUs; set resources.gpus: 0 to run on CPUs"
+            )
     limit = spec.resources.max_concurrent or fits
     return max(1, min(limit, fits, spec.budget.trials))
 
 
-def run_study(loaded: LoadedDefinition, progress: Progress | None = None,
-              address: str | None = None) -> Outcome:
+def run_study(
+    loaded: LoadedDefinition, progress: Progress | None = None, address: str | None = None
+) -> Outcome:
     """Gate, then search until the definition's budget of finished trials is met."""
     import ray
 
@@ -150,8 +165,17 @@ def run_study(loaded: LoadedDefinition, progress: Progress | None = None,
         "overfit_steps": spec.probes.overfit_steps,
         "overfit_min_accuracy": spec.probes.overfit_min_accuracy,
     }
-    runners = [runner_cls.remote(spec.task, spec.task_args, search_paths, probe_settings,
-                                 spec.probes.trial, spec.resources.cpus) for _ in range(n_runners)]
+    runners = [
+        runner_cls.remote(
+            spec.task,
+            spec.task_args,
+            search_paths,
+            probe_settings,
+            spec.probes.trial,
+            spec.resources.cpus,
+        )
+        for _ in range(n_runners)
+    ]
     loads = ray.get([r.load.remote() for r in runners])
     errors = [x["error"] for x in loads if "error" in x]
     if errors:
@@ -179,14 +203,25 @@ def run_study(loaded: LoadedDefinition, progress: Progress | None = None,
 
 def _gate_message(gate: dict[str, Any]) -> str:
     lines = [f"{f['probe']}: {f['hint']}" for f in gate["findings"] if f["verdict"] == "fail"]
-    return ("the study gate failed, so no search was run (gate mode: strict):\n  "
-            + "\n  ".join(lines)
-            + "\nFix the setup, or set `probes: {gate: warn}` to search anyway.")
+    return (
+        "the study gate failed, so no search was run (gate mode: strict):\n  "
+        + "\n  ".join(lines)
+        + "\nFix the setup, or set `probes: {gate: warn}` to search anyway."
+    )
 
 
 class _Search:
-    def __init__(self, study: optuna.Study, storage: Any, spec: Any, fixed: dict[str, Any],
-                 runners: list[Any], progress: Progress | None, device: str, t0: float) -> None:
+    def __init__(
+        self,
+        study: optuna.Study,
+        storage: Any,
+        spec: Any,
+        fixed: dict[str, Any],
+        runners: list[Any],
+        progress: Progress | None,
+        device: str,
+        t0: float,
+    ) -> None:
         self.study = study
         self.storage = storage
         self.spec = spec
@@ -245,8 +280,12 @@ class _Search:
                     self._handle(pending[ref], ref)
                 self._heartbeat()
                 if self.progress:
-                    self.progress.tick(self._counts(), self.best, time.perf_counter() - self.t0,
-                                       self.spec.budget.trials)
+                    self.progress.tick(
+                        self._counts(),
+                        self.best,
+                        time.perf_counter() - self.t0,
+                        self.spec.budget.trials,
+                    )
         except BaseException:
             self._abandon("the driver was interrupted")
             raise
@@ -295,8 +334,10 @@ class _Search:
         metric = self.spec.objective.metric
         value = metrics.get(metric)
         if value is None:
-            self._fail(slot, f"metric {metric!r} is not produced for this task; "
-                             f"available: {sorted(metrics)}")
+            self._fail(
+                slot,
+                f"metric {metric!r} is not produced for this task; available: {sorted(metrics)}",
+            )
             return
         if not math.isfinite(value):
             self._prune(slot, f"{metric} became {value} at epoch {slot.epoch}", probed=True)
@@ -306,7 +347,9 @@ class _Search:
         if slot.epoch >= self.spec.budget.epochs:
             self._finish(slot, TrialState.COMPLETE, value, "")
         elif slot.trial.should_prune():
-            self._finish(slot, TrialState.PRUNED, None, f"pruned by the pruner at epoch {slot.epoch}")
+            self._finish(
+                slot, TrialState.PRUNED, None, f"pruned by the pruner at epoch {slot.epoch}"
+            )
         else:
             slot.ref, slot.phase = slot.runner.epoch.remote(), "epoch"
 
@@ -325,13 +368,21 @@ class _Search:
         assert slot.trial is not None
         retries = int(slot.trial.user_attrs.get(attrs.RETRY_OF + "_count", 0))
         number = slot.trial.number
-        self._fail(slot, f"{why}; " + ("re-queued with the same params" if retries < MAX_RETRIES
-                                        else "gave up after retries"))
+        self._fail(
+            slot,
+            f"{why}; "
+            + (
+                "re-queued with the same params"
+                if retries < MAX_RETRIES
+                else "gave up after retries"
+            ),
+        )
         if retries < MAX_RETRIES:
             self.study.enqueue_trial(
                 {k: v for k, v in slot.params.items() if k in self.dists},
                 user_attrs={attrs.RETRY_OF: number, attrs.RETRY_OF + "_count": retries + 1},
-                skip_if_exists=False)
+                skip_if_exists=False,
+            )
 
     def _finish(self, slot: _Slot, state: TrialState, value: float | None, note: str) -> None:
         trial = slot.trial
@@ -350,14 +401,18 @@ class _Search:
             self.consecutive_failures += 1
             limit = self.spec.budget.max_consecutive_failures
             if self.consecutive_failures >= limit and not self.stop_reason:
-                self.stop_reason = (f"{limit} trials failed in a row (last: {note}); fix the "
-                                    "error, then run again to resume")
+                self.stop_reason = (
+                    f"{limit} trials failed in a row (last: {note}); fix the "
+                    "error, then run again to resume"
+                )
         else:
             self.consecutive_failures = 0
         if state == TrialState.COMPLETE and value is not None:
-            better = (self.best is None or
-                      (value > self.best if self.spec.objective.direction == "maximize"
-                       else value < self.best))
+            better = self.best is None or (
+                value > self.best
+                if self.spec.objective.direction == "maximize"
+                else value < self.best
+            )
             if better:
                 self.best = value
         if self.progress:
@@ -391,6 +446,15 @@ class _Search:
         except ValueError:
             pass
         counts = {k.lower(): v for k, v in self.counts.items() if k not in ("WAITING", "RUNNING")}
-        return Outcome(self.study.study_name, self.spec.storage, counts, self.best, best_params,
-                       best_number, time.perf_counter() - self.t0, gate, self.stop_reason,
-                       self.saved_seconds)
+        return Outcome(
+            self.study.study_name,
+            self.spec.storage,
+            counts,
+            self.best,
+            best_params,
+            best_number,
+            time.perf_counter() - self.t0,
+            gate,
+            self.stop_reason,
+            self.saved_seconds,
+        )

@@ -20,14 +20,23 @@ def _error_text(e: BaseException, params: dict[str, Any] | None = None) -> str:
     where = f" at {frames[-1].filename}:{frames[-1].lineno}" if frames else ""
     text = f"{type(e).__name__}: {e}{where}"
     if "out of memory" in str(e).lower() and params is not None:
-        text += (f" (hint: CUDA ran out of memory with batch_size={params.get('batch_size')}; "
-                 "lower the batch_size choices or give trials a larger GPU share)")
+        text += (
+            f" (hint: CUDA ran out of memory with batch_size={params.get('batch_size')}; "
+            "lower the batch_size choices or give trials a larger GPU share)"
+        )
     return text
 
 
 class TrialRunner:
-    def __init__(self, task_ref: str, task_args: dict[str, Any], search_paths: list[str],
-                 probe_settings: dict[str, Any], trial_probes: bool, cpus: float) -> None:
+    def __init__(
+        self,
+        task_ref: str,
+        task_args: dict[str, Any],
+        search_paths: list[str],
+        probe_settings: dict[str, Any],
+        trial_probes: bool,
+        cpus: float,
+    ) -> None:
         self.task_ref = task_ref
         self.task_args = task_args
         self.search_paths = search_paths
@@ -71,15 +80,24 @@ class TrialRunner:
             return {"error": str(e) if isinstance(e, TaskError) else _error_text(e)}
         import torch
 
-        return {"device": str(self.device), "torch": torch.__version__,
-                "node": ray.get_runtime_context().get_node_id() if ray.is_initialized() else "",
-                "pid": os.getpid()}
+        return {
+            "device": str(self.device),
+            "torch": torch.__version__,
+            "node": ray.get_runtime_context().get_node_id() if ray.is_initialized() else "",
+            "pid": os.getpid(),
+        }
 
     def _context(self, params: dict[str, Any], seed: int) -> Any:
         from sweeper.probes import Context, Settings
 
-        return Context(task=self.task, data=self.data, params=params, device=self.device,
-                       settings=Settings(**self.probe_settings), seed=seed)
+        return Context(
+            task=self.task,
+            data=self.data,
+            params=params,
+            device=self.device,
+            settings=Settings(**self.probe_settings),
+            seed=seed,
+        )
 
     # -- the gate ----------------------------------------------------------------------------
     def gate(self, params: dict[str, Any]) -> dict[str, Any]:
@@ -87,8 +105,13 @@ class TrialRunner:
 
         try:
             self._ensure()
-            report = run_gate(self.task, params=params, settings=Settings(**self.probe_settings),
-                              device=self.device, data=self.data)
+            report = run_gate(
+                self.task,
+                params=params,
+                settings=Settings(**self.probe_settings),
+                device=self.device,
+                data=self.data,
+            )
         except Exception as e:
             return {"error": _error_text(e)}
         return report.to_dict()
@@ -109,13 +132,19 @@ class TrialRunner:
                 probe_s = time.perf_counter() - t0
                 failed = [f for f in findings if f.verdict == "fail"]
                 if failed:
-                    return {"stopped": f"{failed[0].probe}: {failed[0].hint}",
-                            "findings": [f.to_dict() for f in findings], "probe_seconds": probe_s}
+                    return {
+                        "stopped": f"{failed[0].probe}: {failed[0].hint}",
+                        "findings": [f.to_dict() for f in findings],
+                        "probe_seconds": probe_s,
+                    }
             self.run = start_run(self.task, self.data, params, self.device, seed=number)
             self.monitor = TrialMonitor() if self.trial_probes else None
             self.trial_number = number
-            return {"findings": [f.to_dict() for f in findings], "probe_seconds": probe_s,
-                    "device": str(self.device)}
+            return {
+                "findings": [f.to_dict() for f in findings],
+                "probe_seconds": probe_s,
+                "device": str(self.device),
+            }
         except Exception as e:
             return {"error": _error_text(e, params)}
 
@@ -154,6 +183,4 @@ class TrialRunner:
 def remote_runner(cpus: float, gpus: float) -> Any:
     """The runner as a Ray actor class with the trial's resources. A worker that dies is
     restarted by Ray; the driver re-runs the trial it held."""
-    return ray.remote(num_cpus=cpus, num_gpus=gpus, max_restarts=3, max_task_retries=0)(
-        TrialRunner
-    )
+    return ray.remote(num_cpus=cpus, num_gpus=gpus, max_restarts=3, max_task_retries=0)(TrialRunner)

@@ -11,8 +11,7 @@ import torch
 from sweeper.training import Data
 
 # Params for a probe run when the user gives none: a safe, ordinary configuration.
-REFERENCE_PARAMS: dict[str, Any] = {"lr": 1e-3, "batch_size": 32, "dropout": 0.0,
-                                    "init": "default"}
+REFERENCE_PARAMS: dict[str, Any] = {"lr": 1e-3, "batch_size": 32, "dropout": 0.0, "init": "default"}
 
 
 @dataclass
@@ -31,9 +30,12 @@ class Settings:
     def from_spec(cls, spec: Any) -> Settings:
         if spec is None:
             return cls()
-        return cls(init_loss_tolerance=spec.init_loss_tolerance,
-                   overfit_samples=spec.overfit_samples, overfit_steps=spec.overfit_steps,
-                   overfit_min_accuracy=spec.overfit_min_accuracy)
+        return cls(
+            init_loss_tolerance=spec.init_loss_tolerance,
+            overfit_samples=spec.overfit_samples,
+            overfit_steps=spec.overfit_steps,
+            overfit_min_accuracy=spec.overfit_min_accuracy,
+        )
 
 
 @dataclass
@@ -59,10 +61,18 @@ class Context:
         if isinstance(loss, str):
             return loss
         name = type(loss).__name__ if not hasattr(loss, "__name__") else loss.__name__
-        known = {"CrossEntropyLoss": "cross_entropy", "cross_entropy": "cross_entropy",
-                 "NLLLoss": "nll", "nll_loss": "nll", "BCEWithLogitsLoss": "bce",
-                 "binary_cross_entropy_with_logits": "bce", "MSELoss": "mse",
-                 "mse_loss": "mse", "L1Loss": "l1", "l1_loss": "l1"}
+        known = {
+            "CrossEntropyLoss": "cross_entropy",
+            "cross_entropy": "cross_entropy",
+            "NLLLoss": "nll",
+            "nll_loss": "nll",
+            "BCEWithLogitsLoss": "bce",
+            "binary_cross_entropy_with_logits": "bce",
+            "MSELoss": "mse",
+            "mse_loss": "mse",
+            "L1Loss": "l1",
+            "l1_loss": "l1",
+        }
         return known.get(name, "custom")
 
     @property

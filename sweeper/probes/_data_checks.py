@@ -22,9 +22,14 @@ def data_finite(ctx: Context) -> Finding:
         if nx or ny:
             bad[split] = {"inputs": nx, "targets": ny}
     if bad:
-        return Finding("data_finite", "fail", bad, "no NaN or inf values",
-                       "the data hold NaN/inf: impute or drop those rows before training "
-                       "(check for division by a zero std in normalization)")
+        return Finding(
+            "data_finite",
+            "fail",
+            bad,
+            "no NaN or inf values",
+            "the data hold NaN/inf: impute or drop those rows before training "
+            "(check for division by a zero std in normalization)",
+        )
     return Finding("data_finite", "pass", 0, "no NaN or inf values")
 
 
@@ -39,12 +44,25 @@ def labels_in_range(ctx: Context) -> Finding:
         seen += [float(yf.min().item()), float(yf.max().item())]
         if ctx.kind == "binary":
             if not torch.all((yf == 0) | (yf == 1)):
-                return Finding("labels_in_range", "fail", sorted(set(seen)), "binary targets in {0, 1}",
-                               f"{split} targets are not all 0/1: map the classes to 0 and 1")
+                return Finding(
+                    "labels_in_range",
+                    "fail",
+                    sorted(set(seen)),
+                    "binary targets in {0, 1}",
+                    f"{split} targets are not all 0/1: map the classes to 0 and 1",
+                )
         elif not torch.all((yf >= lo_ok) & (yf <= hi) & (yf == yf.round())):
-            return Finding("labels_in_range", "fail", [min(seen), max(seen)],
-                           f"integer labels in [0, {hi}]",
-                           f"{split} labels fall outside [0, num_classes): re-encode them as "
-                           "0..C-1 or fix num_classes")
-    return Finding("labels_in_range", "pass", [min(seen), max(seen)],
-                   f"labels in [0, {hi}]" if ctx.kind == "multiclass" else "{0, 1}")
+            return Finding(
+                "labels_in_range",
+                "fail",
+                [min(seen), max(seen)],
+                f"integer labels in [0, {hi}]",
+                f"{split} labels fall outside [0, num_classes): re-encode them as "
+                "0..C-1 or fix num_classes",
+            )
+    return Finding(
+        "labels_in_range",
+        "pass",
+        [min(seen), max(seen)],
+        f"labels in [0, {hi}]" if ctx.kind == "multiclass" else "{0, 1}",
+    )

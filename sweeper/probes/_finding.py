@@ -56,14 +56,19 @@ class Report:
         for f in self.findings:
             if f.probe == probe:
                 return f
-        raise KeyError(f"no finding from probe {probe!r}; probes run: {[f.probe for f in self.findings]}")
+        raise KeyError(
+            f"no finding from probe {probe!r}; probes run: {[f.probe for f in self.findings]}"
+        )
 
     def __contains__(self, probe: object) -> bool:
         return any(f.probe == probe for f in self.findings)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"verdict": self.verdict, "seconds": round(self.seconds, 3),
-                "findings": [f.to_dict() for f in self.findings]}
+        return {
+            "verdict": self.verdict,
+            "seconds": round(self.seconds, 3),
+            "findings": [f.to_dict() for f in self.findings],
+        }
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Report:

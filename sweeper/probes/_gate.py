@@ -28,15 +28,25 @@ GATE: list[tuple[str, Probe]] = [
 _NEEDS_CLEAN_DATA = {"init_loss", "overfit_tiny"}
 
 
-def run_gate(task: Any, params: dict[str, Any] | None = None, settings: Settings | None = None,
-             device: torch.device | None = None, data: Data | None = None,
-             progress: Callable[[Finding], None] | None = None) -> Report:
+def run_gate(
+    task: Any,
+    params: dict[str, Any] | None = None,
+    settings: Settings | None = None,
+    device: torch.device | None = None,
+    data: Data | None = None,
+    progress: Callable[[Finding], None] | None = None,
+) -> Report:
     """Run every enabled gate probe; a probe that crashes becomes a failure naming the error."""
     t0 = time.perf_counter()
     dev = device or torch.device("cpu")
     p = {**REFERENCE_PARAMS, **(params or {})}
-    ctx = Context(task=task, data=data or Data.of(task, dev), params=p, device=dev,
-                  settings=settings or Settings())
+    ctx = Context(
+        task=task,
+        data=data or Data.of(task, dev),
+        params=p,
+        device=dev,
+        settings=settings or Settings(),
+    )
     report = Report()
     for name, probe in GATE:
         if name in ctx.settings.disabled:
@@ -45,8 +55,9 @@ def run_gate(task: Any, params: dict[str, Any] | None = None, settings: Settings
             f.verdict == "fail" and f.probe in ("data_finite", "labels_in_range")
             for f in report.findings
         ):
-            finding = Finding(name, "warn", None, "clean data",
-                              "skipped: fix the data findings above first")
+            finding = Finding(
+                name, "warn", None, "clean data", "skipped: fix the data findings above first"
+            )
         else:
             finding = _run_one(name, probe, ctx)
         report.findings.append(finding)
@@ -63,18 +74,28 @@ def _run_one(name: str, probe: Probe, ctx: Context) -> Finding:
     except Exception as e:  # a crash in the user's model is itself a finding
         frames = traceback.extract_tb(e.__traceback__)
         where = f" at {frames[-1].filename}:{frames[-1].lineno}" if frames else ""
-        finding = Finding(name, "fail", f"{type(e).__name__}: {e}", "the probe runs",
-                          f"the model or loss raised{where}; fix that error first")
+        finding = Finding(
+            name,
+            "fail",
+            f"{type(e).__name__}: {e}",
+            "the probe runs",
+            f"the model or loss raised{where}; fix that error first",
+        )
     finding.seconds = round(time.perf_counter() - t, 4)
     return finding
 
 
-def probe(task: Any, params: dict[str, Any] | None = None, settings: Settings | None = None,
-          device: str | torch.device | None = None) -> Report:
+def probe(
+    task: Any,
+    params: dict[str, Any] | None = None,
+    settings: Settings | None = None,
+    device: str | torch.device | None = None,
+) -> Report:
     """Run the study gate on a sweeper.Task without running a study.
 
     >>> report = sweeper.probe(task)
-    >>> report.verdict, [(f.probe, f.verdict, f.measured, f.expected, f.hint) for f in report.findings]
+    >>> report.verdict
+    >>> [(f.probe, f.verdict, f.measured, f.expected, f.hint) for f in report.findings]
     """
     dev = torch.device(device) if device is not None else None
     return run_gate(task, params=params, settings=settings, device=dev)

@@ -28,43 +28,81 @@ def expected_init_loss(ctx: Context, y: torch.Tensor) -> tuple[float, str]:
 
 
 @torch.no_grad()
-def init_loss_value(ctx: Context, params: dict | None = None, rows: int = 512) -> float:
+def init_outputs(
+    ctx: Context, params: dict | None = None, rows: int = 512
+) -> tuple[float, torch.Tensor]:
+    """(loss, model outputs) of a freshly initialised model on the first training rows."""
     torch.manual_seed(ctx.seed)
     model = build_model(ctx.task, params or ctx.params, ctx.device)
     model.eval()
     x, y = ctx.data.train.head(rows)
-    return float(resolve_loss(ctx.task.loss)(model(x), y).item())
+    out = model(x)
+    return float(resolve_loss(ctx.task.loss)(out, y).item()), out
+
+
+def init_loss_value(ctx: Context, params: dict | None = None, rows: int = 512) -> float:
+    return init_outputs(ctx, params, rows)[0]
 
 
 def init_loss(ctx: Context, params: dict | None = None) -> Finding:
     _, y = ctx.data.train.head(512)
     expected, how = expected_init_loss(ctx, y)
-    measured = init_loss_value(ctx, params)
+    measured, out = init_outputs(ctx, params)
     s = ctx.settings
     lo, hi = expected * (1 - s.init_loss_tolerance), expected * (1 + s.init_loss_tolerance)
     exp_txt = f"≈ {expected:.3f} ({how}), within [{lo:.3f}, {hi:.3f}]"
     if not math.isfinite(measured):
-        return Finding("init_loss", "fail", measured, exp_txt,
-                       "loss is not finite before any training: look for NaN/inf in the inputs, "
-                       "a log of zero, or a division in the model or loss")
-    if ctx.loss_name in _CE_FAMILY and measured < 0:
-        return Finding("init_loss", "fail", measured, exp_txt,
-                       "a cross-entropy loss below 0 means it was fed the wrong thing: NLLLoss "
-                       "needs log-probabilities (add log_softmax, or use cross_entropy on raw "
-                       "logits)")
+        return Finding(
+            "init_loss",
+            "fail",
+            measured,
+            exp_txt,
+            "loss is not finite before any training: look for NaN/inf in the inputs, "
+            "a log of zero, or a division in the model or loss",
+        )
+    not_log_probs = (
+        ctx.loss_name == "nll"
+        and out.ndim == 2
+        and float(torch.logsumexp(out.float(), dim=-1).abs().mean()) > 0.1
+    )
+    if ctx.loss_name in _CE_FAMILY and measured < 0 or not_log_probs:
+        return Finding(
+            "init_loss",
+            "fail",
+            measured,
+            exp_txt,
+            "a cross-entropy loss below 0 means it was fed the wrong thing: NLLLoss "
+            "needs log-probabilities (add log_softmax, or use cross_entropy on raw "
+            "logits)",
+        )
     if measured > expected * s.init_loss_fail_ratio:
-        return Finding("init_loss", "fail", measured, exp_txt,
-                       f"loss at init is {measured / max(expected, 1e-12):.1f}x the expected "
-                       "value: inputs are not normalized (subtract the train-split mean, divide "
-                       "by its std) or the init makes outputs over-confident (lower the init "
-                       "scale, zero the last layer's bias)")
+        return Finding(
+            "init_loss",
+            "fail",
+            measured,
+            exp_txt,
+            f"loss at init is {measured / max(expected, 1e-12):.1f}x the expected "
+            "value: inputs are not normalized (subtract the train-split mean, divide "
+            "by its std) or the init makes outputs over-confident (lower the init "
+            "scale, zero the last layer's bias)",
+        )
     if measured > hi:
-        return Finding("init_loss", "warn", measured, exp_txt,
-                       "loss at init is above the expected value: outputs start over-confident; "
-                       "check input scaling and the last layer's init")
+        return Finding(
+            "init_loss",
+            "warn",
+            measured,
+            exp_txt,
+            "loss at init is above the expected value: outputs start over-confident; "
+            "check input scaling and the last layer's init",
+        )
     if measured < lo:
-        return Finding("init_loss", "warn", measured, exp_txt,
-                       "loss at init is below what an uninformed model gives: check that the "
-                       "loss matches the output (e.g. no softmax before cross_entropy) and that "
-                       "targets do not leak into the inputs")
+        return Finding(
+            "init_loss",
+            "warn",
+            measured,
+            exp_txt,
+            "loss at init is below what an uninformed model gives: check that the "
+            "loss matches the output (e.g. no softmax before cross_entropy) and that "
+            "targets do not leak into the inputs",
+        )
     return Finding("init_loss", "pass", measured, exp_txt, "")

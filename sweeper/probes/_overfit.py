@@ -19,8 +19,13 @@ def tiny_indices(ctx: Context, n: int) -> torch.Tensor:
     return torch.randperm(total, generator=g)[: min(n, total)]
 
 
-def fit_tiny(ctx: Context, x: torch.Tensor, y: torch.Tensor, params: dict[str, Any] | None = None,
-             steps: int | None = None) -> dict[str, Any]:
+def fit_tiny(
+    ctx: Context,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    params: dict[str, Any] | None = None,
+    steps: int | None = None,
+) -> dict[str, Any]:
     """Full-batch Adam on (x, y), dropout and weight decay off. Returns the loss curve and the
     final loss and accuracy."""
     s = ctx.settings
@@ -68,36 +73,62 @@ def overfit_tiny(ctx: Context) -> Finding:
     if ctx.kind == "regression":
         target = 0.05 * max(start, 1e-12)
         measured = r["loss"]
-        expected = f"loss ≤ {target:.4g} (5% of the initial {start:.4g}) within {s.overfit_steps} steps"
+        expected = (
+            f"loss ≤ {target:.4g} (5% of the initial {start:.4g}) within {s.overfit_steps} steps"
+        )
         if math.isfinite(measured) and measured <= target:
             return Finding("overfit_tiny", "pass", measured, expected, "", details=details)
-        return Finding("overfit_tiny", "fail", measured, expected,
-                       "cannot fit a few samples: an activation on the output layer may clip "
-                       "the range (e.g. ReLU on a regression output), or gradients do not reach "
-                       "the parameters", details=details)
+        return Finding(
+            "overfit_tiny",
+            "fail",
+            measured,
+            expected,
+            "cannot fit a few samples: an activation on the output layer may clip "
+            "the range (e.g. ReLU on a regression output), or gradients do not reach "
+            "the parameters",
+            details=details,
+        )
     c = ctx.num_classes
     margin = max(0.1, 0.1 * math.log(c))
-    expected = (f"train accuracy ≥ {s.overfit_min_accuracy:.0%} and loss ≤ {floor + margin:.3f} "
-                f"(floor {floor:.3f}) on {len(y)} samples within {s.overfit_steps} steps")
+    expected = (
+        f"train accuracy ≥ {s.overfit_min_accuracy:.0%} and loss ≤ {floor + margin:.3f} "
+        f"(floor {floor:.3f}) on {len(y)} samples within {s.overfit_steps} steps"
+    )
     measured = {"accuracy": round(r["accuracy"], 4), "loss": round(r["loss"], 4)}
     details["measured_loss"] = r["loss"]
     if not math.isfinite(r["loss"]):
-        return Finding("overfit_tiny", "fail", measured, expected,
-                       "loss became non-finite on a tiny set with a safe optimizer: look for a "
-                       "log of zero or a division in the model or loss", details=details)
+        return Finding(
+            "overfit_tiny",
+            "fail",
+            measured,
+            expected,
+            "loss became non-finite on a tiny set with a safe optimizer: look for a "
+            "log of zero or a division in the model or loss",
+            details=details,
+        )
     if r["accuracy"] >= s.overfit_min_accuracy and r["loss"] <= floor + margin:
         return Finding("overfit_tiny", "pass", measured, expected, "", details=details)
     if r["accuracy"] >= s.overfit_min_accuracy:
         double = math.log(math.e + c - 1) - 1
-        hint = (f"accuracy is reached but the loss floors at {r['loss']:.3f}, above the right floor "
-                f"{floor:.3f}")
+        hint = (
+            f"accuracy is reached but the loss floors at {r['loss']:.3f}, above the right floor "
+            f"{floor:.3f}"
+        )
         if abs(r["loss"] - double) < 0.15 * double:
-            hint += (f"; ≈ ln(e+C−1)−1 = {double:.3f} is the mark of a softmax (or sigmoid) "
-                     "applied before the loss: return raw logits and let the loss do it")
+            hint += (
+                f"; ≈ ln(e+C−1)−1 = {double:.3f} is the mark of a softmax (or sigmoid) "
+                "applied before the loss: return raw logits and let the loss do it"
+            )
         else:
             hint += ": the output is squashed before the loss (softmax/sigmoid in the model?)"
         return Finding("overfit_tiny", "fail", measured, expected, hint, details=details)
-    return Finding("overfit_tiny", "fail", measured, expected,
-                   "cannot memorise a few samples: the model or its wiring is broken (frozen or "
-                   "detached layers, an output activation, labels the model cannot represent); "
-                   "fix this before tuning anything", details=details)
+    return Finding(
+        "overfit_tiny",
+        "fail",
+        measured,
+        expected,
+        "cannot memorise a few samples: the model or its wiring is broken (frozen or "
+        "detached layers, an output activation, labels the model cannot represent); "
+        "fix this before tuning anything",
+        details=details,
+    )

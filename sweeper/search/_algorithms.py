@@ -12,16 +12,19 @@ def make_sampler(spec: Definition, parallel: bool) -> optuna.samplers.BaseSample
     if s.type == "random":
         return optuna.samplers.RandomSampler(seed=s.seed)
     # constant liar: parallel asks see running trials as bad, so they spread out
-    return optuna.samplers.TPESampler(seed=s.seed, n_startup_trials=s.startup_trials,
-                                      multivariate=True, constant_liar=parallel)
+    return optuna.samplers.TPESampler(
+        seed=s.seed, n_startup_trials=s.startup_trials, multivariate=True, constant_liar=parallel
+    )
 
 
 def make_pruner(spec: Definition) -> optuna.pruners.BasePruner:
     p = spec.pruner
     if p.type == "median":
-        return optuna.pruners.MedianPruner(n_startup_trials=p.startup_trials,
-                                           n_warmup_steps=p.warmup_epochs)
+        return optuna.pruners.MedianPruner(
+            n_startup_trials=p.startup_trials, n_warmup_steps=p.warmup_epochs
+        )
     if p.type == "hyperband":
-        return optuna.pruners.HyperbandPruner(min_resource=max(1, p.warmup_epochs),
-                                              max_resource=spec.budget.epochs)
+        return optuna.pruners.HyperbandPruner(
+            min_resource=max(1, p.warmup_epochs), max_resource=spec.budget.epochs
+        )
     return optuna.pruners.NopPruner()

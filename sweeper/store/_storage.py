@@ -28,7 +28,9 @@ def _prepare_sqlite(path: Path) -> None:
     """WAL lets readers (dashboard, `sweeper status`) and one writer work at once; the busy
     timeout makes writers from several processes wait for each other instead of failing."""
     if path.parent and not path.parent.exists():
-        raise StoreError(f"folder {str(path.parent)!r} of the SQLite store does not exist; create it")
+        raise StoreError(
+            f"folder {str(path.parent)!r} of the SQLite store does not exist; create it"
+        )
     con = sqlite3.connect(path, timeout=60)
     try:
         con.execute("PRAGMA journal_mode=WAL")
@@ -51,14 +53,19 @@ def open_storage(url: str, heartbeat: bool = True) -> RDBStorage:
             _prepare_sqlite(path)
         kwargs: dict[str, Any] = {}
         if heartbeat:
-            kwargs = {"heartbeat_interval": HEARTBEAT_S, "grace_period": GRACE_S,
-                      "heartbeat_stale_trial_callback": RetryHeartbeatStaleTrialCallback(max_retry=2)}
+            kwargs = {
+                "heartbeat_interval": HEARTBEAT_S,
+                "grace_period": GRACE_S,
+                "heartbeat_stale_trial_callback": RetryHeartbeatStaleTrialCallback(max_retry=2),
+            }
         return RDBStorage(url, engine_kwargs=engine_kwargs(url), **kwargs)
     except StoreError:
         raise
     except ModuleNotFoundError as e:
-        raise StoreError(f"cannot open store {redact(url)}: driver {e.name!r} is not installed; "
-                         "for PostgreSQL run: pip install 'sweeper[postgres]'") from None
+        raise StoreError(
+            f"cannot open store {redact(url)}: driver {e.name!r} is not installed; "
+            "for PostgreSQL run: pip install 'sweeper[postgres]'"
+        ) from None
     except Exception as e:
         msg = redact(str(e).splitlines()[0] if str(e) else type(e).__name__)
         raise StoreError(f"cannot open store {redact(url)}: {msg}") from None

@@ -52,7 +52,9 @@ def load_task(ref: str, args: dict[str, Any] | None = None) -> Any:
         raise TaskError(f"task {ref!r}: importing it failed: {_last_line(e)}") from e
     func = getattr(module, func_name, None)
     if func is None:
-        public = sorted(n for n in vars(module) if not n.startswith("_") and callable(getattr(module, n)))
+        public = sorted(
+            n for n in vars(module) if not n.startswith("_") and callable(getattr(module, n))
+        )
         raise TaskError(
             f"task {ref!r}: module {module_name!r} has no {func_name!r}; callables there: {public}"
         )

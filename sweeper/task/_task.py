@@ -12,7 +12,7 @@ if TYPE_CHECKING:
     import torch
     from torch.utils.data import Dataset
 
-    Data = Union[tuple[Any, Any], Dataset]
+    Data = Union[tuple[Any, Any], Dataset]  # noqa: UP007
     LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 KINDS = ("multiclass", "binary", "regression")
@@ -61,7 +61,9 @@ class Task:
         if self.kind == "binary" and self.num_classes is None:
             self.num_classes = 2
         if self.kind == "multiclass" and (self.num_classes is None or self.num_classes < 2):
-            problems.append(f"num_classes must be >= 2 for kind='multiclass', got {self.num_classes}")
+            problems.append(
+                f"num_classes must be >= 2 for kind='multiclass', got {self.num_classes}"
+            )
         for name in ("train", "val"):
             problems.extend(_check_data(name, getattr(self, name)))
         if problems:

@@ -42,8 +42,9 @@ class Batches:
     def __len__(self) -> int:
         return len(self.x) if self.x is not None else len(self.dataset)  # type: ignore[arg-type]
 
-    def epoch(self, batch_size: int, shuffle: bool, generator: torch.Generator | None = None
-              ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    def epoch(
+        self, batch_size: int, shuffle: bool, generator: torch.Generator | None = None
+    ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         if self.x is not None and self.y is not None:
             n = len(self.x)
             if shuffle:
@@ -55,8 +56,10 @@ class Batches:
                 for i in range(0, n, batch_size):
                     yield self.x[i : i + batch_size], self.y[i : i + batch_size]
             return
-        loader = DataLoader(self.dataset, batch_size=batch_size, shuffle=shuffle,  # type: ignore[arg-type]
-                            generator=generator)
+        assert self.dataset is not None
+        loader = DataLoader(
+            self.dataset, batch_size=batch_size, shuffle=shuffle, generator=generator
+        )
         dtype = target_dtype(self.kind)
         for xb, yb in loader:
             yield xb.to(self.device).float(), yb.to(self.device, dtype)

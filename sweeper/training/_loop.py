@@ -33,8 +33,9 @@ class Data:
 
     @classmethod
     def of(cls, task: Any, device: torch.device) -> Data:
-        return cls(Batches(task.train, task.kind, device), Batches(task.val, task.kind, device),
-                   task.kind)
+        return cls(
+            Batches(task.train, task.kind, device), Batches(task.val, task.kind, device), task.kind
+        )
 
 
 @dataclass
@@ -79,17 +80,24 @@ def make_optimizer(model: nn.Module, params: dict[str, Any]) -> torch.optim.Opti
     raise ValueError(f"unknown optimizer {name!r}; choose from {list(OPTIMIZERS)}")
 
 
-def start_run(task: Any, data: Data, params: dict[str, Any], device: torch.device,
-              seed: int | None = None) -> Run:
+def start_run(
+    task: Any, data: Data, params: dict[str, Any], device: torch.device, seed: int | None = None
+) -> Run:
     """Build a fresh model (with the params' init scheme) and its optimizer."""
     if seed is not None:
         torch.manual_seed(seed)
     model = build_model(task, params, device)
     gen = torch.Generator()
     gen.manual_seed(seed if seed is not None else int(torch.randint(0, 2**31 - 1, ()).item()))
-    return Run(model=model, optimizer=make_optimizer(model, params),
-               loss_fn=resolve_loss(task.loss), data=data, params=dict(params),
-               device=device, generator=gen)
+    return Run(
+        model=model,
+        optimizer=make_optimizer(model, params),
+        loss_fn=resolve_loss(task.loss),
+        data=data,
+        params=dict(params),
+        device=device,
+        generator=gen,
+    )
 
 
 def train_epoch(run: Run, monitor: StepMonitor | None = None) -> tuple[float, str | None]:
@@ -133,8 +141,12 @@ def evaluate(run: Run, batches: Batches | None = None, chunk: int = 4096) -> dic
     return metrics
 
 
-def fit(run: Run, epochs: int, on_epoch: Callable[[int, dict[str, float]], bool] | None = None,
-        monitor: StepMonitor | None = None) -> str | None:
+def fit(
+    run: Run,
+    epochs: int,
+    on_epoch: Callable[[int, dict[str, float]], bool] | None = None,
+    monitor: StepMonitor | None = None,
+) -> str | None:
     """Train for `epochs`; `on_epoch(epoch, metrics)` returning False stops early.
     Returns the monitor's stop reason, if any."""
     for epoch in range(epochs):

@@ -1,0 +1,159 @@
+"""`sweeper run` end to end: real CLI in a subprocess, real Ray, a real SQLite file."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import optuna
+import yaml
+from optuna.trial import TrialState
+
+from tests.conftest import run_cli, write_study
+
+STORE = "sqlite:///sweeps.db"
+
+
+def _trials(folder: Path, name: str) -> list[optuna.trial.FrozenTrial]:
+    study = optuna.load_study(study_name=name, storage=f"sqlite:///{folder / 'sweeps.db'}")
+    return study.get_trials()
+
+
+def test_run_finishes_study_then_resumes_without_duplicates(tmp_path: Path) -> None:
+    path = write_study(tmp_path, trials=5, epochs=3)
+    out = run_cli("run", path.name, "--plain", cwd=tmp_path)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "Study gate: PASS" in out.stdout
+    assert "best val_accuracy = " in out.stdout
+    assert "sweeper dashboard" in out.stdout
+
+    # Optuna's own API reads the store unchanged.
+    first = _trials(tmp_path, "tiny")
+    assert [t.state for t in first] == [TrialState.COMPLETE] * 5
+    assert all(len(t.intermediate_values) == 3 for t in first)
+    study = optuna.load_study(study_name="tiny", storage=f"sqlite:///{tmp_path / 'sweeps.db'}")
+    assert study.best_value > 0.8
+    system = study._storage.get_study_system_attrs(study._study_id)
+    assert system["sweeper:definition"] == path.read_text()
+    assert system["sweeper:gate"]["verdict"] == "pass"
+    assert {f["probe"] for f in system["sweeper:gate"]["findings"]} >= {"init_loss", "overfit_tiny"}
+
+    # Same command again: budget already met, nothing new, nothing lost.
+    again = run_cli("run", path.name, "--plain", cwd=tmp_path)
+    assert again.returncode == 0, again.stderr
+    assert len(_trials(tmp_path, "tiny")) == 5
+
+    # A larger budget resumes the same study.
+    path.write_text(path.read_text().replace("trials: 5", "trials: 7"))
+    more = run_cli("run", path.name, "--plain", cwd=tmp_path)
+    assert more.returncode == 0, more.stderr
+    after = _trials(tmp_path, "tiny")
+    assert len(after) == 7
+    assert [(t.number, t.value, t.params) for t in after[:5]] == [
+        (t.number, t.value, t.params) for t in first
+    ]
+
+    # `best` in both formats, `status`, and the optuna CLI on the same store.
+    best = run_cli("best", "tiny", "--format", "json", cwd=tmp_path)
+    assert best.returncode == 0, best.stderr
+    data = json.loads(best.stdout)
+    assert data["value"] == max(t.value for t in after)
+    assert data["params"]["hidden"] == 64  # fixed params are part of the best config
+    assert set(data["params"]) == {"lr", "batch_size", "dropout", "init", "hidden"}
+    as_yaml = yaml.safe_load(run_cli("best", "tiny", "--format", "yaml", cwd=tmp_path).stdout)
+    assert as_yaml == data
+    status = run_cli("status", "tiny", "--json", cwd=tmp_path)
+    assert json.loads(status.stdout)["counts"] == {"complete": 7}
+    listed = subprocess.run(
+        [str(Path(sys.executable).parent / "optuna"), "studies", "--storage", STORE, "-f", "json"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+    )
+    assert listed.returncode == 0, listed.stderr
+    assert [s["name"] for s in json.loads(listed.stdout)] == ["tiny"]
+
+    # A changed search space under the same name is refused, not mixed in.
+    path.write_text(path.read_text().replace("high: 1.0e-2", "high: 1.0e-1"))
+    changed = run_cli("run", path.name, "--plain", cwd=tmp_path)
+    assert changed.returncode == 2
+    assert "different task, objective, epochs or search space" in changed.stderr
+    assert len(_trials(tmp_path, "tiny")) == 7
+
+
+def test_run_trial_that_raises_is_recorded_failed_and_study_goes_on(tmp_path: Path) -> None:
+    (tmp_path / "flaky.py").write_text(
+        textwrap.dedent("""
+        from sweeper.examples.digits import mlp_task
+
+        def task():
+            t = mlp_task()
+            build = t.build_model
+
+            def build_model(params):
+                if params["hidden"] == 7:
+                    raise RuntimeError("hidden=7 is not supported by this model")
+                return build(params)
+
+            t.build_model = build_model
+            return t
+    """)
+    )
+    write_study(
+        tmp_path,
+        name="flaky",
+        trials=4,
+        epochs=2,
+        task="flaky:task",
+        budget_extra=", max_consecutive_failures: 50",
+        search="""
+                  lr: 0.003
+                  batch_size: 64
+                  dropout: 0.0
+                  init: default
+                  hidden: {type: categorical, choices: [32, 7]}
+                """,
+    )
+    out = run_cli("run", "flaky.yaml", "--plain", cwd=tmp_path)
+    assert out.returncode == 0, out.stdout + out.stderr
+    trials = _trials(tmp_path, "flaky")
+    complete = [t for t in trials if t.state == TrialState.COMPLETE]
+    failed = [t for t in trials if t.state == TrialState.FAIL]
+    assert len(complete) == 4
+    assert all(t.params["hidden"] == 32 for t in complete)
+    assert failed, "the sampler never tried hidden=7"
+    for t in failed:
+        assert t.params["hidden"] == 7
+        assert "hidden=7 is not supported" in t.user_attrs["sweeper:error"]
+    assert not [t for t in trials if t.state == TrialState.RUNNING]
+
+
+def test_run_strict_gate_failure_stops_before_any_trial(tmp_path: Path) -> None:
+    (tmp_path / "broken.py").write_text(
+        textwrap.dedent("""
+        from torch import nn
+        from sweeper.examples.digits import mlp_task
+
+        def task():
+            t = mlp_task()
+            build = t.build_model
+            # softmax before cross_entropy: a classic, silent bug
+            t.build_model = lambda p: nn.Sequential(build(p), nn.Softmax(dim=-1))
+            return t
+    """)
+    )
+    write_study(tmp_path, name="broken", task="broken:task")
+    out = run_cli("run", "broken.yaml", "--plain", cwd=tmp_path)
+    assert out.returncode == 3, out.stdout + out.stderr
+    assert "overfit_tiny" in out.stdout and "softmax" in out.stdout
+    assert _trials(tmp_path, "broken") == []
+
+
+def test_run_missing_task_module_is_a_clear_error(tmp_path: Path) -> None:
+    write_study(tmp_path, name="missing", task="nowhere_module:task")
+    out = run_cli("run", "missing.yaml", "--plain", cwd=tmp_path)
+    assert out.returncode == 2
+    assert "module 'nowhere_module' not found" in out.stderr

@@ -1,0 +1,147 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from sweeper.definition import load_definition, parse_definition
+from sweeper.errors import DefinitionError
+from tests.conftest import ROOT, run_cli
+
+SHIPPED = sorted((ROOT / "studies").glob("*.yaml"))
+
+GOOD = """\
+name: ok
+task: sweeper.examples.digits:mlp_task
+budget: {trials: 3, epochs: 2}
+pruner: {type: none}
+search:
+  lr: {type: float, low: 1.0e-4, high: 1.0e-1, log: true}
+  batch_size: {type: categorical, choices: [32, 64]}
+  dropout: {type: float, low: 0.0, high: 0.5}
+  init: {type: categorical, choices: [default, orthogonal]}
+  hidden: {type: int, low: 16, high: 64}
+  weight_decay: 0.0
+"""
+
+
+@pytest.mark.parametrize("path", SHIPPED, ids=[p.name for p in SHIPPED])
+def test_shipped_definitions_are_valid(path: Path) -> None:
+    loaded = load_definition(path)
+    assert loaded.spec.name
+    assert {"lr", "batch_size", "dropout", "init"} <= set(loaded.spec.search.params())
+
+
+def test_shipped_studies_exist() -> None:
+    assert {p.name for p in SHIPPED} >= {"digits_mlp.yaml", "digits_cnn.yaml"}
+
+
+def test_definition_scalar_is_fixed_param() -> None:
+    spec = parse_definition(GOOD)
+    assert spec.search.params()["weight_decay"].type == "fixed"
+    assert spec.objective.direction == "maximize"
+    assert spec.storage == "sqlite:///sweeps.db"
+
+
+def test_definition_reports_every_error_with_path_and_line() -> None:
+    bad = GOOD.replace("low: 1.0e-4", "low: -1").replace("trials: 3", "trials: 0")
+    bad = bad.replace("choices: [default, orthogonal]", "choices: [default, zeros]")
+    bad += "typo_section: 1\n"
+    with pytest.raises(DefinitionError) as err:
+        parse_definition(bad, "bad.yaml")
+    problems = err.value.problems
+    assert len(problems) == 4, problems
+    text = "\n".join(problems)
+    assert "search.lr.low: must be > 0, got -1  (line 6)" in text
+    assert "budget.trials" in text and "(line 3)" in text
+    assert "search.init: unknown init scheme ['zeros']" in text
+    assert "typo_section: unknown key" in text
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        (("high: 0.5", "high: 1.5"), "search.dropout: must lie in [0, 1)"),
+        (
+            ("choices: [32, 64]", "choices: [0, 64]"),
+            "search.batch_size: must be whole numbers >= 1",
+        ),
+        (("low: 16, high: 64", "low: 64, high: 16"), "search.hidden.high: must be >= low (64)"),
+        (
+            ("{type: int, low: 16", "{type: integer, low: 16"),
+            "search.hidden: `type` must be one of",
+        ),
+        (("task: sweeper.examples.digits:mlp_task", "task: no_colon"), "task: must look like"),
+        (
+            ("pruner: {type: none}", "pruner: {type: median, warmup_epochs: 5}"),
+            "pruner.warmup_epochs (5) must be < budget.epochs (2)",
+        ),
+    ],
+)
+def test_definition_rule_violations_are_named(change: tuple[str, str], expected: str) -> None:
+    with pytest.raises(DefinitionError) as err:
+        parse_definition(GOOD.replace(*change))
+    assert expected in str(err.value)
+
+
+def test_definition_missing_search_keys_are_required() -> None:
+    text = GOOD.replace("  init: {type: categorical, choices: [default, orthogonal]}\n", "")
+    with pytest.raises(DefinitionError, match=r"search.init: required key is missing"):
+        parse_definition(text)
+
+
+def test_definition_yaml_syntax_error_names_line() -> None:
+    with pytest.raises(
+        DefinitionError, match=r"line \d+, column \d+: YAML syntax error: expected .,. or .}."
+    ):
+        parse_definition("name: a\ntask: b:c\nbudget: {trials: 1\n")
+
+
+def test_definition_fingerprint_ignores_budget_but_not_space() -> None:
+    a = load_definition_text(GOOD)
+    more_trials = load_definition_text(GOOD.replace("trials: 3", "trials: 30"))
+    other_space = load_definition_text(GOOD.replace("high: 64", "high: 128"))
+    assert a == more_trials
+    assert a != other_space
+
+
+def load_definition_text(text: str) -> str:
+    from sweeper.definition import fingerprint
+
+    return fingerprint(parse_definition(text))
+
+
+def test_cli_validate_ok_and_does_not_import_torch_or_ray(tmp_path: Path) -> None:
+    probe = (
+        "import sys; from sweeper.cli import main; rc = main(['validate', sys.argv[1]]);"
+        "heavy = [m for m in ('torch', 'ray') if m in sys.modules];"
+        "print('HEAVY', heavy); sys.exit(rc)"
+    )
+    import subprocess
+    import sys
+
+    out = subprocess.run(
+        [sys.executable, "-c", probe, str(ROOT / "studies/digits_mlp.yaml")],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+    )
+    assert out.returncode == 0, out.stderr
+    assert "OK" in out.stdout
+    assert "HEAVY []" in out.stdout
+
+
+def test_cli_validate_errors_exit_2_with_all_problems(tmp_path: Path) -> None:
+    bad = GOOD.replace("low: 1.0e-4", "low: -1").replace("trials: 3", "trials: 0")
+    (tmp_path / "bad.yaml").write_text(bad)
+    out = run_cli("validate", "bad.yaml", cwd=tmp_path)
+    assert out.returncode == 2
+    assert "2 problems" in out.stderr
+    assert "search.lr.low: must be > 0, got -1" in out.stderr
+
+
+def test_cli_validate_missing_task_module(tmp_path: Path) -> None:
+    (tmp_path / "d.yaml").write_text(GOOD.replace("sweeper.examples.digits", "no_such_module"))
+    out = run_cli("validate", "d.yaml", cwd=tmp_path)
+    assert out.returncode != 0
+    assert "cannot find module 'no_such_module'" in out.stderr

@@ -1,0 +1,51 @@
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from sweeper import apply_init
+from sweeper.training import SCHEMES
+
+
+def _net() -> nn.Module:
+    return nn.Sequential(nn.Linear(256, 512), nn.ReLU(), nn.Conv1d(4, 8, 3), nn.Linear(512, 10))
+
+
+@pytest.mark.parametrize("scheme", SCHEMES)
+def test_apply_init_is_deterministic_under_seed(scheme: str) -> None:
+    a, b = _net(), _net()
+    torch.manual_seed(1)
+    apply_init(a, scheme)
+    torch.manual_seed(1)
+    apply_init(b, scheme)
+    for pa, pb in zip(a.parameters(), b.parameters(), strict=True):
+        assert torch.equal(pa, pb)
+
+
+def test_apply_init_statistics_match_the_scheme() -> None:
+    torch.manual_seed(0)
+    layer = nn.Linear(1000, 800)
+    w = apply_init(nn.Sequential(layer), "kaiming_normal")[0].weight
+    assert w.std().item() == pytest.approx(math.sqrt(2 / 1000), rel=0.03)
+    assert torch.count_nonzero(layer.bias) == 0
+    apply_init(nn.Sequential(layer), "xavier_uniform")
+    assert layer.weight.abs().max().item() <= math.sqrt(6 / 1800) + 1e-6
+    apply_init(nn.Sequential(layer), "orthogonal")
+    wwt = layer.weight @ layer.weight.T
+    assert torch.allclose(wwt, torch.eye(800), atol=1e-4)
+
+
+def test_apply_init_default_resets_to_pytorch_init() -> None:
+    layer = nn.Linear(100, 10)
+    with torch.no_grad():
+        layer.weight.fill_(5.0)
+    apply_init(nn.Sequential(layer), "default")
+    assert layer.weight.abs().max().item() <= 1 / math.sqrt(100) + 1e-6
+
+
+def test_apply_init_unknown_scheme_names_choices() -> None:
+    with pytest.raises(ValueError, match="unknown init scheme 'zeros'; choose from"):
+        apply_init(_net(), "zeros")
