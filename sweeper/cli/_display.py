@@ -61,6 +61,10 @@ class ConsoleProgress:
         if self.mode != "quiet":
             self.console.print(gate_table(report))
 
+    def note(self, text: str) -> None:
+        if self.mode != "quiet":
+            self.console.print(f"[cyan]note[/]: {text}")
+
     def trial_done(
         self, number: int, state: str, value: float | None, params: dict[str, Any], note: str
     ) -> None:

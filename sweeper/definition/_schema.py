@@ -16,6 +16,25 @@ INIT_SCHEMES = (
     "orthogonal",
 )
 METRICS = ("val_accuracy", "val_loss", "train_loss")
+# The study gate's probes, in the order they run (sweeper.probes.GATE holds the code).
+GATE_PROBES = (
+    "data_finite",
+    "labels_in_range",
+    "data_scale",
+    "constant_features",
+    "class_balance",
+    "train_val_overlap",
+    "data_order",
+    "init_loss",
+    "gradient_flow",
+    "batch_independence",
+    "eval_determinism",
+    "gradcheck",
+    "overfit_tiny",
+    "zero_input_baseline",
+    "short_fit_vs_baseline",
+    "lr_range_test",
+)
 PARAM_TYPES = ("float", "int", "categorical", "fixed")
 
 
@@ -255,6 +274,16 @@ class Probes(_Strict):
     overfit_samples: int = Field(default=16, ge=2, le=256)
     overfit_steps: int = Field(default=200, ge=10)
     overfit_min_accuracy: float = Field(default=0.95, gt=0, le=1)
+    lr_cap: bool = True
+    disable: list[str] = Field(default_factory=list)
+
+    @field_validator("disable")
+    @classmethod
+    def _known_probes(cls, v: list[str]) -> list[str]:
+        unknown = [p for p in v if p not in GATE_PROBES]
+        if unknown:
+            raise ValueError(f"unknown probes {unknown}; gate probes are {list(GATE_PROBES)}")
+        return v
 
 
 class Resources(_Strict):

@@ -11,8 +11,7 @@ import logging
 import math
 import os
 import time
-import warnings
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -21,7 +20,15 @@ from optuna.trial import TrialState
 
 from sweeper.definition import LoadedDefinition
 from sweeper.errors import GateFailedError, StudyMismatchError, SweeperError, TaskError
-from sweeper.search import distributions, fixed_values, make_pruner, make_sampler, reference_params
+from sweeper.probes._context import Settings
+from sweeper.search import (
+    cap_lr,
+    distributions,
+    fixed_values,
+    make_pruner,
+    make_sampler,
+    reference_params,
+)
 from sweeper.store import attrs, open_storage
 from sweeper.store._storage import HEARTBEAT_S
 
@@ -32,6 +39,7 @@ MAX_RETRIES = 2
 
 class Progress(Protocol):
     def gate_done(self, report: dict[str, Any]) -> None: ...
+    def note(self, text: str) -> None: ...
     def trial_done(
         self, number: int, state: str, value: float | None, params: dict[str, Any], note: str
     ) -> None: ...
@@ -149,8 +157,6 @@ def run_study(
     t0 = time.perf_counter()
     storage = open_storage(spec.storage)
     study = open_study(loaded, storage)
-    # We record heartbeats ourselves around ask/tell; Optuna warns that it only does so in optimize.
-    warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used")
     optuna.storages.fail_stale_trials(study)
 
     search_paths = [str(Path.cwd())]
@@ -159,12 +165,7 @@ def run_study(
     _init_ray(address, search_paths)
     n_runners = _concurrency(spec)
     runner_cls = remote_runner(spec.resources.cpus, spec.resources.gpus)
-    probe_settings = {
-        "init_loss_tolerance": spec.probes.init_loss_tolerance,
-        "overfit_samples": spec.probes.overfit_samples,
-        "overfit_steps": spec.probes.overfit_steps,
-        "overfit_min_accuracy": spec.probes.overfit_min_accuracy,
-    }
+    probe_settings = asdict(Settings.from_spec(spec.probes))
     runners = [
         runner_cls.remote(
             spec.task,
@@ -195,10 +196,37 @@ def run_study(
             progress.gate_done(gate)
         if gate["verdict"] == "fail" and spec.probes.gate == "strict":
             raise GateFailedError(_gate_message(gate))
+    spec = _apply_lr_cap(study, spec, gate, progress)
 
     search = _Search(study, storage, spec, fixed, runners, progress, device, t0)
     search.loop()
     return search.outcome(gate)
+
+
+def _apply_lr_cap(
+    study: optuna.Study, spec: Any, gate: dict[str, Any] | None, progress: Progress | None
+) -> Any:
+    """Lower the search's lr ceiling below the range test's divergence lr. The cap found on the
+    study's first run is kept, so a resumed study searches the same space."""
+    if not spec.probes.lr_cap:
+        return spec
+    cap = attrs.get_study_attr(study, attrs.LR_CAP)
+    if cap is None and gate is not None:
+        lr_test = next((f for f in gate["findings"] if f["probe"] == "lr_range_test"), None)
+        cap = (lr_test or {}).get("details", {}).get("cap")
+        if cap is not None:
+            attrs.set_study_attr(study, attrs.LR_CAP, cap)
+    if cap is None:
+        return spec
+    capped = cap_lr(spec.search, float(cap))
+    if capped is spec.search:
+        return spec
+    if progress is not None:
+        progress.note(
+            f"lr range capped at {float(cap):.3g} (below the divergence lr found by "
+            "lr_range_test); set `probes: {lr_cap: false}` to keep the full range"
+        )
+    return spec.model_copy(update={"search": capped})
 
 
 def _gate_message(gate: dict[str, Any]) -> str:

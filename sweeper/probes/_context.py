@@ -35,6 +35,7 @@ class Settings:
             overfit_samples=spec.overfit_samples,
             overfit_steps=spec.overfit_steps,
             overfit_min_accuracy=spec.overfit_min_accuracy,
+            disabled=tuple(spec.disable),
         )
 
 

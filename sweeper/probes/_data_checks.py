@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 from sweeper.probes._context import Context
@@ -66,3 +68,161 @@ def labels_in_range(ctx: Context) -> Finding:
         [min(seen), max(seen)],
         f"labels in [0, {hi}]" if ctx.kind == "multiclass" else "{0, 1}",
     )
+
+
+def _features(x: torch.Tensor) -> torch.Tensor:
+    return x.reshape(len(x), -1).double()
+
+
+def data_scale(ctx: Context) -> Finding:
+    """Inputs standardized (mean ≈ 0, std ≈ 1) or bounded, and features on comparable scales."""
+    x = _features(_sample(ctx, "train")[0])
+    x = x[:, torch.isfinite(x).all(0)]
+    std = x.std(0)
+    live = std > 1e-8
+    if not bool(live.any()):
+        return Finding("data_scale", "pass", "no varying feature", "see constant_features")
+    mean_abs = float(x.mean(0).abs()[live].median())
+    med_std = float(std[live].median())
+    spread = float(std[live].max() / std[live].min())
+    measured = {
+        "median |mean|": round(mean_abs, 3),
+        "median std": round(med_std, 3),
+        "std max/min": round(spread, 1),
+    }
+    expected = "median |mean| ≤ 3, median std ≤ 3, std max/min ≤ 100 (standardized or bounded)"
+    if med_std > 20 or mean_abs > 20 or spread > 1e4:
+        hint = (
+            "inputs are not normalized: subtract the train-split mean and divide by its std "
+            "(e.g. pixels in 0–255: divide by 255, then standardize)"
+        )
+        if spread > 1e4:
+            hint = (
+                f"features differ in scale by {spread:.0e}x: standardize each feature with "
+                "train-split statistics"
+            )
+        return Finding("data_scale", "fail", measured, expected, hint)
+    if med_std > 3 or mean_abs > 3 or spread > 100:
+        return Finding(
+            "data_scale",
+            "warn",
+            measured,
+            expected,
+            "inputs are not standardized: subtract the train-split mean, divide by "
+            "the train-split std",
+        )
+    return Finding("data_scale", "pass", measured, expected)
+
+
+def constant_features(ctx: Context) -> Finding:
+    x = _features(_sample(ctx, "train")[0])
+    const = (x.std(0) <= 1e-8) if len(x) > 1 else torch.ones(x.shape[1], dtype=torch.bool)
+    n, total = int(const.sum()), x.shape[1]
+    expected = "inputs that vary; < 10% constant features"
+    if n == total:
+        return Finding(
+            "constant_features",
+            "fail",
+            f"{n}/{total} constant",
+            expected,
+            "every input feature is constant (all zero?): the input pipeline lost the "
+            "data (a mask, a wrong column, a normalization dividing by 0)",
+        )
+    if n > 0.1 * total:
+        return Finding(
+            "constant_features",
+            "warn",
+            f"{n}/{total} constant",
+            expected,
+            "many features never change: drop them, or check the feature pipeline",
+        )
+    return Finding("constant_features", "pass", f"{n}/{total} constant", expected)
+
+
+def class_balance(ctx: Context) -> Finding:
+    if ctx.kind == "regression":
+        return Finding("class_balance", "pass", "regression", "—")
+    _, y = _sample(ctx, "train", rows=1 << 30)
+    c = ctx.num_classes
+    counts = torch.bincount(y.long().clamp(0, c - 1).flatten(), minlength=c).double()
+    p = counts / counts.sum()
+    h = float(-(p[p > 0] * p[p > 0].log()).sum())
+    balance = (math.exp(h) - 1) / (c - 1)
+    expected = "balance (e^H−1)/(C−1) ≥ 0.5"
+    if balance < 0.5:
+        return Finding(
+            "class_balance",
+            "warn",
+            round(balance, 3),
+            expected,
+            f"classes are imbalanced (largest {float(p.max()):.0%}): accuracy can look "
+            "good while a class is ignored; consider class weights or another metric",
+        )
+    return Finding("class_balance", "pass", round(balance, 3), expected)
+
+
+def _row_keys(x: torch.Tensor) -> set[bytes]:
+    rows = x.reshape(len(x), -1).float().cpu().numpy()
+    return {r.tobytes() for r in rows}
+
+
+def train_val_overlap(ctx: Context) -> Finding:
+    x_tr, _ = _sample(ctx, "train", rows=1 << 30)
+    x_va, _ = _sample(ctx, "val", rows=1 << 30)
+    train_rows = _row_keys(x_tr)
+    val_rows = x_va.reshape(len(x_va), -1).float().cpu().numpy()
+    shared = sum(r.tobytes() in train_rows for r in val_rows)
+    frac = shared / max(len(val_rows), 1)
+    expected = "≤ 1% of validation rows also in train"
+    measured = f"{shared}/{len(val_rows)} ({frac:.1%})"
+    if frac > 0.05:
+        return Finding(
+            "train_val_overlap",
+            "fail",
+            measured,
+            expected,
+            "validation rows also appear in training: the validation score is "
+            "inflated; split before augmenting/duplicating and deduplicate",
+        )
+    if frac > 0.01:
+        return Finding(
+            "train_val_overlap",
+            "warn",
+            measured,
+            expected,
+            "some validation rows also appear in training; deduplicate the split",
+        )
+    return Finding("train_val_overlap", "pass", measured, expected)
+
+
+def data_order(ctx: Context, batch: int = 32, batches: int = 4) -> Finding:
+    """The first batches of the stored order each hold a single label: the data are sorted."""
+    if ctx.kind == "regression":
+        return Finding("data_order", "pass", "regression", "—")
+    _, y = _sample(ctx, "train", rows=batch * batches)
+    _, y_va = _sample(ctx, "val", rows=1 << 30)
+    _, y_tr = _sample(ctx, "train", rows=1 << 30)
+    single = sum(int(y[i : i + batch].unique().numel() == 1) for i in range(0, len(y), batch))
+    unseen = sorted(set(y_va.long().flatten().tolist()) - set(y_tr.long().flatten().tolist()))
+    expected = "mixed labels in the first batches; every validation class seen in training"
+    measured = {"single-label batches": f"{single}/{batches}", "val classes unseen": unseen}
+    if unseen:
+        return Finding(
+            "data_order",
+            "fail",
+            measured,
+            expected,
+            f"validation has classes {unseen[:5]} that training never shows: the data "
+            "are sorted by label and were split by position; shuffle before splitting "
+            "(stratify=y)",
+        )
+    if single >= batches:
+        return Finding(
+            "data_order",
+            "warn",
+            measured,
+            expected,
+            "the data are sorted by label (unshuffled): sweeper shuffles its own "
+            "batches, but shuffle before any split or loader of your own",
+        )
+    return Finding("data_order", "pass", measured, expected)

@@ -9,10 +9,26 @@ from typing import Any
 
 import torch
 
+from sweeper.probes._baselines import short_fit_vs_baseline, zero_input_baseline
 from sweeper.probes._context import REFERENCE_PARAMS, Context, Settings
-from sweeper.probes._data_checks import data_finite, labels_in_range
+from sweeper.probes._data_checks import (
+    class_balance,
+    constant_features,
+    data_finite,
+    data_order,
+    data_scale,
+    labels_in_range,
+    train_val_overlap,
+)
 from sweeper.probes._finding import Finding, Report
 from sweeper.probes._init_loss import init_loss
+from sweeper.probes._lr_range import lr_range_test
+from sweeper.probes._model_checks import (
+    batch_independence,
+    eval_determinism,
+    gradcheck,
+    gradient_flow,
+)
 from sweeper.probes._overfit import overfit_tiny
 from sweeper.training import Data
 
@@ -22,10 +38,24 @@ Probe = Callable[[Context], Finding]
 GATE: list[tuple[str, Probe]] = [
     ("data_finite", data_finite),
     ("labels_in_range", labels_in_range),
+    ("data_scale", data_scale),
+    ("constant_features", constant_features),
+    ("class_balance", class_balance),
+    ("train_val_overlap", train_val_overlap),
+    ("data_order", data_order),
     ("init_loss", init_loss),
+    ("gradient_flow", gradient_flow),
+    ("batch_independence", batch_independence),
+    ("eval_determinism", eval_determinism),
+    ("gradcheck", gradcheck),
     ("overfit_tiny", overfit_tiny),
+    ("zero_input_baseline", zero_input_baseline),
+    ("short_fit_vs_baseline", short_fit_vs_baseline),
+    ("lr_range_test", lr_range_test),
 ]
-_NEEDS_CLEAN_DATA = {"init_loss", "overfit_tiny"}
+PROBE_NAMES = tuple(name for name, _ in GATE)
+_DATA_PROBES = {"data_finite", "labels_in_range"}
+_NEEDS_CLEAN_DATA = set(PROBE_NAMES) - _DATA_PROBES - {"data_scale", "constant_features"}
 
 
 def run_gate(
@@ -52,8 +82,7 @@ def run_gate(
         if name in ctx.settings.disabled:
             continue
         if name in _NEEDS_CLEAN_DATA and any(
-            f.verdict == "fail" and f.probe in ("data_finite", "labels_in_range")
-            for f in report.findings
+            f.verdict == "fail" and f.probe in _DATA_PROBES for f in report.findings
         ):
             finding = Finding(
                 name, "warn", None, "clean data", "skipped: fix the data findings above first"

@@ -11,6 +11,7 @@ import torch
 from sweeper.probes._context import Context
 from sweeper.probes._finding import Finding, Verdict
 from sweeper.probes._init_loss import expected_init_loss, init_loss_value
+from sweeper.training import build_model
 
 
 class TrialMonitor:
@@ -20,8 +21,19 @@ class TrialMonitor:
     over three consecutive checks) during the watch window.
     """
 
-    def __init__(self, window: int = 200, every: int = 5, growth: float = 2.0) -> None:
+    def __init__(
+        self,
+        window: int = 200,
+        every: int = 5,
+        growth: float = 2.0,
+        ratio_steps: int = 20,
+        ratio_range: tuple[float, float] = (1e-4, 1e-1),
+    ) -> None:
         self.window = window
+        self.ratio_steps = ratio_steps
+        self.ratio_range = ratio_range
+        self.ratios: list[float] = []
+        self.snapshot: list[tuple[torch.Tensor, torch.Tensor]] = []
         self.every = every
         self.growth = growth
         self.ema: float | None = None
@@ -59,6 +71,10 @@ class TrialMonitor:
                         f"gradient of {name} is not finite at step {step}: "
                         "lower lr or clip gradients",
                     )
+        if 1 <= step <= self.ratio_steps + 1:
+            reason = self._update_ratio(step, run)
+            if reason is not None:
+                return reason
         if step >= self.window:
             return None
         self.ema = value if self.ema is None else 0.8 * self.ema + 0.2 * value
@@ -79,13 +95,136 @@ class TrialMonitor:
                 self.above = 0
         return None
 
+    def _update_ratio(self, step: int, run: Any) -> str | None:
+        """Median over the first steps of the median over layers of |ΔW| / |W|."""
+        if self.snapshot:
+            per_layer = [
+                float((w.detach() - old).norm() / old.norm().clamp_min(1e-12))
+                for w, old in self.snapshot
+            ]
+            per_layer.sort()
+            self.ratios.append(per_layer[len(per_layer) // 2])
+        if step <= self.ratio_steps:
+            self.snapshot = [
+                (p, p.detach().clone())
+                for p in run.model.parameters()
+                if p.requires_grad and p.ndim >= 2
+            ]
+            return None
+        self.snapshot = []
+        if not self.ratios:
+            return None
+        ratios = sorted(self.ratios)
+        median = ratios[len(ratios) // 2]
+        lo, hi = self.ratio_range
+        lr = run.params.get("lr")
+        if median > hi:
+            return self._stop(
+                "update_ratio",
+                median,
+                f"in [{lo:g}, {hi:g}]",
+                f"each step changes the weights by {median:.2g} of their size: "
+                f"lr={lr:.3g} is too high for this setup",
+            )
+        if median < lo:
+            return self._stop(
+                "update_ratio",
+                median,
+                f"in [{lo:g}, {hi:g}]",
+                f"each step changes the weights by only {median:.2g} of their "
+                f"size: lr={lr:.3g} is too low to learn within the budget",
+            )
+        self.findings.append(Finding("update_ratio", "pass", median, f"in [{lo:g}, {hi:g}]"))
+        return None
+
     def _stop(self, probe: str, measured: Any, expected: str, hint: str) -> str:
         self.findings.append(Finding(probe, "fail", measured, expected, hint))
         return f"{probe}: {hint}"
 
 
+_LAYERS = (torch.nn.Linear, torch.nn.Conv1d, torch.nn.Conv2d, torch.nn.Conv3d)
+
+
+@torch.no_grad()
+def activation_stats(ctx: Context, rows: int = 256) -> list[Finding]:
+    """Under the trial's init: output std of each Linear/Conv layer, weights with zero variance,
+    and the share of ReLU units that are zero for every sample (dead)."""
+    torch.manual_seed(ctx.seed)
+    model = build_model(ctx.task, ctx.params, ctx.device)
+    model.eval()
+    stds: dict[str, float] = {}
+    dead: dict[str, float] = {}
+    hooks = []
+    for name, m in model.named_modules():
+        if isinstance(m, _LAYERS):
+            hooks.append(
+                m.register_forward_hook(
+                    lambda _m, _i, out, n=name: stds.__setitem__(n, float(out.float().std()))
+                )
+            )
+        elif isinstance(m, torch.nn.ReLU):
+
+            def _dead(_m: Any, _i: Any, out: torch.Tensor, n: str = name) -> None:
+                units = out.reshape(out.shape[0], out.shape[1], -1).amax(dim=(0, 2))
+                dead[n] = float((units <= 0).float().mean())
+
+            hooks.append(m.register_forward_hook(_dead))
+    try:
+        model(ctx.data.train.head(rows)[0])
+    finally:
+        for h in hooks:
+            h.remove()
+    layers = [(n, m) for n, m in model.named_modules() if isinstance(m, _LAYERS)]
+    symmetric = [n for n, m in layers[:-1] if float(m.weight.std()) == 0.0]
+    out: list[Finding] = []
+    init = ctx.params.get("init")
+    if symmetric:
+        out.append(
+            Finding(
+                "trial_symmetric_weights",
+                "fail",
+                symmetric,
+                "weights with variance",
+                f"hidden layers {symmetric[:3]} have constant weights under init "
+                f"{init!r}: every unit computes the same thing",
+            )
+        )
+    worst_dead = max(dead.items(), key=lambda kv: kv[1], default=("", 0.0))
+    if worst_dead[1] > 0.5:
+        out.append(
+            Finding(
+                "trial_dead_units",
+                "fail",
+                {worst_dead[0]: round(worst_dead[1], 3)},
+                "≤ 50% of ReLU units dead at init",
+                f"{worst_dead[1]:.0%} of units after {worst_dead[0]} never fire under "
+                f"init {init!r}: a large negative bias or a broken scale",
+            )
+        )
+    hidden = {n: s for n, s in list(stds.items())[:-1]}
+    off = {n: round(s, 3) for n, s in hidden.items() if not 0.5 <= s <= 2.0}
+    out.append(
+        Finding(
+            "trial_activation_std",
+            "warn" if off else "pass",
+            off or {n: round(s, 3) for n, s in hidden.items()},
+            "std in [0.5, 2.0]",
+            f"layer outputs shrink or grow under init {init!r}: {off}" if off else "",
+        )
+    )
+    return out
+
+
 def trial_start_checks(ctx: Context) -> list[Finding]:
-    """Loss at init under the trial's own init scheme; a far-off value stops the trial."""
+    """Loss at init and activation statistics under the trial's own init scheme; a failure
+    stops the trial before it trains."""
+    acts = activation_stats(ctx)
+    if any(f.verdict == "fail" for f in acts):
+        return acts
+    return acts + _trial_init_loss(ctx)
+
+
+def _trial_init_loss(ctx: Context) -> list[Finding]:
     _, y = ctx.data.train.head(512)
     expected, how = expected_init_loss(ctx, y)
     measured = init_loss_value(ctx)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import sqlite3
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -45,8 +46,17 @@ def engine_kwargs(url: str) -> dict[str, Any]:
     return {"pool_pre_ping": True, "pool_size": 4, "max_overflow": 4, "pool_recycle": 1800}
 
 
+def quiet_optuna() -> None:
+    """sweeper uses a few of Optuna's experimental APIs on purpose (heartbeats, metric names);
+    their warnings and Optuna's per-trial INFO lines would only bury sweeper's own output."""
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+    warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used")
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+
 def open_storage(url: str, heartbeat: bool = True) -> RDBStorage:
     """Open (creating tables if needed) the store at `url`. Errors never show the password."""
+    quiet_optuna()
     path = sqlite_path(url)
     try:
         if path is not None:
