@@ -43,12 +43,14 @@ def zero_input_baseline(ctx: Context) -> Finding:
     )
 
 
-def short_fit_vs_baseline(ctx: Context, epochs: int = 3) -> Finding:
+def short_fit_vs_baseline(ctx: Context, min_steps: int = 150) -> Finding:
     """A short fit on the full training set must beat the majority class (or the mean target)
     on validation; otherwise the labels do not go with the inputs."""
     params = {**ctx.params, "dropout": 0.0, "lr": min(float(ctx.params.get("lr", 1e-3)), 3e-3)}
     params["batch_size"] = min(int(params.get("batch_size", 64)), 128)
     run = start_run(ctx.task, ctx.data, params, ctx.device, seed=ctx.seed)
+    per_epoch = math.ceil(len(ctx.data.train) / params["batch_size"])
+    epochs = min(20, max(3, math.ceil(min_steps / per_epoch)))
     for _ in range(epochs):
         loss, reason = train_epoch(run)
         if reason is not None:
