@@ -116,6 +116,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     study = load_study(args.storage, args.name)
     trials = study.get_trials(deepcopy=False)
     counts = Counter(t.state.name.lower() for t in trials)
+    saved = sum(float(t.user_attrs.get(attrs.SECONDS_SAVED, 0.0)) for t in trials)
     gate = attrs.gate_of(study)
     best = None
     try:
@@ -131,6 +132,7 @@ def cmd_status(args: argparse.Namespace) -> int:
             "best_params": best.params if best else None,
             "best_trial": best.number if best else None,
             "gate_verdict": gate["verdict"] if gate else None,
+            "probe_seconds_saved": round(saved, 3),
         }
         print(json.dumps(out, indent=2, default=str))
         return 0
@@ -139,6 +141,8 @@ def cmd_status(args: argparse.Namespace) -> int:
         f"study [bold]{args.name}[/] ({_redact(args.storage)}): {len(trials)} trials — "
         + ", ".join(f"{k} {v}" for k, v in sorted(counts.items()))
     )
+    if saved:
+        console.print(f"probes stopped broken trials early, saving ~{saved:.1f} trial-seconds")
     if best is not None:
         console.print(f"best value {best.value:.4f} (trial {best.number}): {best.params}")
     if gate:

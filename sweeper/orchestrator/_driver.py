@@ -386,7 +386,12 @@ class _Search:
             # What the trial would still have cost, had no probe stopped it.
             done = max(slot.epoch, 1)
             spent = time.perf_counter() - slot.started
-            self.saved_seconds += spent / done * (self.spec.budget.epochs - slot.epoch)
+            saved = spent / done * (self.spec.budget.epochs - slot.epoch)
+            self.saved_seconds += saved
+            assert slot.trial is not None
+            self.storage.set_trial_user_attr(
+                slot.trial._trial_id, attrs.SECONDS_SAVED, round(saved, 3)
+            )
         self._finish(slot, TrialState.PRUNED, None, reason)
 
     def _fail(self, slot: _Slot, error: str) -> None:

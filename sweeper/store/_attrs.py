@@ -18,6 +18,7 @@ STOPPED = "sweeper:stopped"
 ERROR = "sweeper:error"
 DEVICE = "sweeper:device"
 PROBE_SECONDS = "sweeper:probe_seconds"
+SECONDS_SAVED = "sweeper:seconds_saved"  # trial-seconds a probe's early stop saved
 RETRY_OF = "sweeper:retry_of"
 
 

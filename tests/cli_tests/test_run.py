@@ -66,7 +66,9 @@ def test_run_finishes_study_then_resumes_without_duplicates(tmp_path: Path) -> N
     as_yaml = yaml.safe_load(run_cli("best", "tiny", "--format", "yaml", cwd=tmp_path).stdout)
     assert as_yaml == data
     status = run_cli("status", "tiny", "--json", cwd=tmp_path)
-    assert json.loads(status.stdout)["counts"] == {"complete": 7}
+    status_json = json.loads(status.stdout)
+    assert status_json["counts"] == {"complete": 7}
+    assert status_json["probe_seconds_saved"] == 0  # healthy trials: nothing stopped
     listed = subprocess.run(
         [str(Path(sys.executable).parent / "optuna"), "studies", "--storage", STORE, "-f", "json"],
         cwd=tmp_path,
@@ -157,3 +159,31 @@ def test_run_missing_task_module_is_a_clear_error(tmp_path: Path) -> None:
     out = run_cli("run", "missing.yaml", "--plain", cwd=tmp_path)
     assert out.returncode == 2
     assert "module 'nowhere_module' not found" in out.stderr
+
+
+def test_run_per_trial_probe_stops_diverging_trials_as_pruned(tmp_path: Path) -> None:
+    write_study(
+        tmp_path,
+        name="hot",
+        trials=3,
+        epochs=4,
+        search="""
+        lr: {type: float, low: 2.0, high: 5.0, log: true}
+        batch_size: 64
+        dropout: 0.0
+        init: default
+        optimizer: sgd
+    """,
+        extra="probes: {gate: warn, lr_cap: false}\n",
+    )
+    out = run_cli("run", "hot.yaml", "--plain", cwd=tmp_path)
+    assert out.returncode == 0, out.stdout + out.stderr
+    trials = _trials(tmp_path, "hot")
+    assert len(trials) == 3
+    for t in trials:
+        assert t.state == TrialState.PRUNED
+        assert t.user_attrs["sweeper:stopped"].startswith("stopped by probe:")
+        assert t.user_attrs["sweeper:seconds_saved"] > 0
+        assert any(f["verdict"] == "fail" for f in t.user_attrs["sweeper:findings"])
+    status = json.loads(run_cli("status", "hot", "--json", cwd=tmp_path).stdout)
+    assert status["probe_seconds_saved"] > 0
