@@ -69,12 +69,8 @@ class CNN(nn.Module):
         return self.head(self.features(x.view(-1, 1, 8, 8)))
 
 
-def mlp_task(depth: int = 2) -> Task:
+def _digits_task(build: Any) -> Task:
     x_tr, x_va, y_tr, y_va = digits_split()
-
-    def build(params: dict[str, Any]) -> nn.Module:
-        return MLP(int(params.get("hidden", 128)), float(params["dropout"]), depth=depth)
-
     return Task(
         build_model=build,
         train=(x_tr, y_tr),
@@ -83,19 +79,13 @@ def mlp_task(depth: int = 2) -> Task:
         kind="multiclass",
         num_classes=10,
     )
+
+
+def mlp_task(depth: int = 2) -> Task:
+    """MLP whose width comes from the `hidden` param (128 when not searched)."""
+    return _digits_task(lambda p: MLP(int(p.get("hidden", 128)), float(p["dropout"]), depth))
 
 
 def cnn_task() -> Task:
-    x_tr, x_va, y_tr, y_va = digits_split()
-
-    def build(params: dict[str, Any]) -> nn.Module:
-        return CNN(int(params.get("channels", 16)), float(params["dropout"]))
-
-    return Task(
-        build_model=build,
-        train=(x_tr, y_tr),
-        val=(x_va, y_va),
-        loss="cross_entropy",
-        kind="multiclass",
-        num_classes=10,
-    )
+    """CNN whose width comes from the `channels` param (16 when not searched)."""
+    return _digits_task(lambda p: CNN(int(p.get("channels", 16)), float(p["dropout"])))
