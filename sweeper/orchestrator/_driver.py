@@ -399,7 +399,7 @@ class _Search:
 
     def _retry(self, slot: _Slot, why: str) -> None:
         assert slot.trial is not None
-        retries = int(slot.trial.user_attrs.get(attrs.RETRY_OF + "_count", 0))
+        retries = int(slot.trial.user_attrs.get(attrs.RETRIES, 0))
         number = slot.trial.number
         self._fail(
             slot,
@@ -413,7 +413,7 @@ class _Search:
         if retries < MAX_RETRIES:
             self.study.enqueue_trial(
                 {k: v for k, v in slot.params.items() if k in self.dists},
-                user_attrs={attrs.RETRY_OF: number, attrs.RETRY_OF + "_count": retries + 1},
+                user_attrs={attrs.RETRY_OF: number, attrs.RETRIES: retries + 1},
                 skip_if_exists=False,
             )
 

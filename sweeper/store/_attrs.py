@@ -20,6 +20,7 @@ DEVICE = "sweeper:device"
 PROBE_SECONDS = "sweeper:probe_seconds"
 SECONDS_SAVED = "sweeper:seconds_saved"  # trial-seconds a probe's early stop saved
 RETRY_OF = "sweeper:retry_of"
+RETRIES = "sweeper:retries"
 
 
 def _study_id(study: optuna.Study) -> int:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 
 import pytest
@@ -27,7 +26,5 @@ def test_zoo_broken_case_is_caught_by_its_probe(case: Callable[[], Task]) -> Non
 
 @pytest.mark.parametrize("case", HEALTHY, ids=[c.__name__ for c in HEALTHY])
 def test_zoo_healthy_case_has_no_failure(case: Callable[[], Task]) -> None:
-    t = time.perf_counter()
     report = sweeper.probe(case())
     assert not report.failures, _table(report)
-    assert time.perf_counter() - t < 60
