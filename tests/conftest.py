@@ -4,7 +4,10 @@ import os
 import subprocess
 import sys
 import textwrap
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -70,3 +73,130 @@ def write_study(
 def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.chdir(tmp_path)
     return tmp_path
+
+
+# -- study stores: every store test runs on SQLite and on the real PostgreSQL server ----------
+PG_SERVER = os.environ.get("SWEEPER_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432")
+
+
+def _pg_admin() -> Any:
+    import psycopg
+
+    dsn = PG_SERVER.replace("postgresql+psycopg://", "postgresql://") + "/postgres"
+    try:
+        return psycopg.connect(dsn, autocommit=True, connect_timeout=5)
+    except psycopg.OperationalError as e:
+        pytest.fail(
+            f"the PostgreSQL server for the store tests is not reachable at {PG_SERVER} ({e}); "
+            "start it (pg_ctlcluster 15 main start) or point SWEEPER_TEST_PG at one"
+        )
+
+
+@pytest.fixture
+def pg_url() -> Iterator[str]:
+    """A fresh, empty PostgreSQL database for one test, dropped afterwards."""
+    name = f"sweeper_test_{uuid.uuid4().hex[:10]}"
+    with _pg_admin() as con:
+        con.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield f"{PG_SERVER}/{name}"
+    finally:
+        with _pg_admin() as con:
+            con.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def pg_connections(url: str) -> int:
+    """How many server connections are open to the database of `url`."""
+    db = url.rsplit("/", 1)[1]
+    with _pg_admin() as con:
+        row = con.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = %s", (db,))
+        return int(row.fetchone()[0])  # type: ignore[index]
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """The same test on a SQLite file and on a PostgreSQL database."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'sweeps.db'}"
+    return str(request.getfixturevalue("pg_url"))
+
+
+def start_cli(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
+    """The real CLI in the background, in its own process group (see `kill_group`)."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "sweeper", *args],
+        cwd=cwd,
+        env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+
+
+def kill_group(proc: subprocess.Popen[str]) -> None:
+    """Kill what a background CLI left behind (a killed driver's local Ray processes)."""
+    import signal
+
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+    proc.wait(timeout=30)
+
+
+def trials_of(url: str, name: str) -> list[Any]:
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    storage = optuna.storages.RDBStorage(url)
+    try:
+        return optuna.load_study(study_name=name, storage=storage).get_trials(deepcopy=False)
+    finally:
+        storage.engine.dispose()  # so connection counts see the drivers' connections only
+
+
+def wait_until(what: str, check: Any, timeout: float = 120, proc: Any = None) -> Any:
+    """Poll `check()` until it returns something truthy; fail after `timeout` seconds, or at
+    once if `proc` (a background CLI) exits first."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            value = check()
+        except KeyError:  # the study is not in the store yet
+            value = None
+        if value:
+            return value
+        if proc is not None and proc.poll() is not None:
+            pytest.fail(f"the CLI exited ({proc.returncode}) before {what}:\n{proc.stdout.read()}")
+        time.sleep(0.2)
+    pytest.fail(f"timed out after {timeout}s waiting for {what}")
+
+
+SLOW_TASK = '''
+import time
+from torch import nn
+from sweeper.examples.digits import mlp_task
+
+
+class Slow(nn.Module):
+    """The digits MLP, slowed down so a test can catch a trial in the middle."""
+
+    def __init__(self, inner, delay):
+        super().__init__()
+        self.inner, self.delay = inner, delay
+
+    def forward(self, x):
+        if self.training:
+            time.sleep(self.delay)
+        return self.inner(x)
+
+
+def task(delay=0.004):
+    t = mlp_task()
+    build = t.build_model
+    t.build_model = lambda p: Slow(build(p), delay)
+    return t
+'''

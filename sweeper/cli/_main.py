@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from typing import Any
 
@@ -66,21 +67,24 @@ def cmd_run(args: argparse.Namespace) -> int:
     from sweeper.definition import load_definition
     from sweeper.errors import GateFailedError
     from sweeper.orchestrator import run_study
+    from sweeper.orchestrator._jobs import STORAGE_ENV  # set by `sweeper submit` for its job
 
     loaded = load_definition(args.definition)
-    if args.storage:
-        loaded = _with_storage(loaded, args.storage)
+    storage = args.storage or os.environ.get(STORAGE_ENV)
+    if storage:
+        loaded = _with_storage(loaded, storage)
     spec = loaded.spec
     console = _console()
     mode = "quiet" if args.quiet else ("plain" if args.plain else "auto")
     if mode != "quiet":
+        budget = f"{args.trials} more trials" if args.trials else f"{spec.budget.trials} trials"
         console.print(
             f"study [bold]{spec.name}[/] · store {_redact(spec.storage)} · "
-            f"{spec.budget.trials} trials x {spec.budget.epochs} epochs"
+            f"{budget} x {spec.budget.epochs} epochs"
         )
     with ConsoleProgress(console, mode) as progress:
         try:
-            out = run_study(loaded, progress=progress, address=args.address)
+            out = run_study(loaded, progress=progress, address=args.address, trials=args.trials)
         except GateFailedError as e:
             console.print(f"[bold red]gate failed[/]: {e}")
             return e.exit_code
@@ -107,6 +111,32 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 1 if out.stopped_reason and out.best_value is None else 0
 
 
+def cmd_submit(args: argparse.Namespace) -> int:
+    from sweeper.definition import load_definition
+    from sweeper.orchestrator._jobs import record_job, submit, wait
+
+    loaded = load_definition(args.definition)
+    storage = args.storage or loaded.spec.storage
+    extra = ["--trials", str(args.trials)] if args.trials else []
+    job_id = submit(loaded, args.address, storage, extra)
+    name = loaded.spec.name
+    storage_arg = "" if storage == DEFAULT_STORAGE else f" --storage '{_redact(storage)}'"
+    print(job_id)
+    problem = record_job(loaded, storage, args.address, job_id)
+    out = sys.stderr
+    print(f"submitted study {name!r} as Ray job {job_id} to {_redact(args.address)}", file=out)
+    if problem:
+        print(f"note: the job is not recorded with the study ({problem})", file=out)
+    print(f"follow it:  sweeper status {name}{storage_arg}", file=out)
+    print(f"logs:       ray job logs {job_id} --address {_redact(args.address)} --follow", file=out)
+    if not args.wait:
+        return 0
+    status, logs = wait(args.address, job_id)
+    print(logs, end="" if logs.endswith("\n") else "\n", file=out)
+    print(f"job {job_id}: {status}", file=out)
+    return 0 if status == "SUCCEEDED" else 1
+
+
 def cmd_status(args: argparse.Namespace) -> int:
     from collections import Counter
 
@@ -118,6 +148,12 @@ def cmd_status(args: argparse.Namespace) -> int:
     counts = Counter(t.state.name.lower() for t in trials)
     saved = sum(float(t.user_attrs.get(attrs.SECONDS_SAVED, 0.0)) for t in trials)
     gate = attrs.gate_of(study)
+    jobs = attrs.get_study_attr(study, attrs.JOBS, []) or []
+    if jobs:
+        from sweeper.orchestrator._jobs import job_state
+
+        for job in jobs[-3:]:
+            job["state"] = job_state(job["address"], job["id"])
     best = None
     try:
         best = study.best_trial
@@ -133,6 +169,7 @@ def cmd_status(args: argparse.Namespace) -> int:
             "best_trial": best.number if best else None,
             "gate_verdict": gate["verdict"] if gate else None,
             "probe_seconds_saved": round(saved, 3),
+            "jobs": jobs,
         }
         print(json.dumps(out, indent=2, default=str))
         return 0
@@ -141,6 +178,8 @@ def cmd_status(args: argparse.Namespace) -> int:
         f"study [bold]{args.name}[/] ({_redact(args.storage)}): {len(trials)} trials — "
         + ", ".join(f"{k} {v}" for k, v in sorted(counts.items()))
     )
+    for job in jobs[-3:]:
+        console.print(f"Ray job {job['id']} on {job['address']}: {job['state']}")
     if saved:
         console.print(f"probes stopped broken trials early, saving ~{saved:.1f} trial-seconds")
     if best is not None:
@@ -187,6 +226,16 @@ def _with_storage(loaded: Any, storage: str) -> Any:
     return replace(loaded, spec=loaded.spec.model_copy(update={"storage": storage}))
 
 
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a whole number >= 1, got {text!r}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="sweeper",
@@ -208,11 +257,32 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("run", help="gate, then search; re-running resumes the study")
     s.add_argument("definition")
     s.add_argument("--storage", help="override the definition's storage URL")
-    s.add_argument("--address", help="Ray cluster address (default: start Ray locally)")
+    s.add_argument(
+        "--address", help="existing Ray cluster: auto or ray://HOST:10001 (default: local Ray)"
+    )
+    s.add_argument(
+        "--trials",
+        type=_positive,
+        help="run this many more finished trials from this driver, whatever the budget says "
+        "(several drivers on one study: each gets its own count)",
+    )
     g = s.add_mutually_exclusive_group()
     g.add_argument("--quiet", action="store_true", help="print only the result")
     g.add_argument("--plain", action="store_true", help="log lines instead of a live view")
     s.set_defaults(func=cmd_run)
+
+    s = sub.add_parser("submit", help="run the study as a Ray job on a cluster")
+    s.add_argument("definition")
+    s.add_argument(
+        "--address",
+        default=os.environ.get("RAY_ADDRESS"),
+        required=not os.environ.get("RAY_ADDRESS"),
+        help="the Ray dashboard of the cluster's head, e.g. http://HEAD:8265",
+    )
+    s.add_argument("--storage", help="store URL the cluster reaches (PostgreSQL)")
+    s.add_argument("--trials", type=_positive, help="as for `run`")
+    s.add_argument("--wait", action="store_true", help="wait for the job and print its logs")
+    s.set_defaults(func=cmd_submit)
 
     for name, helptext in (
         ("status", "trials done/running/pruned/failed, best so far"),

@@ -277,6 +277,16 @@ class Probes(_Strict):
     lr_cap: bool = True
     disable: list[str] = Field(default_factory=list)
 
+    @field_validator("gate", mode="before")
+    @classmethod
+    def _yaml_booleans(cls, v: Any) -> Any:
+        """YAML 1.1 reads an unquoted `off` as false (and `on` as true)."""
+        if v is False:
+            return "off"
+        if v is True:
+            return "strict"
+        return v
+
     @field_validator("disable")
     @classmethod
     def _known_probes(cls, v: list[str]) -> list[str]:

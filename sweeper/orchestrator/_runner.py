@@ -15,14 +15,22 @@ from typing import Any
 import ray
 
 
+def _is_oom(e: BaseException) -> bool:
+    import torch
+
+    return isinstance(e, torch.cuda.OutOfMemoryError) or "CUDA out of memory" in str(e)
+
+
 def _error_text(e: BaseException, params: dict[str, Any] | None = None) -> str:
     frames = traceback.extract_tb(e.__traceback__)
     where = f" at {frames[-1].filename}:{frames[-1].lineno}" if frames else ""
-    text = f"{type(e).__name__}: {e}{where}"
-    if "out of memory" in str(e).lower() and params is not None:
-        text += (
-            f" (hint: CUDA ran out of memory with batch_size={params.get('batch_size')}; "
-            "lower the batch_size choices or give trials a larger GPU share)"
+    first = (str(e).strip().splitlines() or [""])[0]
+    text = f"{type(e).__name__}: {first}{where}"
+    if params is not None and _is_oom(e):
+        text = (
+            f"CUDA out of memory with batch_size={params.get('batch_size')} "
+            f"({type(e).__name__}{where}); lower the batch_size choices in the search space, "
+            "or give each trial a larger GPU share (resources.gpus)"
         )
     return text
 
@@ -78,13 +86,21 @@ class TrialRunner:
             from sweeper.errors import TaskError
 
             return {"error": str(e) if isinstance(e, TaskError) else _error_text(e)}
+        return self.worker()
+
+    def worker(self) -> dict[str, Any]:
+        """Where trials run: device (with the GPU's name), Ray node, process, torch version."""
         import torch
 
+        device = str(self.device) if self.device is not None else "not set up"
+        if self.device is not None and self.device.type == "cuda":
+            device += f" ({torch.cuda.get_device_name(self.device)})"
         return {
-            "device": str(self.device),
-            "torch": torch.__version__,
+            "device": device,
+            "gpu_ids": [str(g) for g in ray.get_gpu_ids()] if ray.is_initialized() else [],
             "node": ray.get_runtime_context().get_node_id() if ray.is_initialized() else "",
             "pid": os.getpid(),
+            "torch": torch.__version__,
         }
 
     def _context(self, params: dict[str, Any], seed: int) -> Any:
@@ -143,10 +159,11 @@ class TrialRunner:
             return {
                 "findings": [f.to_dict() for f in findings],
                 "probe_seconds": probe_s,
-                "device": str(self.device),
+                "worker": self.worker(),
             }
         except Exception as e:
-            return {"error": _error_text(e, params)}
+            self.run = None
+            return {"error": _error_text(e, params), "worker": self.worker()}
 
     def epoch(self) -> dict[str, Any]:
         from sweeper.training import evaluate, train_epoch

@@ -12,11 +12,13 @@ FINGERPRINT = "sweeper:fingerprint"
 FIXED = "sweeper:fixed_params"
 GATE = "sweeper:gate"
 LR_CAP = "sweeper:lr_cap"
+JOBS = "sweeper:jobs"  # Ray jobs `sweeper submit` started for this study
 # per trial (user attrs, so optuna-dashboard shows them)
 FINDINGS = "sweeper:findings"
 STOPPED = "sweeper:stopped"
 ERROR = "sweeper:error"
-DEVICE = "sweeper:device"
+WORKER = "sweeper:worker"  # where the trial ran: device, Ray node, pid, torch version
+DRIVER = "sweeper:driver"  # trial system attr: token of the driver that owns it
 PROBE_SECONDS = "sweeper:probe_seconds"
 SECONDS_SAVED = "sweeper:seconds_saved"  # trial-seconds a probe's early stop saved
 RETRY_OF = "sweeper:retry_of"

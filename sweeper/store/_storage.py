@@ -4,18 +4,21 @@ from __future__ import annotations
 
 import re
 import sqlite3
+import time
 import warnings
 from pathlib import Path
 from typing import Any
 
 import optuna
-from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
+from optuna.storages import RDBStorage
 
 from sweeper._redact import redact
 from sweeper.errors import StoreError
+from sweeper.store._retry import first_line, is_transient
 
 HEARTBEAT_S = 10
 GRACE_S = 40
+OPEN_ATTEMPTS = 5
 
 
 def sqlite_path(url: str) -> Path | None:
@@ -55,30 +58,42 @@ def quiet_optuna() -> None:
 
 
 def open_storage(url: str, heartbeat: bool = True) -> RDBStorage:
-    """Open (creating tables if needed) the store at `url`. Errors never show the password."""
+    """Open (creating tables if needed) the store at `url`. Errors never show the password.
+
+    Two drivers opening a new database at once race to create Optuna's tables; the loser
+    sees a duplicate-key error and simply tries again, as it does for a store that is still
+    starting up (for a few seconds, then it says what is wrong)."""
     quiet_optuna()
     path = sqlite_path(url)
-    try:
-        if path is not None:
-            _prepare_sqlite(path)
-        kwargs: dict[str, Any] = {}
-        if heartbeat:
-            kwargs = {
-                "heartbeat_interval": HEARTBEAT_S,
-                "grace_period": GRACE_S,
-                "heartbeat_stale_trial_callback": RetryHeartbeatStaleTrialCallback(max_retry=2),
-            }
-        return RDBStorage(url, engine_kwargs=engine_kwargs(url), **kwargs)
-    except StoreError:
-        raise
-    except ModuleNotFoundError as e:
-        raise StoreError(
-            f"cannot open store {redact(url)}: driver {e.name!r} is not installed; "
-            "for PostgreSQL run: pip install 'sweeper[postgres]'"
-        ) from None
-    except Exception as e:
-        msg = redact(str(e).splitlines()[0] if str(e) else type(e).__name__)
-        raise StoreError(f"cannot open store {redact(url)}: {msg}") from None
+    kwargs: dict[str, Any] = {}
+    if heartbeat:
+        # stale trials are failed and re-queued by sweeper.orchestrator's recovery, which
+        # records why on the trial first (Optuna's callback runs after the trial is closed)
+        kwargs = {"heartbeat_interval": HEARTBEAT_S, "grace_period": GRACE_S}
+    for attempt in range(OPEN_ATTEMPTS):
+        try:
+            if path is not None:
+                _prepare_sqlite(path)
+            return RDBStorage(url, engine_kwargs=engine_kwargs(url), **kwargs)
+        except StoreError:
+            raise
+        except ModuleNotFoundError as e:
+            raise StoreError(
+                f"cannot open store {redact(url)}: driver {e.name!r} is not installed; "
+                "for PostgreSQL run: pip install 'sweeper[postgres]'"
+            ) from None
+        except Exception as e:
+            again = is_transient(e) or _schema_race(e)
+            if again and attempt + 1 < OPEN_ATTEMPTS:
+                time.sleep(0.5 * (attempt + 1))
+                continue
+            raise StoreError(f"cannot open store {redact(url)}: {first_line(e)}") from None
+    raise AssertionError("unreachable")
+
+
+def _schema_race(error: BaseException) -> bool:
+    text = f"{error} {error.__cause__}"
+    return "duplicate key" in text or "already exists" in text
 
 
 def study_names(storage: RDBStorage) -> list[str]:

@@ -145,3 +145,12 @@ def test_cli_validate_missing_task_module(tmp_path: Path) -> None:
     out = run_cli("validate", "d.yaml", cwd=tmp_path)
     assert out.returncode != 0
     assert "cannot find module 'no_such_module'" in out.stderr
+
+
+def test_validate_gate_off_unquoted_is_read_as_off() -> None:
+    from sweeper.definition import parse_definition
+
+    base = "name: x\ntask: m:f\nbudget: {trials: 1, epochs: 5}\n"
+    search = "search: {lr: 0.01, batch_size: 8, dropout: 0.0, init: default}\n"
+    assert parse_definition(base + search + "probes: {gate: off}\n").probes.gate == "off"
+    assert parse_definition(base + search + "probes: {gate: on}\n").probes.gate == "strict"

@@ -1,0 +1,94 @@
+"""Connecting to Ray: local by default, an existing cluster with an address, or the cluster a
+Ray job runs on. Decides how many trials run at once from what the cluster has."""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+from sweeper.errors import SweeperError
+
+# Never shipped to the cluster with the user's code.
+EXCLUDES = [".git", ".venv", "venv", "__pycache__", "*.db", "*.db-*", "node_modules", "*.pt"]
+
+
+def code_folder(task_ref: str, search_paths: list[str]) -> str | None:
+    """The folder to ship to a remote cluster so workers can import the task module: the
+    search path it was found in, or None when it comes from an installed package."""
+    import importlib.util
+
+    module = task_ref.partition(":")[0]
+    try:
+        spec = importlib.util.find_spec(module)
+    except (ImportError, ValueError):
+        return None
+    origin = Path(spec.origin).resolve() if spec and spec.origin else None
+    if origin is None:
+        return None
+    for folder in search_paths:
+        root = Path(folder).resolve()
+        if root in origin.parents:
+            return str(root)
+    return None
+
+
+def init_ray(address: str | None, task_ref: str, search_paths: list[str]) -> None:
+    """Start Ray locally, or connect to `address` ("auto", "ray://HOST:10001", "HOST:6379").
+    On a cluster, the folder holding the task module travels as Ray's working_dir."""
+    import ray
+
+    if ray.is_initialized():
+        return
+    kwargs: dict[str, Any] = {
+        "logging_level": logging.WARNING,
+        "log_to_driver": True,
+        "include_dashboard": False,
+        "configure_logging": True,
+    }
+    os.environ.setdefault("RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO", "0")
+    if address is None and os.environ.get("RAY_ADDRESS"):
+        # inside a Ray job: the job's runtime env (with the user's code) is already in place
+        kwargs.pop("include_dashboard")
+    elif address:
+        kwargs["address"] = address
+        kwargs.pop("include_dashboard")
+        folder = code_folder(task_ref, search_paths)
+        if folder is not None:
+            kwargs["runtime_env"] = {"working_dir": folder, "excludes": EXCLUDES}
+    else:
+        # "local": always a new local instance, never a cluster some `ray start` left running
+        kwargs["address"] = "local"
+        kwargs["num_cpus"] = os.cpu_count() or 1
+    try:
+        ray.init(**kwargs)
+    except ConnectionError as e:
+        raise SweeperError(
+            f"cannot connect to the Ray cluster at {address!r}: {e}. Check the address "
+            "(`ray status` on the head node prints it) or leave out --address to run locally"
+        ) from None
+
+
+def concurrency(spec: Any) -> int:
+    """How many trials run at once: what the cluster fits, capped by max_concurrent and the
+    budget."""
+    import ray
+
+    res = ray.cluster_resources()
+    fits = math.floor(res.get("CPU", 0) / spec.resources.cpus + 1e-9)
+    if spec.resources.gpus > 0:
+        fits = min(fits, math.floor(res.get("GPU", 0) / spec.resources.gpus + 1e-9))
+        if fits < 1:
+            raise SweeperError(
+                f"resources.gpus is {spec.resources.gpus} but the Ray cluster has "
+                f"{res.get('GPU', 0):g} GPUs; set resources.gpus: 0 to run on CPUs"
+            )
+    if fits < 1:
+        raise SweeperError(
+            f"resources.cpus is {spec.resources.cpus} but the Ray cluster has "
+            f"{res.get('CPU', 0):g} CPUs; lower resources.cpus or add nodes"
+        )
+    limit = spec.resources.max_concurrent or fits
+    return max(1, min(limit, fits, spec.budget.trials))

@@ -1,0 +1,445 @@
+"""The search loop: ask -> run on a Ray actor, one epoch per call -> report/prune -> tell.
+
+Everything that touches the study store happens here, in the driver: runners never write to
+it, so a runner may live on a node that cannot reach the store. Every store call goes through
+`_db`, which rides out a store outage (a restarted PostgreSQL) instead of losing the study.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol, TypeVar
+
+import optuna
+from optuna.exceptions import UpdateFinishedTrialError
+from optuna.trial import TrialState
+
+from sweeper.orchestrator._recovery import recover, requeue
+from sweeper.search import distributions
+from sweeper.store import attrs
+from sweeper.store._retry import retrying
+from sweeper.store._storage import GRACE_S, HEARTBEAT_S
+
+T = TypeVar("T")
+log = logging.getLogger("sweeper")
+COUNTED = (TrialState.COMPLETE, TrialState.PRUNED)
+REVIVE_S = 120.0  # how long to wait for a dead worker to come back when no other can run
+
+
+class Progress(Protocol):
+    def gate_done(self, report: dict[str, Any]) -> None: ...
+    def note(self, text: str) -> None: ...
+    def trial_done(
+        self, number: int, state: str, value: float | None, params: dict[str, Any], note: str
+    ) -> None: ...
+    def tick(
+        self, counts: dict[str, int], best: float | None, elapsed: float, target: int
+    ) -> None: ...
+
+
+@dataclass
+class Outcome:
+    study_name: str
+    storage: str
+    counts: dict[str, int]
+    best_value: float | None
+    best_params: dict[str, Any] | None
+    best_number: int | None
+    elapsed_s: float
+    gate: dict[str, Any] | None
+    stopped_reason: str = ""
+    probe_seconds_saved: float = 0.0
+
+
+@dataclass
+class _Slot:
+    """One runner actor and the trial it is running, if any."""
+
+    runner: Any
+    trial: optuna.Trial | None = None
+    params: dict[str, Any] = field(default_factory=dict)
+    epoch: int = 0
+    ref: Any = None  # the pending call on the runner
+    phase: str = ""  # "start" | "epoch" | "revive" (waiting for a restarted worker)
+    started: float = 0.0
+    findings: list[dict[str, Any]] = field(default_factory=list)
+    probe_seconds: float = 0.0
+
+
+class Search:
+    def __init__(
+        self,
+        study: optuna.Study,
+        spec: Any,
+        fixed: dict[str, Any],
+        runners: list[Any],
+        progress: Progress | None,
+        t0: float,
+        me: str,
+        quota: int | None = None,
+    ) -> None:
+        self.study = study
+        self.storage: Any = study._storage
+        self.spec = spec
+        self.fixed = fixed
+        self.dists = distributions(spec.search)
+        self.slots = [_Slot(r) for r in runners]
+        self.progress = progress
+        self.t0 = t0
+        self.me = me
+        self.quota = quota  # this driver's own number of finished trials (`run --trials N`)
+        self.counts = {s.name: 0 for s in TrialState}
+        for t in study.get_trials(deepcopy=False):
+            self.counts[t.state.name] += 1
+        self.counts["RUNNING"] = 0
+        self.start_finished = self._finished()
+        self.own_finished = 0
+        self.consecutive_failures = 0
+        self.stop_reason = ""
+        self.last_heartbeat = 0.0
+        self.last_recovery = time.monotonic()
+        self.saved_seconds = 0.0
+        self.best: float | None = self._best_value()
+        self.outage_noted = False
+
+    # -- store access ------------------------------------------------------------------------
+    def _db(self, fn: Callable[..., T], *args: Any, what: str, **kwargs: Any) -> T:
+        return retrying(fn, *args, what=what, on_outage=self._note, **kwargs)
+
+    def _note(self, text: str) -> None:
+        if self.progress is not None:
+            self.progress.note(text)
+
+    # -- bookkeeping -------------------------------------------------------------------------
+    def _best_value(self) -> float | None:
+        try:
+            return float(self.study.best_value)
+        except ValueError:
+            return None
+
+    def _finished(self) -> int:
+        return sum(self.counts[s.name] for s in COUNTED)
+
+    def _busy(self) -> list[_Slot]:
+        return [s for s in self.slots if s.trial is not None]
+
+    def _target(self) -> int:
+        if self.quota is not None:
+            return self.start_finished + self.quota
+        return int(self.spec.budget.trials)
+
+    def _room(self) -> int:
+        """How many new trials may start now. The budget counts the whole study (other
+        drivers' finished and running trials too), so drivers sharing a study stop together
+        at `budget.trials`; with `--trials N` this driver runs N of its own."""
+        if self.stop_reason:
+            return 0
+        timeout = self.spec.budget.timeout_s
+        if timeout is not None and time.perf_counter() - self.t0 > timeout:
+            self.stop_reason = f"wall-clock timeout of {timeout:g}s reached"
+            return 0
+        if self.quota is not None:
+            return self.quota - self.own_finished - len(self._busy())
+        taken = self._db(
+            self.storage.get_n_trials,
+            self.study._study_id,
+            (*COUNTED, TrialState.RUNNING),
+            what="counting trials",
+        )
+        return int(self.spec.budget.trials) - taken
+
+    # -- the loop ----------------------------------------------------------------------------
+    def loop(self) -> None:
+        import ray
+
+        revive_since: float | None = None
+        try:
+            while True:
+                room = self._room()
+                for slot in self.slots:
+                    if room > 0 and slot.trial is None and slot.ref is None:
+                        self._launch(slot)
+                        room -= 1
+                if not self._busy() and (room <= 0 or not self.slots):
+                    break
+                pending = {s.ref: s for s in self.slots if s.ref is not None}
+                if not self._busy():
+                    # only workers that are restarting: wait for them, but not forever
+                    revive_since = revive_since or time.monotonic()
+                    if time.monotonic() - revive_since > REVIVE_S:
+                        self.stop_reason = (
+                            f"no Ray worker came back within {REVIVE_S:.0f}s after workers "
+                            "died (did nodes leave the cluster?); add capacity and run the "
+                            "same command again to resume"
+                        )
+                        break
+                else:
+                    revive_since = None
+                if not pending:
+                    break
+                ready, _ = ray.wait(list(pending), num_returns=1, timeout=1.0)
+                for ref in ready:
+                    self._handle(pending[ref], ref)
+                self._housekeeping()
+        except BaseException:
+            self._abandon("the driver was interrupted")
+            raise
+        for slot in self.slots:
+            if slot.phase == "revive":
+                ray.kill(slot.runner, no_restart=True)
+
+    def _housekeeping(self) -> None:
+        now = time.monotonic()
+        if now - self.last_heartbeat >= HEARTBEAT_S / 2:
+            self.last_heartbeat = now
+            for slot in self._busy():
+                assert slot.trial is not None
+                self._db(
+                    self.storage.record_heartbeat, slot.trial._trial_id, what="recording heartbeats"
+                )
+        if now - self.last_recovery >= GRACE_S / 2:
+            self.last_recovery = now
+            for number, why in self._db(recover, self.study, self.me, what="checking trials"):
+                self._note(f"trial {number} failed and re-queued: {why}")
+        if self.progress:
+            self.progress.tick(
+                self._counts(), self.best, time.perf_counter() - self.t0, self._target()
+            )
+
+    def _counts(self) -> dict[str, int]:
+        c = {k.lower(): v for k, v in self.counts.items() if k != "WAITING"}
+        c["running"] = len(self._busy())
+        return c
+
+    def _launch(self, slot: _Slot) -> None:
+        trial = self._db(self.study.ask, self.dists, what="asking for a trial")
+        self._db(
+            self.storage.set_trial_system_attr,
+            trial._trial_id,
+            attrs.DRIVER,
+            self.me,
+            what="recording the trial's driver",
+        )
+        self._db(self.storage.record_heartbeat, trial._trial_id, what="recording heartbeats")
+        params = {**self.fixed, **trial.params}
+        slot.trial, slot.params, slot.epoch = trial, params, 0
+        slot.started = time.perf_counter()
+        slot.findings, slot.probe_seconds = [], 0.0
+        slot.ref, slot.phase = slot.runner.start.remote(trial.number, params), "start"
+
+    def _handle(self, slot: _Slot, ref: Any) -> None:
+        import ray
+
+        slot.ref = None
+        try:
+            result = ray.get(ref)
+        except ray.exceptions.RayActorError as e:
+            self._worker_died(slot, e)
+            return
+        except ray.exceptions.RayError as e:
+            if slot.trial is not None:
+                self._fail(slot, f"{type(e).__name__}: {e}")
+            return
+        if slot.phase == "revive":
+            slot.phase = ""
+            if "error" in result:  # the restarted worker cannot load the task any more
+                self.slots.remove(slot)
+                self._note(f"a restarted Ray worker could not load the task: {result['error']}")
+            return
+        assert slot.trial is not None
+        try:
+            self._result(slot, result)
+        except UpdateFinishedTrialError:
+            self._taken_over(slot)
+
+    def _result(self, slot: _Slot, result: dict[str, Any]) -> None:
+        assert slot.trial is not None
+        slot.findings.extend(result.get("findings", []))
+        if "probe_seconds" in result:
+            slot.probe_seconds = max(slot.probe_seconds, float(result["probe_seconds"]))
+        if "worker" in result:
+            self._db(
+                self.storage.set_trial_user_attr,
+                slot.trial._trial_id,
+                attrs.WORKER,
+                result["worker"],
+                what="recording the trial's worker",
+            )
+        if "error" in result:
+            self._fail(slot, result["error"])
+        elif "stopped" in result:
+            self._prune(slot, f"stopped by probe: {result['stopped']}", probed=True)
+        elif slot.phase == "start":
+            slot.ref, slot.phase = slot.runner.epoch.remote(), "epoch"
+        else:
+            self._epoch_done(slot, result["metrics"])
+
+    def _worker_died(self, slot: _Slot, error: Exception) -> None:
+        """The actor's process died (killed, out of host memory, its node left). Ray restarts
+        the actor (elsewhere if the node is gone); the trial is failed and re-queued with the
+        same params, and the slot waits for its worker to come back."""
+        import ray
+
+        if slot.trial is not None:
+            trial = self._db(self.storage.get_trial, slot.trial._trial_id, what="reading a trial")
+            why = f"the Ray worker running it died ({type(error).__name__})"
+            if self._db(requeue, self.study, trial, why, what="re-queuing a trial"):
+                self._count(slot, TrialState.FAIL, None, why + "; re-queued")
+            self._release(slot)
+        if slot.phase == "revive":  # its restarts are used up
+            self.slots.remove(slot)
+            self._note("a Ray worker died for good; going on with the others")
+            if not self.slots:
+                self.stop_reason = "every Ray worker died; run the same command to resume"
+            return
+        try:
+            slot.ref, slot.phase = slot.runner.load.remote(), "revive"
+        except ray.exceptions.RayActorError:
+            self.slots.remove(slot)
+
+    def _taken_over(self, slot: _Slot) -> None:
+        assert slot.trial is not None
+        self._note(
+            f"trial {slot.trial.number} was failed and re-queued by another driver "
+            "(its heartbeat had lapsed); dropping this run of it"
+        )
+        self._release(slot)
+
+    def _epoch_done(self, slot: _Slot, metrics: dict[str, float]) -> None:
+        assert slot.trial is not None
+        metric = self.spec.objective.metric
+        value = metrics.get(metric)
+        if value is None:
+            self._fail(
+                slot,
+                f"metric {metric!r} is not produced for this task; available: {sorted(metrics)}",
+            )
+            return
+        if not math.isfinite(value):
+            self._prune(slot, f"{metric} became {value} at epoch {slot.epoch}", probed=True)
+            return
+        self._db(slot.trial.report, value, slot.epoch, what="reporting a trial's progress")
+        slot.epoch += 1
+        if slot.epoch >= self.spec.budget.epochs:
+            self._finish(slot, TrialState.COMPLETE, value, "")
+        elif self._db(slot.trial.should_prune, what="asking the pruner"):
+            self._finish(
+                slot, TrialState.PRUNED, None, f"pruned by the pruner at epoch {slot.epoch}"
+            )
+        else:
+            slot.ref, slot.phase = slot.runner.epoch.remote(), "epoch"
+
+    def _prune(self, slot: _Slot, reason: str, probed: bool) -> None:
+        if probed:
+            # What the trial would still have cost, had no probe stopped it.
+            assert slot.trial is not None
+            done = max(slot.epoch, 1)
+            spent = time.perf_counter() - slot.started
+            saved = spent / done * (self.spec.budget.epochs - slot.epoch)
+            self.saved_seconds += saved
+            self._db(
+                self.storage.set_trial_user_attr,
+                slot.trial._trial_id,
+                attrs.SECONDS_SAVED,
+                round(saved, 3),
+                what="recording a trial's result",
+            )
+        self._finish(slot, TrialState.PRUNED, None, reason)
+
+    def _fail(self, slot: _Slot, error: str) -> None:
+        self._finish(slot, TrialState.FAIL, None, error)
+
+    def _finish(self, slot: _Slot, state: TrialState, value: float | None, note: str) -> None:
+        trial = slot.trial
+        assert trial is not None
+        tid = trial._trial_id
+        notes: dict[str, Any] = {attrs.PROBE_SECONDS: round(slot.probe_seconds, 4)}
+        if slot.findings:
+            notes[attrs.FINDINGS] = slot.findings
+        if state == TrialState.FAIL:
+            notes[attrs.ERROR] = note[:2000]
+        elif state == TrialState.PRUNED and note:
+            notes[attrs.STOPPED] = note[:2000]
+        for key, val in notes.items():
+            self._db(
+                self.storage.set_trial_user_attr, tid, key, val, what="recording a trial's result"
+            )
+        told = self._db(
+            self.study.tell,
+            trial,
+            value if state == TrialState.COMPLETE else None,
+            state=state,
+            skip_if_finished=True,  # a retried tell whose first try did commit
+            what="recording a trial's result",
+        )
+        if told.state != state:
+            self._taken_over(slot)
+            return
+        self._count(slot, state, value, note)
+        slot.runner.finish.remote()
+        self._release(slot)
+
+    def _count(self, slot: _Slot, state: TrialState, value: float | None, note: str) -> None:
+        assert slot.trial is not None
+        self.counts[state.name] += 1
+        if state in COUNTED:
+            self.own_finished += 1
+        if state == TrialState.FAIL:
+            self.consecutive_failures += 1
+            limit = self.spec.budget.max_consecutive_failures
+            if self.consecutive_failures >= limit and not self.stop_reason:
+                self.stop_reason = (
+                    f"{limit} trials failed in a row (last: {note}); fix the error, then run "
+                    "the same command to resume (budget.max_consecutive_failures sets the limit)"
+                )
+        else:
+            self.consecutive_failures = 0
+        if state == TrialState.COMPLETE and value is not None:
+            maximize = self.spec.objective.direction == "maximize"
+            if self.best is None or (value > self.best if maximize else value < self.best):
+                self.best = value
+        if self.progress:
+            self.progress.trial_done(
+                slot.trial.number, state.name.lower(), value, slot.params, note
+            )
+
+    def _release(self, slot: _Slot) -> None:
+        slot.trial, slot.ref, slot.phase = None, None, ""
+
+    def _abandon(self, why: str) -> None:
+        """On interrupt: fail the running trials and re-queue their params so a re-run
+        finishes them. Never leaves a trial RUNNING (short of a store that is down, where the
+        next run's recovery does it)."""
+        for slot in self._busy():
+            assert slot.trial is not None
+            try:
+                trial = self.storage.get_trial(slot.trial._trial_id)
+                requeue(self.study, trial, why)
+            except Exception:
+                log.exception("could not record trial %s", slot.trial.number)
+
+    def outcome(self, gate: dict[str, Any] | None) -> Outcome:
+        best_params = best_number = None
+        try:
+            bt = self.study.best_trial
+            best_params, best_number = {**self.fixed, **bt.params}, bt.number
+            self.best = float(bt.values[0])
+        except ValueError:
+            pass
+        counts = {k.lower(): v for k, v in self.counts.items() if k not in ("WAITING", "RUNNING")}
+        return Outcome(
+            self.study.study_name,
+            self.spec.storage,
+            counts,
+            self.best,
+            best_params,
+            best_number,
+            time.perf_counter() - self.t0,
+            gate,
+            self.stop_reason,
+            self.saved_seconds,
+        )
