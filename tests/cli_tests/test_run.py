@@ -1,4 +1,4 @@
-"""`sweeper run` end to end: real CLI in a subprocess, real Ray, a real SQLite file."""
+"""`sweeper run` end to end: real CLI in a subprocess, real Ray, a real SQLite/PostgreSQL store."""
 
 from __future__ import annotations
 
@@ -12,18 +12,15 @@ import optuna
 import yaml
 from optuna.trial import TrialState
 
-from tests.conftest import run_cli, write_study
-
-STORE = "sqlite:///sweeps.db"
+from tests.conftest import run_cli, trials_of, write_study
 
 
 def _trials(folder: Path, name: str) -> list[optuna.trial.FrozenTrial]:
-    study = optuna.load_study(study_name=name, storage=f"sqlite:///{folder / 'sweeps.db'}")
-    return study.get_trials()
+    return trials_of(f"sqlite:///{folder / 'sweeps.db'}", name)
 
 
-def test_run_finishes_study_then_resumes_without_duplicates(tmp_path: Path) -> None:
-    path = write_study(tmp_path, trials=5, epochs=3)
+def test_run_finishes_study_then_resumes_without_duplicates(tmp_path: Path, store_url: str) -> None:
+    path = write_study(tmp_path, trials=5, epochs=3, storage=store_url)
     out = run_cli("run", path.name, "--plain", cwd=tmp_path)
     assert out.returncode == 0, out.stdout + out.stderr
     assert "Study gate: PASS" in out.stdout
@@ -31,12 +28,14 @@ def test_run_finishes_study_then_resumes_without_duplicates(tmp_path: Path) -> N
     assert "sweeper dashboard" in out.stdout
 
     # Optuna's own API reads the store unchanged.
-    first = _trials(tmp_path, "tiny")
+    first = trials_of(store_url, "tiny")
     assert [t.state for t in first] == [TrialState.COMPLETE] * 5
     assert all(len(t.intermediate_values) == 3 for t in first)
-    study = optuna.load_study(study_name="tiny", storage=f"sqlite:///{tmp_path / 'sweeps.db'}")
+    storage = optuna.storages.RDBStorage(store_url)
+    study = optuna.load_study(study_name="tiny", storage=storage)
     assert study.best_value > 0.8
     system = study._storage.get_study_system_attrs(study._study_id)
+    storage.engine.dispose()
     assert system["sweeper:definition"] == path.read_text()
     assert system["sweeper:gate"]["verdict"] == "pass"
     assert {f["probe"] for f in system["sweeper:gate"]["findings"]} >= {"init_loss", "overfit_tiny"}
@@ -44,33 +43,43 @@ def test_run_finishes_study_then_resumes_without_duplicates(tmp_path: Path) -> N
     # Same command again: budget already met, nothing new, nothing lost.
     again = run_cli("run", path.name, "--plain", cwd=tmp_path)
     assert again.returncode == 0, again.stderr
-    assert len(_trials(tmp_path, "tiny")) == 5
+    assert len(trials_of(store_url, "tiny")) == 5
 
     # A larger budget resumes the same study.
     path.write_text(path.read_text().replace("trials: 5", "trials: 7"))
     more = run_cli("run", path.name, "--plain", cwd=tmp_path)
     assert more.returncode == 0, more.stderr
-    after = _trials(tmp_path, "tiny")
+    after = trials_of(store_url, "tiny")
     assert len(after) == 7
     assert [(t.number, t.value, t.params) for t in after[:5]] == [
         (t.number, t.value, t.params) for t in first
     ]
 
     # `best` in both formats, `status`, and the optuna CLI on the same store.
-    best = run_cli("best", "tiny", "--format", "json", cwd=tmp_path)
+    store = ("--storage", store_url)
+    best = run_cli("best", "tiny", "--format", "json", *store, cwd=tmp_path)
     assert best.returncode == 0, best.stderr
     data = json.loads(best.stdout)
     assert data["value"] == max(t.value for t in after)
     assert data["params"]["hidden"] == 64  # fixed params are part of the best config
     assert set(data["params"]) == {"lr", "batch_size", "dropout", "init", "hidden"}
-    as_yaml = yaml.safe_load(run_cli("best", "tiny", "--format", "yaml", cwd=tmp_path).stdout)
+    as_yaml = yaml.safe_load(
+        run_cli("best", "tiny", "--format", "yaml", *store, cwd=tmp_path).stdout
+    )
     assert as_yaml == data
-    status = run_cli("status", "tiny", "--json", cwd=tmp_path)
+    status = run_cli("status", "tiny", "--json", *store, cwd=tmp_path)
     status_json = json.loads(status.stdout)
     assert status_json["counts"] == {"complete": 7}
     assert status_json["probe_seconds_saved"] == 0  # healthy trials: nothing stopped
     listed = subprocess.run(
-        [str(Path(sys.executable).parent / "optuna"), "studies", "--storage", STORE, "-f", "json"],
+        [
+            str(Path(sys.executable).parent / "optuna"),
+            "studies",
+            "-f",
+            "json",
+            "--storage",
+            store_url,
+        ],
         cwd=tmp_path,
         capture_output=True,
         text=True,
@@ -83,12 +92,13 @@ def test_run_finishes_study_then_resumes_without_duplicates(tmp_path: Path) -> N
     changed = run_cli("run", path.name, "--plain", cwd=tmp_path)
     assert changed.returncode == 2
     assert "different task, objective, epochs or search space" in changed.stderr
-    assert len(_trials(tmp_path, "tiny")) == 7
+    assert len(trials_of(store_url, "tiny")) == 7
 
 
-def test_run_trial_that_raises_is_recorded_failed_and_study_goes_on(tmp_path: Path) -> None:
+def test_run_trial_out_of_gpu_memory_is_recorded_failed_and_study_goes_on(tmp_path: Path) -> None:
     (tmp_path / "flaky.py").write_text(
         textwrap.dedent("""
+        import torch
         from sweeper.examples.digits import mlp_task
 
         def task():
@@ -96,8 +106,10 @@ def test_run_trial_that_raises_is_recorded_failed_and_study_goes_on(tmp_path: Pa
             build = t.build_model
 
             def build_model(params):
-                if params["hidden"] == 7:
-                    raise RuntimeError("hidden=7 is not supported by this model")
+                if params["hidden"] == 7:  # what torch raises when the GPU is full
+                    raise torch.cuda.OutOfMemoryError(
+                        "CUDA out of memory. Tried to allocate 2.00 GiB (GPU 0; 15.7 GiB total)"
+                    )
                 return build(params)
 
             t.build_model = build_model
@@ -127,9 +139,11 @@ def test_run_trial_that_raises_is_recorded_failed_and_study_goes_on(tmp_path: Pa
     assert len(complete) == 4
     assert all(t.params["hidden"] == 32 for t in complete)
     assert failed, "the sampler never tried hidden=7"
-    for t in failed:
+    for t in failed:  # out of GPU memory: the trial fails, naming the batch size; the study goes on
         assert t.params["hidden"] == 7
-        assert "hidden=7 is not supported" in t.user_attrs["sweeper:error"]
+        error = t.user_attrs["sweeper:error"]
+        assert error.startswith("CUDA out of memory with batch_size=64"), error
+        assert "lower the batch_size choices" in error
     assert not [t for t in trials if t.state == TrialState.RUNNING]
 
 
