@@ -5,6 +5,7 @@ Public surface (imported lazily: `import sweeper` loads neither torch nor ray):
     sweeper.Task(build_model=..., train=(X, y), val=(X, y), loss=..., kind=..., num_classes=...)
     sweeper.probe(task, params=None)          -> Report with findings
     sweeper.best_config(name, storage=...)    -> BestConfig(params, value, number, ...)
+    sweeper.top_configs(name, storage=..., k) -> the k best, best first
     sweeper.apply_init(model, scheme)         -> the init code trials used
     sweeper.load_definition(path)             -> a validated study definition
 """
@@ -22,6 +23,7 @@ _LAZY = {
     "Finding": ("sweeper.probes", "Finding"),
     "best_config": ("sweeper.export", "best_config"),
     "BestConfig": ("sweeper.export", "BestConfig"),
+    "top_configs": ("sweeper.export", "top_configs"),
     "apply_init": ("sweeper.training", "apply_init"),
     "load_definition": ("sweeper.definition", "load_definition"),
     "run_study": ("sweeper.orchestrator", "run_study"),

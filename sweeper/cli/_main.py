@@ -194,9 +194,31 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_best(args: argparse.Namespace) -> int:
-    from sweeper.export import best_config, render
+    from sweeper.export import render, top_configs
 
-    print(render(best_config(args.name, storage=args.storage), args.format))
+    configs = top_configs(args.name, storage=args.storage, k=args.top or 1)
+    print(render(configs, args.format, as_list=args.top is not None))
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from sweeper.export import export_trials
+
+    n = export_trials(args.name, args.storage, Path(args.out))
+    print(f"wrote {n} trials of {args.name!r} to {args.out}", file=sys.stderr)
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from sweeper.report import build_report
+
+    html = build_report(args.name, args.storage)
+    Path(args.out).write_text(html, encoding="utf-8")
+    print(f"wrote {args.out} ({len(html) / 1e6:.1f} MB, opens offline)", file=sys.stderr)
     return 0
 
 
@@ -205,17 +227,26 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
         import optuna_dashboard
     except ModuleNotFoundError:
         raise SweeperError(
-            "optuna-dashboard is not installed: pip install 'sweeper[dashboard]'"
+            "optuna-dashboard is not installed: pip install optuna-dashboard"
         ) from None
-    from sweeper.store import open_storage
+    from optuna.artifacts import FileSystemArtifactStore
+
+    from sweeper.store import artifact_dir, open_storage
 
     storage = open_storage(args.storage, heartbeat=False)
+    folder = artifact_dir(args.storage, args.artifacts)
+    folder.mkdir(parents=True, exist_ok=True)
     print(
-        f"optuna-dashboard on {_redact(args.storage)} at http://{args.host}:{args.port}/ "
-        "(Ctrl-C to stop)",
+        f"optuna-dashboard on {_redact(args.storage)} (artifacts in {folder}) at "
+        f"http://{args.host}:{args.port}/ (Ctrl-C to stop)",
         flush=True,
     )
-    optuna_dashboard.run_server(storage, host=args.host, port=args.port)
+    optuna_dashboard.run_server(
+        storage,
+        host=args.host,
+        port=args.port,
+        artifact_store=FileSystemArtifactStore(str(folder)),
+    )
     return 0
 
 
@@ -284,23 +315,27 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--wait", action="store_true", help="wait for the job and print its logs")
     s.set_defaults(func=cmd_submit)
 
-    for name, helptext in (
-        ("status", "trials done/running/pruned/failed, best so far"),
-        ("best", "print the best config"),
-    ):
+    def study_command(name: str, helptext: str, func: Any) -> argparse.ArgumentParser:
         s = sub.add_parser(name, help=helptext)
         s.add_argument("name", help="study name")
         s.add_argument("--storage", default=DEFAULT_STORAGE, help="store URL (%(default)s)")
-        if name == "best":
-            s.add_argument("--format", choices=("json", "yaml"), default="json")
-            s.set_defaults(func=cmd_best)
-        else:
-            s.add_argument("--json", action="store_true")
-            s.set_defaults(func=cmd_status)
+        s.set_defaults(func=func)
+        return s
+
+    s = study_command("status", "trials done/running/pruned/failed, best so far", cmd_status)
+    s.add_argument("--json", action="store_true")
+    s = study_command("best", "print the best config (or the top K)", cmd_best)
+    s.add_argument("--format", choices=("json", "yaml", "python", "env"), default="json")
+    s.add_argument("--top", type=_positive, help="the K best configs, best first")
+    s = study_command("export", "all trials as a table for pandas", cmd_export)
+    s.add_argument("--out", required=True, help="results.csv or results.parquet")
+    s = study_command("report", "one self-contained HTML report", cmd_report)
+    s.add_argument("--out", default="report.html", help="output file (%(default)s)")
 
     s = sub.add_parser("dashboard", help="optuna-dashboard on the study store")
     s.add_argument("--storage", default=DEFAULT_STORAGE, help="store URL (%(default)s)")
-    s.add_argument("--host", default="127.0.0.1")
+    s.add_argument("--artifacts", help="artifact folder (default: beside the SQLite file)")
+    s.add_argument("--host", default="127.0.0.1", help="address to bind (%(default)s)")
     s.add_argument("--port", type=int, default=8080)
     s.set_defaults(func=cmd_dashboard)
     return p

@@ -319,6 +319,7 @@ class Definition(_Strict):
     task: str
     task_args: dict[str, Any] = Field(default_factory=dict)
     storage: str = "sqlite:///sweeps.db"
+    artifacts: str | None = None  # folder for gate plots; default: beside the SQLite file
     objective: Objective = Field(default_factory=Objective)
     budget: Budget
     search: SearchSpace

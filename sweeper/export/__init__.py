@@ -1,5 +1,22 @@
-"""Getting results out: the best config as a Python object, JSON or YAML."""
+"""Getting results out: best configs (JSON, YAML, Python, env) and the trials table."""
 
-from sweeper.export._best import DEFAULT_STORAGE, BestConfig, best_config, render
+from sweeper.export._best import (
+    DEFAULT_STORAGE,
+    FORMATS,
+    BestConfig,
+    best_config,
+    render,
+    top_configs,
+)
+from sweeper.export._table import export_trials, trials_table
 
-__all__ = ["DEFAULT_STORAGE", "BestConfig", "best_config", "render"]
+__all__ = [
+    "DEFAULT_STORAGE",
+    "FORMATS",
+    "BestConfig",
+    "best_config",
+    "export_trials",
+    "render",
+    "top_configs",
+    "trials_table",
+]

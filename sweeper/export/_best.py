@@ -1,19 +1,24 @@
-"""The best configuration of a study, for the user's own training code."""
+"""The best configurations of a study, for the user's own training code."""
 
 from __future__ import annotations
 
 import json
+import pprint
+import re
+import shlex
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from sweeper.errors import StoreError
+from sweeper.errors import StoreError, SweeperError
 
 DEFAULT_STORAGE = "sqlite:///sweeps.db"
+FORMATS = ("json", "yaml", "python", "env")
 
 
 @dataclass(frozen=True)
 class BestConfig:
-    """The best finished trial: its params (fixed ones included), metric value and number."""
+    """One finished trial: its params (fixed ones included), metric value and number, the hash
+    of the study definition it came from, and where it ran (torch version, device)."""
 
     study: str
     params: dict[str, Any]
@@ -21,10 +26,50 @@ class BestConfig:
     number: int
     metric: str
     direction: str
+    definition_hash: str = ""
+    environment: dict[str, Any] = field(default_factory=dict)
     user_attrs: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+def top_configs(name: str, storage: str = DEFAULT_STORAGE, k: int = 1) -> list[BestConfig]:
+    """The `k` best completed trials of study `name`, best first."""
+    from optuna.trial import TrialState
+
+    from sweeper.store import attrs, load_study
+
+    study = load_study(storage, name)
+    done = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    if not done:
+        raise StoreError(
+            f"study {name!r} has no completed trial yet; run it first "
+            f"(`sweeper status {name}` shows its progress)"
+        )
+    maximize = study.direction.name == "MAXIMIZE"
+    done = sorted(done, key=lambda t: (-t.values[0] if maximize else t.values[0], t.number))
+    system = study._storage.get_study_system_attrs(study._study_id)
+    fixed = system.get(attrs.FIXED) or {}
+    metric = (study.metric_names or ["value"])[0]
+    out = []
+    for t in done[:k]:
+        worker = dict(t.user_attrs.get(attrs.WORKER) or {})
+        env = {key: worker[key] for key in ("torch", "device", "gpu_ids", "node") if key in worker}
+        out.append(
+            BestConfig(
+                study=name,
+                params={**fixed, **t.params},
+                value=float(t.values[0]),
+                number=t.number,
+                metric=metric,
+                direction="maximize" if maximize else "minimize",
+                definition_hash=str(system.get(attrs.FINGERPRINT, "")),
+                environment=env,
+                user_attrs=dict(t.user_attrs),
+            )
+        )
+    return out
 
 
 def best_config(name: str, storage: str = DEFAULT_STORAGE) -> BestConfig:
@@ -33,41 +78,61 @@ def best_config(name: str, storage: str = DEFAULT_STORAGE) -> BestConfig:
     >>> best = sweeper.best_config("digits-mlp", storage="sqlite:///sweeps.db")
     >>> best.params["lr"], best.value, best.number
     """
-    from sweeper.store import attrs, load_study
-
-    study = load_study(storage, name)
-    try:
-        trial = study.best_trial
-    except ValueError:
-        raise StoreError(
-            f"study {name!r} has no completed trial yet; run it first "
-            f"(`sweeper status {name}` shows its progress)"
-        ) from None
-    fixed = attrs.get_study_attr(study, attrs.FIXED, {}) or {}
-    names = study.metric_names or ["value"]
-    return BestConfig(
-        study=name,
-        params={**fixed, **trial.params},
-        value=float(trial.values[0]),
-        number=trial.number,
-        metric=names[0],
-        direction=study.direction.name.lower(),
-        user_attrs=dict(trial.user_attrs),
-    )
+    return top_configs(name, storage, 1)[0]
 
 
-def render(best: BestConfig, fmt: str) -> str:
-    data = {
+def _export(best: BestConfig) -> dict[str, Any]:
+    return {
         "study": best.study,
         "metric": best.metric,
         "value": best.value,
         "trial": best.number,
+        "definition_hash": best.definition_hash,
+        "environment": best.environment,
         "params": best.params,
     }
+
+
+def _env_name(key: str) -> str:
+    return "SWEEPER_" + re.sub(r"[^A-Za-z0-9]", "_", key).upper()
+
+
+def render(configs: BestConfig | list[BestConfig], fmt: str, as_list: bool = False) -> str:
+    """`configs` as json, yaml, python (a dict literal to paste) or env (KEY=value lines for
+    `source`/`--env-file`). One config prints as an object unless `as_list`."""
+    items = configs if isinstance(configs, list) else [configs]
+    many = as_list or len(items) > 1
+    data: Any = [_export(c) for c in items] if many else _export(items[0])
     if fmt == "json":
         return json.dumps(data, indent=2)
     if fmt == "yaml":
         import yaml
 
         return yaml.safe_dump(data, sort_keys=False)
-    raise ValueError(f"unknown format {fmt!r}; choose json or yaml")
+    if fmt == "python":
+        return "\n".join(_python(c, i if many else None) for i, c in enumerate(items))
+    if fmt == "env":
+        if many:
+            raise SweeperError("--format env writes one config; use --top 1 or another format")
+        best = items[0]
+        lines = [
+            f"SWEEPER_STUDY={shlex.quote(best.study)}",
+            f"SWEEPER_METRIC={shlex.quote(best.metric)}",
+            f"SWEEPER_VALUE={best.value!r}",
+            f"SWEEPER_TRIAL={best.number}",
+            f"SWEEPER_DEFINITION_HASH={best.definition_hash}",
+        ]
+        lines += [f"{_env_name(k)}={shlex.quote(str(v))}" for k, v in best.params.items()]
+        return "\n".join(lines)
+    raise SweeperError(f"unknown format {fmt!r}; choose from {', '.join(FORMATS)}")
+
+
+def _python(best: BestConfig, rank: int | None) -> str:
+    env = ", ".join(f"{k} {v}" for k, v in best.environment.items() if k in ("torch", "device"))
+    name = "BEST_PARAMS" if rank is None else f"PARAMS_{rank + 1}"
+    return (
+        f"# study {best.study!r}: {best.metric} = {best.value:.6g} (trial {best.number}, "
+        f"definition {best.definition_hash or '?'})\n"
+        + (f"# ran with {env}\n" if env else "")
+        + f"{name} = {pprint.pformat(best.params, sort_dicts=False)}\n"
+    )

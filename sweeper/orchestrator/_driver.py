@@ -22,8 +22,16 @@ from sweeper.orchestrator._cluster import concurrency, init_ray
 from sweeper.orchestrator._recovery import driver_token, recover
 from sweeper.orchestrator._search import Outcome, Progress, Search
 from sweeper.probes._context import Settings
-from sweeper.search import cap_lr, fixed_values, make_pruner, make_sampler, reference_params
-from sweeper.store import attrs, open_storage
+from sweeper.report import publish_gate
+from sweeper.search import (
+    cap_lr,
+    fixed_values,
+    init_schemes,
+    make_pruner,
+    make_sampler,
+    reference_params,
+)
+from sweeper.store import artifact_dir, attrs, open_storage
 from sweeper.store._retry import retrying
 
 log = logging.getLogger("sweeper")
@@ -114,7 +122,7 @@ def run_study(
     if spec.probes.gate != "off":
         ref = {**reference_params(spec.search)}
         try:
-            gate = ray.get(runners[0].gate.remote(ref))
+            gate = ray.get(runners[0].gate.remote(ref, init_schemes(spec.search)))
         except ray.exceptions.RayActorError as e:
             raise SweeperError(
                 f"the Ray worker running the study gate died ({type(e).__name__}); "
@@ -124,6 +132,8 @@ def run_study(
             raise TaskError(f"the study gate could not run: {gate['error']}")
         gate["reference_params"] = ref
         retrying(attrs.save_gate, study, gate, what="saving the gate report")
+        folder = artifact_dir(spec.storage, spec.artifacts)
+        retrying(publish_gate, study, gate, folder, what="saving the gate note and plots")
         if progress:
             progress.gate_done(gate)
         if gate["verdict"] == "fail" and spec.probes.gate == "strict":

@@ -56,6 +56,7 @@ class TrialRunner:
         self.device: Any = None
         self.run: Any = None
         self.monitor: Any = None
+        self.sent = 0  # monitor findings already sent to the driver
         self.trial_number = -1
 
     # -- setup -------------------------------------------------------------------------------
@@ -116,8 +117,9 @@ class TrialRunner:
         )
 
     # -- the gate ----------------------------------------------------------------------------
-    def gate(self, params: dict[str, Any]) -> dict[str, Any]:
+    def gate(self, params: dict[str, Any], init_schemes: list[str]) -> dict[str, Any]:
         from sweeper.probes import Settings, run_gate
+        from sweeper.probes._trial import init_profiles
 
         try:
             self._ensure()
@@ -128,9 +130,14 @@ class TrialRunner:
                 device=self.device,
                 data=self.data,
             )
+            out = report.to_dict()
         except Exception as e:
             return {"error": _error_text(e)}
-        return report.to_dict()
+        try:  # a plot's data, not a verdict: a model that fails here failed the gate already
+            out["init_profiles"] = init_profiles(self._context(params, seed=0), init_schemes)
+        except Exception:
+            out["init_profiles"] = {}
+        return out
 
     # -- one trial ---------------------------------------------------------------------------
     def start(self, number: int, params: dict[str, Any]) -> dict[str, Any]:
@@ -155,6 +162,7 @@ class TrialRunner:
                     }
             self.run = start_run(self.task, self.data, params, self.device, seed=number)
             self.monitor = TrialMonitor() if self.trial_probes else None
+            self.sent = 0
             self.trial_number = number
             return {
                 "findings": [f.to_dict() for f in findings],
@@ -176,7 +184,9 @@ class TrialRunner:
             out: dict[str, Any] = {"seconds": time.perf_counter() - t0}
             if self.monitor is not None:
                 out["probe_seconds"] = self.monitor.seconds
-                out["findings"] = [f.to_dict() for f in self.monitor.findings]
+                new = self.monitor.findings[self.sent :]  # each finding goes to the driver once
+                self.sent = len(self.monitor.findings)
+                out["findings"] = [f.to_dict() for f in new]
             if reason is not None:
                 out["stopped"] = reason
                 self.run = None

@@ -19,6 +19,7 @@ from optuna.exceptions import UpdateFinishedTrialError
 from optuna.trial import TrialState
 
 from sweeper.orchestrator._recovery import recover, requeue
+from sweeper.report import trial_summary
 from sweeper.search import distributions
 from sweeper.store import attrs
 from sweeper.store._retry import retrying
@@ -360,6 +361,7 @@ class Search:
         notes: dict[str, Any] = {attrs.PROBE_SECONDS: round(slot.probe_seconds, 4)}
         if slot.findings:
             notes[attrs.FINDINGS] = slot.findings
+            notes[attrs.VERDICT], notes[attrs.PROBES] = trial_summary(slot.findings)
         if state == TrialState.FAIL:
             notes[attrs.ERROR] = note[:2000]
         elif state == TrialState.PRUNED and note:

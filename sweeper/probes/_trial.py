@@ -210,6 +210,7 @@ def activation_stats(ctx: Context, rows: int = 256) -> list[Finding]:
             off or {n: round(s, 3) for n, s in hidden.items()},
             "std in [0.5, 2.0]",
             f"layer outputs shrink or grow under init {init!r}: {off}" if off else "",
+            details={"std": {n: round(s, 4) for n, s in stds.items()}},
         )
     )
     return out
@@ -253,3 +254,14 @@ def _trial_init_loss(ctx: Context) -> list[Finding]:
         ]
     verdict: Verdict = "warn" if abs(ratio - 1) > ctx.settings.init_loss_tolerance else "pass"
     return [Finding("trial_init_loss", verdict, measured, exp_txt, "")]
+
+
+def init_profiles(ctx: Context, schemes: list[str]) -> dict[str, dict[str, float]]:
+    """Output std of every Linear/Conv layer at init, for each init scheme (a plot in the
+    dashboard and the report shows which schemes keep the signal's scale through the net)."""
+    out: dict[str, dict[str, float]] = {}
+    for scheme in schemes:
+        sub = Context(ctx.task, ctx.data, {**ctx.params, "init": scheme}, ctx.device, ctx.settings)
+        found = [f for f in activation_stats(sub) if f.probe == "trial_activation_std"]
+        out[scheme] = found[0].details.get("std", {}) if found else {}
+    return out

@@ -1,12 +1,19 @@
 """Search: the definition's space, sampler and pruner in Optuna's terms."""
 
 from sweeper.search._algorithms import make_pruner, make_sampler
-from sweeper.search._space import cap_lr, distributions, fixed_values, reference_params
+from sweeper.search._space import (
+    cap_lr,
+    distributions,
+    fixed_values,
+    init_schemes,
+    reference_params,
+)
 
 __all__ = [
     "cap_lr",
     "distributions",
     "fixed_values",
+    "init_schemes",
     "make_pruner",
     "make_sampler",
     "reference_params",

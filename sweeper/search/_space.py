@@ -56,3 +56,11 @@ def cap_lr(space: SearchSpace, max_lr: float) -> SearchSpace:
         return space
     lr = space.lr.model_copy(update={"high": max(max_lr, space.lr.low)})
     return space.model_copy(update={"lr": lr})
+
+
+def init_schemes(space: SearchSpace) -> list[str]:
+    """The init schemes the search may use."""
+    p = space.init
+    if isinstance(p, CategoricalParam):
+        return [str(c) for c in p.choices]
+    return [str(p.value)] if isinstance(p, FixedParam) else []

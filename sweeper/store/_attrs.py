@@ -15,6 +15,8 @@ LR_CAP = "sweeper:lr_cap"
 JOBS = "sweeper:jobs"  # Ray jobs `sweeper submit` started for this study
 # per trial (user attrs, so optuna-dashboard shows them)
 FINDINGS = "sweeper:findings"
+VERDICT = "sweeper:verdict"  # worst verdict of the trial's probes
+PROBES = "sweeper:probes"  # the trial's probe results as one readable line
 STOPPED = "sweeper:stopped"
 ERROR = "sweeper:error"
 WORKER = "sweeper:worker"  # where the trial ran: device, Ray node, pid, torch version

@@ -28,6 +28,17 @@ def sqlite_path(url: str) -> Path | None:
     return Path(m.group(2))
 
 
+def artifact_dir(url: str, override: str | None = None) -> Path:
+    """Where the study's artifacts (gate plots) live: `override`, else a folder beside the
+    SQLite file (`sweeps.db` -> `sweeps-artifacts/`), else `sweeper-artifacts/` here."""
+    if override:
+        return Path(override)
+    path = sqlite_path(url)
+    if path is not None:
+        return path.with_name(f"{path.stem}-artifacts")
+    return Path("sweeper-artifacts")
+
+
 def _prepare_sqlite(path: Path) -> None:
     """WAL lets readers (dashboard, `sweeper status`) and one writer work at once; the busy
     timeout makes writers from several processes wait for each other instead of failing."""

@@ -1,0 +1,83 @@
+"""Probe findings where users already look: optuna-dashboard's study note, artifacts, and
+trial user attributes."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import optuna
+
+from sweeper.probes._finding import fmt
+from sweeper.report._gate_plots import gate_plots
+
+ICON = {"pass": "pass", "warn": "**warn**", "fail": "**FAIL**"}  # no emoji: fonts vary
+_RANK = {"pass": 0, "warn": 1, "fail": 2}
+
+
+def _cell(value: Any) -> str:
+    return fmt(value).replace("|", "\\|").replace("\n", " ")
+
+
+def gate_note(gate: dict[str, Any], plots: list[str] | None = None) -> str:
+    """The gate report as a Markdown note: a table of probe, verdict, measured, expected, hint."""
+    lines = [
+        f"## sweeper study gate: {gate['verdict'].upper()}",
+        "",
+        f"{len(gate['findings'])} probes on the reference config "
+        f"`{_cell(gate.get('reference_params', {}))}` in {gate.get('seconds', 0):.1f}s.",
+        "",
+        "| probe | verdict | measured | expected | hint |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    for f in gate["findings"]:
+        lines.append(
+            f"| {f['probe']} | {ICON.get(f['verdict'], f['verdict'])} | {_cell(f['measured'])} "
+            f"| {_cell(f['expected'])} | {_cell(f.get('hint', ''))} |"
+        )
+    if plots:
+        lines += ["", "Plots (in this study's Artifacts): " + ", ".join(f"`{p}`" for p in plots)]
+    lines += [
+        "",
+        "Each trial's own probe results are in its user attributes `sweeper:verdict` and "
+        "`sweeper:probes`.",
+    ]
+    return "\n".join(lines)
+
+
+def publish_gate(study: optuna.Study, gate: dict[str, Any], artifact_dir: Path) -> list[str]:
+    """Save the gate note on the study and its plots as study artifacts (once per file name,
+    so a resumed study does not pile up copies). Returns the plot file names."""
+    from optuna.artifacts import FileSystemArtifactStore, get_all_artifact_meta, upload_artifact
+    from optuna_dashboard import save_note
+
+    plots = gate_plots(gate)
+    artifact_dir.mkdir(parents=True, exist_ok=True)
+    store = FileSystemArtifactStore(str(artifact_dir))
+    have = {m.filename for m in get_all_artifact_meta(study)}
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, svg in plots.items():
+            if name in have:
+                continue
+            path = Path(tmp) / name
+            path.write_text(svg, encoding="utf-8")
+            upload_artifact(artifact_store=store, file_path=str(path), study_or_trial=study)
+    save_note(study, gate_note(gate, list(plots)))
+    return list(plots)
+
+
+def trial_summary(findings: list[dict[str, Any]]) -> tuple[str, str]:
+    """(worst verdict, one readable line) of a trial's probe findings, for its user attrs."""
+    worst = "pass"
+    parts = []
+    for f in findings:
+        if _RANK.get(f["verdict"], 0) > _RANK[worst]:
+            worst = f["verdict"]
+        text = f"{f['probe']}: {f['verdict']}"
+        if f["verdict"] != "pass" and f.get("hint"):
+            text += f" ({f['hint']})"
+        elif isinstance(f.get("measured"), (int, float)):
+            text += f" ({fmt(f['measured'])})"
+        parts.append(text)
+    return worst, " · ".join(parts)
