@@ -14,6 +14,8 @@ INIT_SCHEMES = (
     "kaiming_uniform",
     "kaiming_normal",
     "orthogonal",
+    "normal",
+    "zeros",
 )
 METRICS = ("val_accuracy", "val_loss", "train_loss")
 # The study gate's probes, in the order they run (sweeper.probes.GATE holds the code).

@@ -41,14 +41,23 @@ def top_configs(name: str, storage: str = DEFAULT_STORAGE, k: int = 1) -> list[B
     from sweeper.store import attrs, load_study
 
     study = load_study(storage, name)
-    done = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    if k == 1:  # one ORDER BY ... LIMIT 1 query instead of reading every trial
+        try:
+            done = [study.best_trial]
+        except ValueError:
+            done = []
+    else:
+        done = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
     if not done:
         raise StoreError(
             f"study {name!r} has no completed trial yet; run it first "
             f"(`sweeper status {name}` shows its progress)"
         )
     maximize = study.direction.name == "MAXIMIZE"
-    done = sorted(done, key=lambda t: (-t.values[0] if maximize else t.values[0], t.number))
+    if k > 1:  # Optuna's best trial first (the one the dashboard shows, also on ties)
+        first = study.best_trial
+        rest = sorted(done, key=lambda t: (-t.values[0] if maximize else t.values[0], t.number))
+        done = [first, *(t for t in rest if t.number != first.number)]
     system = study._storage.get_study_system_attrs(study._study_id)
     fixed = system.get(attrs.FIXED) or {}
     metric = (study.metric_names or ["value"])[0]

@@ -112,37 +112,63 @@ def run_study(
         )
         for _ in range(max(1, n_runners))
     ]
-    loads = ray.get([r.load.remote() for r in runners])
-    errors = [x["error"] for x in loads if "error" in x]
-    if errors:
-        raise TaskError(errors[0])
+    try:
+        loads = ray.get([r.load.remote() for r in runners])
+        errors = [x["error"] for x in loads if "error" in x]
+        if errors:
+            raise TaskError(errors[0])
 
-    fixed = attrs.get_study_attr(study, attrs.FIXED, {}) or {}
-    gate = None
-    if spec.probes.gate != "off":
-        ref = {**reference_params(spec.search)}
-        try:
-            gate = ray.get(runners[0].gate.remote(ref, init_schemes(spec.search)))
-        except ray.exceptions.RayActorError as e:
-            raise SweeperError(
-                f"the Ray worker running the study gate died ({type(e).__name__}); "
-                "run the same command again"
-            ) from None
-        if "error" in gate:
-            raise TaskError(f"the study gate could not run: {gate['error']}")
-        gate["reference_params"] = ref
-        retrying(attrs.save_gate, study, gate, what="saving the gate report")
-        folder = artifact_dir(spec.storage, spec.artifacts)
-        retrying(publish_gate, study, gate, folder, what="saving the gate note and plots")
-        if progress:
-            progress.gate_done(gate)
-        if gate["verdict"] == "fail" and spec.probes.gate == "strict":
-            raise GateFailedError(_gate_message(gate))
-    spec = _apply_lr_cap(study, spec, gate, progress)
+        fixed = attrs.get_study_attr(study, attrs.FIXED, {}) or {}
+        gate = _gate(study, spec, runners[0], progress) if spec.probes.gate != "off" else None
+        spec = _apply_lr_cap(study, spec, gate, progress)
 
-    search = Search(study, spec, fixed, runners, progress, t0, me, quota=trials)
-    search.loop()
+        search = Search(study, spec, fixed, runners, progress, t0, me, quota=trials)
+        search.loop()
+    finally:  # give the CPUs/GPUs back now, not when the handles are garbage-collected
+        for runner in runners:
+            ray.kill(runner, no_restart=True)
     return search.outcome(gate)
+
+
+def _gate(study: optuna.Study, spec: Any, runner: Any, progress: Progress | None) -> dict[str, Any]:
+    """Run the study gate on one runner, save it with the study (report, dashboard note,
+    plots), and stop here if it failed in strict mode."""
+    import ray
+
+    ref = {**reference_params(spec.search)}
+    try:
+        gate: dict[str, Any] = ray.get(runner.gate.remote(ref, init_schemes(spec.search)))
+    except ray.exceptions.RayActorError as e:
+        raise SweeperError(
+            f"the Ray worker running the study gate died ({type(e).__name__}); "
+            "run the same command again"
+        ) from None
+    if "error" in gate:
+        raise TaskError(f"the study gate could not run: {gate['error']}")
+    gate["reference_params"] = ref
+    retrying(attrs.save_gate, study, gate, what="saving the gate report")
+    _publish(study, gate, artifact_dir(spec.storage, spec.artifacts), progress)
+    if progress:
+        progress.gate_done(gate)
+    if gate["verdict"] == "fail" and spec.probes.gate == "strict":
+        raise GateFailedError(_gate_message(gate))
+    return gate
+
+
+def _publish(
+    study: optuna.Study, gate: dict[str, Any], folder: Path, progress: Progress | None
+) -> None:
+    """The gate note and plots for optuna-dashboard. A plot that cannot be written (a read-only
+    or vanished folder) is reported, never a reason to stop the study: the gate report itself
+    is already saved with the study."""
+    try:
+        retrying(publish_gate, study, gate, folder, what="saving the gate note and plots")
+    except OSError as e:
+        if progress:
+            progress.note(
+                f"the gate's plots could not be written to {folder} ({e.strerror or e}); set "
+                "`artifacts:` in the definition to a writable folder to keep them"
+            )
 
 
 def _apply_lr_cap(

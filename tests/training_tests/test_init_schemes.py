@@ -47,5 +47,20 @@ def test_apply_init_default_resets_to_pytorch_init() -> None:
 
 
 def test_apply_init_unknown_scheme_names_choices() -> None:
-    with pytest.raises(ValueError, match="unknown init scheme 'zeros'; choose from"):
-        apply_init(_net(), "zeros")
+    with pytest.raises(ValueError, match="unknown init scheme 'he_normal'; choose from"):
+        apply_init(_net(), "he_normal")
+
+
+@pytest.mark.parametrize(
+    ("scheme", "probe"), [("zeros", "trial_symmetric_weights"), ("normal", "trial_init_loss")]
+)
+def test_apply_init_careless_schemes_are_stopped_by_trial_probes(scheme: str, probe: str) -> None:
+    from sweeper.examples.digits import mlp_task
+    from sweeper.probes import Context, trial_start_checks
+    from sweeper.training import Data
+
+    task = mlp_task()
+    params = {"lr": 1e-3, "batch_size": 32, "dropout": 0.0, "init": scheme, "hidden": 128}
+    ctx = Context(task, Data.of(task, torch.device("cpu")), params, torch.device("cpu"))
+    failed = [f.probe for f in trial_start_checks(ctx) if f.verdict == "fail"]
+    assert probe in failed

@@ -1,0 +1,122 @@
+"""4. The store at scale: `sweeper best`, `sweeper status` and one TPE ask() on studies of 100,
+1,000 and 10,000 finished trials, on SQLite and PostgreSQL; Optuna's own best_trial beside."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import random
+import tempfile
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import optuna
+from optuna.distributions import CategoricalDistribution, FloatDistribution
+from optuna.trial import TrialState, create_trial
+
+from sweeper.cli import main as sweeper_cli
+from sweeper.export import top_configs
+from sweeper.store import attrs
+
+PG_SERVER = os.environ.get("SWEEPER_BENCH_PG", "postgresql+psycopg://postgres@127.0.0.1:5432")
+DISTS = {
+    "lr": FloatDistribution(1e-4, 1e-1, log=True),
+    "dropout": FloatDistribution(0.0, 0.5),
+    "init": CategoricalDistribution(["default", "kaiming_normal", "orthogonal"]),
+}
+
+
+@contextlib.contextmanager
+def _postgres_db() -> Iterator[str]:
+    import psycopg
+
+    name = f"sweeper_bench_{uuid.uuid4().hex[:8]}"
+    admin = PG_SERVER.replace("postgresql+psycopg://", "postgresql://") + "/postgres"
+    with psycopg.connect(admin, autocommit=True) as con:
+        con.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield f"{PG_SERVER}/{name}"
+    finally:
+        with psycopg.connect(admin, autocommit=True) as con:
+            con.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def _grow(study: optuna.Study, n: int, rng: random.Random) -> None:
+    """Add finished trials (complete, some pruned) through Optuna's API up to n in all."""
+    new = []
+    for _ in range(n - len(study.get_trials(deepcopy=False))):
+        params = {
+            "lr": 10 ** rng.uniform(-4, -1),
+            "dropout": rng.uniform(0, 0.5),
+            "init": rng.choice(["default", "kaiming_normal", "orthogonal"]),
+        }
+        pruned = rng.random() < 0.3
+        new.append(
+            create_trial(
+                params=params,
+                distributions=DISTS,
+                value=None if pruned else rng.uniform(0.5, 0.99),
+                state=TrialState.PRUNED if pruned else TrialState.COMPLETE,
+                intermediate_values={e: rng.uniform(0.3, 0.9) for e in range(5)},
+                user_attrs={attrs.VERDICT: "pass", attrs.PROBE_SECONDS: 0.01},
+            )
+        )
+    study.add_trials(new)
+
+
+def _time(fn: Callable[[], Any], repeat: int = 3) -> float:
+    best = float("inf")
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - t0)
+    return best
+
+
+def _measure(url: str, name: str) -> dict[str, float]:
+    def status() -> None:
+        with contextlib.redirect_stdout(io.StringIO()):
+            sweeper_cli(["status", name, "--storage", url, "--json"])
+
+    def optuna_best() -> None:
+        optuna.load_study(study_name=name, storage=url).best_trial  # noqa: B018
+
+    def ask() -> None:
+        sampler = optuna.samplers.TPESampler(seed=0, multivariate=True, constant_liar=True)
+        study = optuna.load_study(study_name=name, storage=url, sampler=sampler)
+        trial = study.ask(DISTS)
+        study.tell(trial, state=TrialState.FAIL)
+
+    return {
+        "sweeper best": _time(lambda: top_configs(name, url, 1)),
+        "sweeper status": _time(status),
+        "TPE ask()": _time(ask, repeat=1),
+        "optuna best_trial": _time(optuna_best),
+    }
+
+
+def run(quick: bool) -> dict[str, Any]:
+    sizes = [100, 1000] if quick else [100, 1000, 10000]
+    rows = []
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    with tempfile.TemporaryDirectory() as tmp:
+        sqlite = contextlib.nullcontext(f"sqlite:///{Path(tmp) / 'scale.db'}")
+        for backend, ctx in (("SQLite", sqlite), ("PostgreSQL", _postgres_db())):
+            with ctx as url:
+                study = optuna.create_study(study_name="scale", storage=url, direction="maximize")
+                study.set_metric_names(["val_accuracy"])
+                rng = random.Random(0)
+                for n in sizes:
+                    t0 = time.perf_counter()
+                    _grow(study, n, rng)
+                    build = time.perf_counter() - t0
+                    timings = _measure(url, "scale")
+                    rows.append(
+                        {"store": backend, "trials": n, "fill_s": round(build, 1)}
+                        | {k: round(v * 1000, 1) for k, v in timings.items()}
+                    )
+    return {"unit": "ms (best of 3; ask once)", "rows": rows}
