@@ -30,7 +30,7 @@ def _definition(name: str, store: str, trials: int, epochs: int, probes: bool) -
           init: {{type: categorical, choices: [default, kaiming_normal, zeros, normal]}}
           hidden: 128
         sampler: {{type: tpe, seed: 0, startup_trials: 10}}
-        pruner: {{type: median, warmup_epochs: 2, startup_trials: 5}}
+        pruner: {{type: median, warmup_epochs: {min(2, epochs - 1)}, startup_trials: 5}}
         probes: {gate}
         resources: {{cpus: 1, max_concurrent: 2}}
     """
@@ -81,7 +81,7 @@ def one(folder: Path, probes: bool, trials: int, epochs: int) -> dict[str, Any]:
 
 
 def run(quick: bool) -> dict[str, Any]:
-    trials, epochs = (8, 3) if quick else (40, 10)
+    trials, epochs = (6, 2) if quick else (40, 10)
     with tempfile.TemporaryDirectory() as tmp:
         rows = [one(Path(tmp), probes, trials, epochs) for probes in (True, False)]
     return {"trials": trials, "epochs": epochs, "rows": rows}

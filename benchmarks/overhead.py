@@ -87,8 +87,8 @@ def tune_run(folder: Path, trials: int, iters: int) -> float:
 
 
 def run(quick: bool) -> dict[str, Any]:
-    trials = 20 if quick else 200
-    big = 100 if quick else 1000
+    trials = 10 if quick else 200
+    big = 40 if quick else 1000
     work_s = 0.2 if quick else 1.0
     iters, measured = calibrate(work_s)
     rows: list[dict[str, Any]] = []

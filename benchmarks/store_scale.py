@@ -100,7 +100,7 @@ def _measure(url: str, name: str) -> dict[str, float]:
 
 
 def run(quick: bool) -> dict[str, Any]:
-    sizes = [100, 1000] if quick else [100, 1000, 10000]
+    sizes = [100, 300] if quick else [100, 1000, 10000]
     rows = []
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     with tempfile.TemporaryDirectory() as tmp:

@@ -38,7 +38,7 @@ def top_configs(name: str, storage: str = DEFAULT_STORAGE, k: int = 1) -> list[B
     """The `k` best completed trials of study `name`, best first."""
     from optuna.trial import TrialState
 
-    from sweeper.store import attrs, load_study
+    from sweeper.store import attrs, load_study, trials_in_states
 
     study = load_study(storage, name)
     if k == 1:  # one ORDER BY ... LIMIT 1 query instead of reading every trial
@@ -47,7 +47,7 @@ def top_configs(name: str, storage: str = DEFAULT_STORAGE, k: int = 1) -> list[B
         except ValueError:
             done = []
     else:
-        done = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+        done = trials_in_states(study._storage, study._study_id, (TrialState.COMPLETE,))
     if not done:
         raise StoreError(
             f"study {name!r} has no completed trial yet; run it first "

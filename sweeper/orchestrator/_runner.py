@@ -140,7 +140,23 @@ class TrialRunner:
         return out
 
     # -- one trial ---------------------------------------------------------------------------
-    def start(self, number: int, params: dict[str, Any]) -> dict[str, Any]:
+    def start(
+        self, number: int, params: dict[str, Any], first_epoch: bool = False
+    ) -> dict[str, Any]:
+        """Set up trial `number` (per-trial start probes, model, optimizer); with
+        `first_epoch`, also train its first epoch and return both results at once."""
+        out = self._start(number, params)
+        if not first_epoch or "error" in out or "stopped" in out:
+            return out
+        epoch = self.epoch()
+        return {
+            **out,
+            **epoch,
+            "findings": out.get("findings", []) + epoch.get("findings", []),
+            "probe_seconds": max(out.get("probe_seconds", 0.0), epoch.get("probe_seconds", 0.0)),
+        }
+
+    def _start(self, number: int, params: dict[str, Any]) -> dict[str, Any]:
         from sweeper.probes import TrialMonitor, trial_start_checks
         from sweeper.training import start_run
 

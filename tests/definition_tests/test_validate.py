@@ -45,7 +45,7 @@ def test_definition_scalar_is_fixed_param() -> None:
 
 def test_definition_reports_every_error_with_path_and_line() -> None:
     bad = GOOD.replace("low: 1.0e-4", "low: -1").replace("trials: 3", "trials: 0")
-    bad = bad.replace("choices: [default, orthogonal]", "choices: [default, zeros]")
+    bad = bad.replace("choices: [default, orthogonal]", "choices: [default, he_normal]")
     bad += "typo_section: 1\n"
     with pytest.raises(DefinitionError) as err:
         parse_definition(bad, "bad.yaml")
@@ -54,7 +54,7 @@ def test_definition_reports_every_error_with_path_and_line() -> None:
     text = "\n".join(problems)
     assert "search.lr.low: must be > 0, got -1  (line 6)" in text
     assert "budget.trials" in text and "(line 3)" in text
-    assert "search.init: unknown init scheme ['zeros']" in text
+    assert "search.init: unknown init scheme ['he_normal']" in text
     assert "typo_section: unknown key" in text
 
 
