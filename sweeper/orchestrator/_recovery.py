@@ -20,7 +20,7 @@ from optuna.exceptions import UpdateFinishedTrialError
 from optuna.trial import FrozenTrial, TrialState
 
 from sweeper.store import attrs
-from sweeper.store._storage import GRACE_S
+from sweeper.store._storage import GRACE_S, trials_in_states
 
 log = logging.getLogger("sweeper")
 MAX_RETRIES = 2  # a trial whose worker or driver died is re-run at most this many times
@@ -102,12 +102,13 @@ def recover(study: optuna.Study, me: str) -> list[tuple[int, str]]:
         stale_ids = set(storage._get_stale_trial_ids(study._study_id))
     now = dt.datetime.now()
     out = []
-    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+    for t in trials_in_states(storage, study._study_id, (TrialState.RUNNING,)):
         owner = t.system_attrs.get(attrs.DRIVER)
-        if owner == me:
+        alive = driver_alive(str(owner)) if owner is not None else None
+        if owner == me or alive is True:  # a live driver on this host keeps its trials
             continue
         why = ""
-        if owner is not None and driver_alive(str(owner)) is False:
+        if alive is False:
             why = f"its driver (process {str(owner).split(':')[-2]}) died"
         elif t._trial_id in stale_ids:
             why = f"its driver stopped sending heartbeats for over {GRACE_S}s"
