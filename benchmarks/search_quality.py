@@ -25,7 +25,7 @@ def _best_after(store: str, name: str, marks: list[int]) -> dict[int, float | No
 def run(quick: bool) -> dict[str, Any]:
     seeds = [0, 1] if quick else [0, 1, 2, 3, 4]
     marks = [3, 6] if quick else [10, 20, 40]
-    epochs = 1 if quick else 4
+    epochs = 1 if quick else 3
     results: dict[str, dict[int, list[float]]] = {}
     with tempfile.TemporaryDirectory() as tmp:
         for sampler in ("tpe", "random"):
