@@ -31,7 +31,10 @@ FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 FAST = "probes: {gate: off}\n"  # these tests are about the search loop, not the gate
 
 
-def _slow_study(folder: Path, name: str, url: str, trials: int, epochs: int) -> Path:
+def _slow_study(
+    folder: Path, name: str, url: str, trials: int, epochs: int, delay: float = 0.004
+) -> Path:
+    """Trials of `epochs` x about (23 x delay) seconds each, two at a time."""
     (folder / "slow_task.py").write_text(SLOW_TASK)
     return write_study(
         folder,
@@ -40,17 +43,18 @@ def _slow_study(folder: Path, name: str, url: str, trials: int, epochs: int) -> 
         epochs=epochs,
         task="slow_task:task",
         storage=url,
-        extra=FAST + "resources: {cpus: 1, max_concurrent: 2}\n",
+        extra=FAST + f"task_args: {{delay: {delay}}}\nresources: {{cpus: 1, max_concurrent: 2}}\n",
     )
 
 
 def _mid_trial(url: str, name: str) -> Any:
-    """A running trial that has reported at least one epoch and knows its worker."""
+    """A running trial early in its run (1 to 3 epochs reported), whose worker is known: what
+    happens to it next happens in its middle."""
     for t in trials_of(url, name):
         if (
             t.state == TrialState.RUNNING
-            and t.intermediate_values
-            and "sweeper:worker" in (t.user_attrs)
+            and 1 <= len(t.intermediate_values) <= 3
+            and "sweeper:worker" in t.user_attrs
         ):
             return t
     return None
@@ -136,7 +140,8 @@ def test_failures_node_leaving_the_cluster_mid_study(tmp_path: Path) -> None:
     from ray.cluster_utils import Cluster
 
     url = f"sqlite:///{tmp_path / 'sweeps.db'}"
-    _slow_study(tmp_path, "node-leaves", url, trials=4, epochs=12)
+    # slower trials (~0.5 s an epoch): removing a node takes a moment, the trial must outlast it
+    _slow_study(tmp_path, "node-leaves", url, trials=4, epochs=12, delay=0.02)
     cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 0})
     try:
         nodes = [cluster.add_node(num_cpus=1) for _ in range(2)]
