@@ -200,3 +200,12 @@ def task(delay=0.004):
     t.build_model = lambda p: Slow(build(p), delay)
     return t
 '''
+
+
+def free_port() -> int:
+    """A TCP port nothing listens on right now, on loopback."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import secrets
-import socket
 import subprocess
 import sys
 import textwrap
@@ -16,13 +15,7 @@ from pathlib import Path
 import pytest
 from optuna.trial import TrialState
 
-from tests.conftest import run_cli, trials_of, write_study
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+from tests.conftest import free_port, run_cli, trials_of, write_study
 
 
 @pytest.fixture(scope="module")
@@ -38,7 +31,7 @@ def ray_head(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str
         "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
     }
     ray = str(Path(sys.executable).parent / "ray")
-    gcs, dash = _free_port(), _free_port()
+    gcs, dash = free_port(), free_port()
     ip = ["--node-ip-address=127.0.0.1", "--disable-usage-stats"]
 
     def start(*args: str) -> None:

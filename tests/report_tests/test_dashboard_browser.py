@@ -11,7 +11,7 @@ from pathlib import Path
 import optuna
 import pytest
 
-from tests.conftest import ROOT, kill_group, start_cli, wait_until
+from tests.conftest import ROOT, free_port, kill_group, start_cli, wait_until
 
 CHROMIUM = "/usr/bin/chromium"
 SHOTS = ROOT / "test-artifacts"
@@ -26,12 +26,6 @@ FLAGS = [
 ]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def _listening(port: int) -> bool:
     with socket.socket() as s:
         return s.connect_ex(("127.0.0.1", port)) == 0
@@ -44,7 +38,7 @@ def test_dashboard_shows_study_best_value_gate_note_and_plots(finished_study: Pa
         pytest.fail("headless Chromium is missing: apt-get install chromium (.ci/run does)")
     study = optuna.load_study(study_name="shown", storage=f"sqlite:///{finished_study}/sweeps.db")
     best = study.best_value
-    port = _free_port()
+    port = free_port()
     server = start_cli("dashboard", "--port", str(port), cwd=finished_study)
     SHOTS.mkdir(exist_ok=True)
     try:
