@@ -94,8 +94,8 @@ class Search:
         self.me = me
         self.quota = quota  # this driver's own number of finished trials (`run --trials N`)
         self.counts = {s.name: 0 for s in TrialState}
-        for t in study.get_trials(deepcopy=False):
-            self.counts[t.state.name] += 1
+        for state, n in state_counts(self.storage, study._study_id).items():
+            self.counts[state.upper()] = n  # counted by the database, not by reading trials
         self.counts["RUNNING"] = 0
         self.start_finished = self._finished()
         self.own_finished = 0

@@ -28,6 +28,11 @@ def is_transient(error: BaseException) -> bool:
     cur: BaseException | None = error
     while cur is not None and id(cur) not in seen:
         seen.add(id(cur))
+        if isinstance(cur, exc.OperationalError) and "sqlite" in type(cur.orig).__module__:
+            # SQLite reports bad SQL and missing tables as OperationalError too: only a busy
+            # or briefly unopenable file is worth waiting for
+            text = str(cur.orig).lower()
+            return "locked" in text or "busy" in text or "unable to open" in text
         if isinstance(cur, (exc.OperationalError, exc.InterfaceError, exc.DisconnectionError)):
             return True
         if isinstance(cur, exc.DBAPIError) and cur.connection_invalidated:

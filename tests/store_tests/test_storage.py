@@ -70,11 +70,25 @@ def test_storage_retry_waits_out_connection_errors_only() -> None:
     assert is_transient(err.value)
     with pytest.raises(StoreError, match="unreachable for 1s while testing"):
         retrying(dead.connect, what="testing", outage_s=1)
+    # SQLite raises OperationalError for bad SQL too: that one must fail at once
     bad = sqlalchemy.create_engine("sqlite://")
     with pytest.raises(sqlalchemy.exc.OperationalError) as syntax:
         with bad.connect() as con:
             con.execute(sqlalchemy.text("SELEC 1"))
-    assert not is_transient(syntax.value.__cause__ or ValueError("syntax"))
+    assert not is_transient(syntax.value)
+
+
+def test_storage_retry_waits_for_a_locked_sqlite_file(tmp_path: Path) -> None:
+    path = tmp_path / "locked.db"
+    holder = sqlite3.connect(path)
+    holder.execute("CREATE TABLE t (x INTEGER)")
+    holder.execute("BEGIN EXCLUSIVE")  # another process writing, as far as SQLite can tell
+    engine = sqlalchemy.create_engine(f"sqlite:///{path}", connect_args={"timeout": 0.1})
+    with pytest.raises(sqlalchemy.exc.OperationalError) as locked:
+        with engine.connect() as con:
+            con.execute(sqlalchemy.text("SELECT * FROM t"))
+    assert is_transient(locked.value)
+    holder.rollback()
 
 
 def test_storage_password_stays_out_of_output_and_store(tmp_path: Path, pg_url: str) -> None:
