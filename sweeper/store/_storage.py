@@ -197,7 +197,8 @@ def open_storage(url: str, heartbeat: bool = True) -> RDBStorage:
 
 def _schema_race(error: BaseException) -> bool:
     text = f"{error} {error.__cause__}"
-    return "duplicate key" in text or "already exists" in text
+    # PostgreSQL: "duplicate key"; SQLite: "UNIQUE constraint failed" (alembic_version)
+    return any(m in text for m in ("duplicate key", "already exists", "UNIQUE constraint failed"))
 
 
 def study_names(storage: RDBStorage) -> list[str]:
