@@ -2,11 +2,15 @@
 
 Public surface (imported lazily: `import sweeper` loads neither torch nor ray):
 
-    sweeper.Task(build_model=..., train=(X, y), val=(X, y), loss=..., kind=..., num_classes=...)
+    sweeper.Task(build_model=..., train=(X, y), val=(X, y), loss=..., kind=..., num_classes=...,
+                 optimizer=..., scheduler=..., metrics=..., collate_fn=..., loader=...,
+                 init_modules=..., fit=...)
+    sweeper.Trial(params)                     -> what fit(params, trial) gets: report, watch, step
+    sweeper.TrialStopped                      -> raised in fit when the pruner or a probe stops it
     sweeper.probe(task, params=None)          -> Report with findings
     sweeper.best_config(name, storage=...)    -> BestConfig(params, value, number, ...)
     sweeper.top_configs(name, storage=..., k) -> the k best, best first
-    sweeper.apply_init(model, scheme)         -> the init code trials used
+    sweeper.apply_init(model, scheme, modules=None) -> the init code trials used
     sweeper.load_definition(path)             -> a validated study definition
 """
 
@@ -18,6 +22,8 @@ __version__ = "0.1.0"
 
 _LAZY = {
     "Task": ("sweeper.task", "Task"),
+    "Trial": ("sweeper.training", "Trial"),
+    "TrialStopped": ("sweeper.errors", "TrialStopped"),
     "probe": ("sweeper.probes", "probe"),
     "Report": ("sweeper.probes", "Report"),
     "Finding": ("sweeper.probes", "Finding"),

@@ -10,6 +10,7 @@ __all__ = [
     "StudyMismatchError",
     "GateFailedError",
     "StudyNotFoundError",
+    "TrialStopped",
 ]
 
 
@@ -56,3 +57,14 @@ class GateFailedError(SweeperError):
     """The study gate found a broken training setup and the gate mode is strict."""
 
     exit_code = 3
+
+
+class TrialStopped(Exception):  # noqa: N818 (a signal to the user's loop, like StopIteration)
+    """Raised inside a trial's training code when it must stop: the pruner or a per-trial
+    probe said so (from ``trial.report`` or from the hooks ``trial.watch`` installed). Let it
+    propagate out of your ``fit`` function; sweeper records why the trial stopped."""
+
+    def __init__(self, reason: str, pruned: bool = False) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.pruned = pruned

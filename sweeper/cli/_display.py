@@ -10,7 +10,7 @@ from rich.table import Table
 
 from sweeper.probes._finding import fmt
 
-_STYLE = {"pass": "green", "warn": "yellow", "fail": "bold red"}
+_STYLE = {"pass": "green", "skip": "dim", "warn": "yellow", "fail": "bold red"}
 
 
 def gate_table(report: dict[str, Any], title: str = "Study gate") -> Table:

@@ -8,6 +8,7 @@ from typing import Annotated, Any, Literal, Union
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 INIT_SCHEMES = (
+    "none",
     "default",
     "xavier_uniform",
     "xavier_normal",
@@ -17,7 +18,10 @@ INIT_SCHEMES = (
     "normal",
     "zeros",
 )
-METRICS = ("val_accuracy", "val_loss", "train_loss")
+METRICS = ("val_accuracy", "val_loss", "train_loss")  # what sweeper's own loop reports
+# Params sweeper's loop reads itself (searched or fixed like any other), and their rules.
+PRECISIONS = ("fp32", "bf16", "fp16")
+SCHEDULES = ("constant", "cosine", "linear")
 # The study gate's probes, in the order they run (sweeper.probes.GATE holds the code).
 GATE_PROBES = (
     "data_finite",
@@ -27,6 +31,7 @@ GATE_PROBES = (
     "class_balance",
     "train_val_overlap",
     "data_order",
+    "weight_init",
     "init_loss",
     "gradient_flow",
     "batch_independence",
@@ -167,7 +172,7 @@ class SearchSpace(BaseModel):
     lr: LrParam
     batch_size: Param
     dropout: Param
-    init: Param
+    init: Param = FixedParam(type="fixed", value="none")  # the model as build_model made it
 
     @model_validator(mode="before")
     @classmethod
@@ -214,6 +219,37 @@ class SearchSpace(BaseModel):
             raise ValueError(f"unknown init scheme {unknown}; choose from {list(INIT_SCHEMES)}")
         return v
 
+    @model_validator(mode="after")
+    def _loop_params(self) -> SearchSpace:
+        """precision, grad_clip, grad_accumulation, warmup_steps, schedule: values the loop
+        can use, whether searched or fixed."""
+        extra = self.__pydantic_extra__ or {}
+        rules: dict[str, tuple[Any, str]] = {
+            "precision": (lambda x: x in PRECISIONS, f"one of {list(PRECISIONS)}"),
+            "schedule": (lambda x: x in SCHEDULES, f"one of {list(SCHEDULES)}"),
+            "grad_clip": (
+                lambda x: not isinstance(x, (bool, str)) and float(x) > 0,
+                "a number > 0 (max gradient norm)",
+            ),
+            "grad_accumulation": (
+                lambda x: isinstance(x, int) and not isinstance(x, bool) and x >= 1,
+                "whole numbers >= 1",
+            ),
+            "warmup_steps": (
+                lambda x: isinstance(x, int) and not isinstance(x, bool) and x >= 0,
+                "whole numbers >= 0",
+            ),
+        }
+        for name, (ok, rule) in rules.items():
+            if name in extra:
+                p = extra[name]
+                values = _values_of(p)
+                if isinstance(p, FloatParam) and name != "grad_clip" or not all(
+                    ok(v) for v in values
+                ):
+                    raise ValueError(f"{name} must be {rule}, got {values}")
+        return self
+
     def params(self) -> dict[str, Any]:
         """Every parameter, built-in ones first, as name -> spec."""
         out: dict[str, Any] = {
@@ -235,11 +271,21 @@ def _values_of(p: Any) -> list[Any]:
 
 
 class Objective(_Strict):
-    metric: Literal["val_accuracy", "val_loss", "train_loss"] = "val_accuracy"
+    """val_accuracy, val_loss, train_loss (sweeper's loop), or any key the task's metrics
+    hook or its fit function reports (then `direction` is required)."""
+
+    metric: str = Field(default="val_accuracy", pattern=r"^[A-Za-z_][A-Za-z0-9_.@/-]*$")
     direction: Literal["maximize", "minimize"] | None = None
 
     @model_validator(mode="after")
     def _direction_fits_metric(self) -> Objective:
+        if self.metric not in METRICS:
+            if self.direction is None:
+                raise ValueError(
+                    f"metric {self.metric!r} is the task's own: say whether to maximize or "
+                    "minimize it (objective.direction)"
+                )
+            return self
         natural = "maximize" if self.metric == "val_accuracy" else "minimize"
         if self.direction is None:
             object.__setattr__(self, "direction", natural)

@@ -54,7 +54,9 @@ class TrialRunner:
         self.task: Any = None
         self.data: Any = None
         self.device: Any = None
-        self.run: Any = None
+        self.session: Any = None  # the running trial (orchestrator._session.Session)
+        self.params: dict[str, Any] = {}
+        self.start_probe_s = 0.0
         self.monitor: Any = None
         self.sent = 0  # monitor findings already sent to the driver
         self.trial_number = -1
@@ -77,7 +79,12 @@ class TrialRunner:
         else:
             self.device = torch.device("cpu")
         self.task = load_task(self.task_ref, self.task_args)
-        self.data = Data.of(self.task, self.device)
+        # a task that trains itself (fit) may give no data: its gate skips the data probes
+        self.data = (
+            Data.of(self.task, self.device)
+            if self.task.train is not None and self.task.val is not None
+            else None
+        )
 
     def load(self) -> dict[str, Any]:
         """Import the task and put its data on the device. Returns an error text on failure."""
@@ -141,14 +148,14 @@ class TrialRunner:
 
     # -- one trial ---------------------------------------------------------------------------
     def start(
-        self, number: int, params: dict[str, Any], first_epoch: bool = False
+        self, number: int, params: dict[str, Any], epochs: int, first_epoch: bool = False
     ) -> dict[str, Any]:
-        """Set up trial `number` (per-trial start probes, model, optimizer); with
-        `first_epoch`, also train its first epoch and return both results at once."""
-        out = self._start(number, params)
+        """Set up trial `number` (per-trial start probes, then its training code in a thread);
+        with `first_epoch`, also return its first report in the same call."""
+        out = self._start(number, params, epochs)
         if not first_epoch or "error" in out or "stopped" in out:
             return out
-        epoch = self.epoch()
+        epoch = self.epoch(first=True)
         return {
             **out,
             **epoch,
@@ -156,66 +163,92 @@ class TrialRunner:
             "probe_seconds": max(out.get("probe_seconds", 0.0), epoch.get("probe_seconds", 0.0)),
         }
 
-    def _start(self, number: int, params: dict[str, Any]) -> dict[str, Any]:
+    def _start(self, number: int, params: dict[str, Any], epochs: int) -> dict[str, Any]:
+        import torch
+
+        from sweeper.orchestrator._session import Session
         from sweeper.probes import TrialMonitor, trial_start_checks
-        from sweeper.training import start_run
+        from sweeper.training import Trial, builtin_fit
 
         t0 = time.perf_counter()
-        self.run = None
+        self._end_session()
+        self.params = params
         try:
             self._ensure()
             findings = []
-            probe_s = 0.0
-            if self.trial_probes:
+            self.start_probe_s = 0.0
+            checked = self.trial_probes and self.task.has_data
+            if checked:
                 findings = trial_start_checks(self._context(params, seed=number))
-                probe_s = time.perf_counter() - t0
+                self.start_probe_s = time.perf_counter() - t0
                 failed = [f for f in findings if f.verdict == "fail"]
                 if failed:
                     return {
                         "stopped": f"{failed[0].probe}: {failed[0].hint}",
                         "findings": [f.to_dict() for f in findings],
-                        "probe_seconds": probe_s,
+                        "probe_seconds": self.start_probe_s,
                     }
-            self.run = start_run(self.task, self.data, params, self.device, seed=number)
-            self.monitor = TrialMonitor() if self.trial_probes else None
+            monitor = None
+            if self.trial_probes:
+                init = str(params.get("init", "none"))
+                monitor = TrialMonitor(first_forward=not checked, init=init)
+            self.monitor = monitor
             self.sent = 0
             self.trial_number = number
+            fn = self.task.fit or builtin_fit(self.task, self.data)
+            torch.manual_seed(number)
+            self.session = Session(
+                fn,
+                params,
+                lambda reporter: Trial(params, number, self.device, epochs, reporter, monitor),
+                stopped=lambda: monitor.stopped if monitor is not None else None,
+            )
             return {
                 "findings": [f.to_dict() for f in findings],
-                "probe_seconds": probe_s,
+                "probe_seconds": self.start_probe_s,
                 "worker": self.worker(),
             }
         except Exception as e:
-            self.run = None
+            self.session = None
             return {"error": _error_text(e, params), "worker": self.worker()}
 
-    def epoch(self) -> dict[str, Any]:
-        from sweeper.training import evaluate, train_epoch
-
-        if self.run is None:
+    def epoch(self, first: bool = False) -> dict[str, Any]:
+        """Let the trial train on to its next report (its first, with `first`)."""
+        if self.session is None:
             return {"error": "runner lost its trial (restarted?); the trial must be re-run"}
         t0 = time.perf_counter()
-        try:
-            train_loss, reason = train_epoch(self.run, self.monitor)
-            out: dict[str, Any] = {"seconds": time.perf_counter() - t0}
-            if self.monitor is not None:
-                out["probe_seconds"] = self.monitor.seconds
-                new = self.monitor.findings[self.sent :]  # each finding goes to the driver once
-                self.sent = len(self.monitor.findings)
-                out["findings"] = [f.to_dict() for f in new]
-            if reason is not None:
-                out["stopped"] = reason
-                self.run = None
-                return out
-            out["metrics"] = {"train_loss": train_loss, **evaluate(self.run)}
+        event = self.session.start() if first else self.session.resume()
+        out: dict[str, Any] = {"seconds": time.perf_counter() - t0}
+        if self.monitor is not None:
+            out["probe_seconds"] = self.start_probe_s + self.monitor.seconds
+            new = self.monitor.findings[self.sent :]  # each finding goes to the driver once
+            self.sent = len(self.monitor.findings)
+            out["findings"] = [f.to_dict() for f in new]
+        if event.kind == "report":
+            out["metrics"] = event.metrics
             return out
-        except Exception as e:
-            params = self.run.params if self.run is not None else None
-            self.run = None
-            return {"error": _error_text(e, params)}
+        self._end_session()
+        if event.kind == "stopped":
+            out["stopped"] = event.reason
+        elif event.kind == "done":
+            out["done"] = True
+        else:
+            assert event.error is not None
+            out["error"] = _error_text(event.error, self.params)
+        return out
+
+    def _end_session(self) -> None:
+        if self.session is not None and not self.session.stop():
+            # code that ignores TrialStopped keeps its thread; say so where the user looks
+            print(
+                f"sweeper: trial {self.trial_number}'s training code did not stop within 60 s "
+                "of being told to; let sweeper.TrialStopped propagate out of your fit function",
+                flush=True,
+            )
+        self.session = None
 
     def finish(self) -> None:
-        self.run = None
+        self._end_session()
         self.monitor = None
         if self.device is not None and self.device.type == "cuda":
             import torch

@@ -28,6 +28,7 @@ from sweeper.store._storage import GRACE_S, HEARTBEAT_S, state_counts
 T = TypeVar("T")
 log = logging.getLogger("sweeper")
 COUNTED = (TrialState.COMPLETE, TrialState.PRUNED)
+BUILTIN_METRICS = {"train_loss", "val_loss", "val_accuracy"}
 REVIVE_S = 120.0  # how long to wait for a dead worker to come back when no other can run
 
 
@@ -69,6 +70,8 @@ class _Slot:
     started: float = 0.0
     findings: list[dict[str, Any]] = field(default_factory=list)
     probe_seconds: float = 0.0
+    metrics: dict[str, float] = field(default_factory=dict)  # the last epoch's, all of them
+    value: float | None = None  # the objective's last reported value
 
 
 class Search:
@@ -226,8 +229,12 @@ class Search:
         slot.trial, slot.params, slot.epoch = trial, params, 0
         slot.started = time.perf_counter()
         slot.findings, slot.probe_seconds = [], 0.0
+        slot.metrics, slot.value = {}, None
         # the first epoch runs in the same call: one round trip fewer per trial
-        slot.ref, slot.phase = slot.runner.start.remote(trial.number, params, True), "start"
+        slot.ref, slot.phase = (
+            slot.runner.start.remote(trial.number, params, self.spec.budget.epochs, True),
+            "start",
+        )
 
     def _handle(self, slot: _Slot, ref: Any) -> None:
         import ray
@@ -274,6 +281,8 @@ class Search:
         elif "metrics" in result:
             slot.phase = "epoch"
             self._epoch_done(slot, result["metrics"])
+        elif "done" in result:
+            self._returned_early(slot)
         else:
             slot.ref, slot.phase = slot.runner.epoch.remote(), "epoch"
 
@@ -300,6 +309,18 @@ class Search:
         except ray.exceptions.RayActorError:
             self.slots.remove(slot)
 
+    def _returned_early(self, slot: _Slot) -> None:
+        """The trial's fit function returned before `budget.epochs` reports: it is complete
+        with the last value it reported, or failed if it reported none."""
+        if slot.value is None:
+            self._fail(
+                slot,
+                "the task's fit function returned without calling trial.report(metrics); "
+                f"report the metrics once per epoch ({self.spec.budget.epochs} epochs)",
+            )
+        else:
+            self._finish(slot, TrialState.COMPLETE, slot.value, "")
+
     def _taken_over(self, slot: _Slot) -> None:
         assert slot.trial is not None
         self._note(
@@ -321,6 +342,7 @@ class Search:
         if not math.isfinite(value):
             self._prune(slot, f"{metric} became {value} at epoch {slot.epoch}", probed=True)
             return
+        slot.metrics, slot.value = metrics, value
         self._db(slot.trial.report, value, slot.epoch, what="reporting a trial's progress")
         slot.epoch += 1
         if slot.epoch >= self.spec.budget.epochs:
@@ -361,6 +383,8 @@ class Search:
         notes: dict[str, Any] = {}
         if slot.probe_seconds:
             notes[attrs.PROBE_SECONDS] = round(slot.probe_seconds, 4)
+        if set(slot.metrics) - BUILTIN_METRICS:  # a task's own metrics: keep them all
+            notes[attrs.METRICS] = {k: round(v, 6) for k, v in slot.metrics.items()}
         if slot.findings:
             notes[attrs.FINDINGS] = slot.findings
             notes[attrs.VERDICT], notes[attrs.PROBES] = trial_summary(slot.findings)

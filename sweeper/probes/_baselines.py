@@ -9,15 +9,32 @@ import torch
 from sweeper.probes._context import Context
 from sweeper.probes._finding import Finding
 from sweeper.probes._overfit import fit_tiny, tiny_indices
-from sweeper.training import evaluate, start_run, train_epoch
+from sweeper.training import Inputs, evaluate, start_run, train_epoch, tree_map
+
+
+def uninformative(x: Inputs, pad_id: int = 0) -> Inputs:
+    """The same input with its information removed: floats zeroed, integer ids set to the
+    padding id, masks (a name with "mask") all ones so every position is still attended."""
+
+    def blank(name: str, t: torch.Tensor) -> torch.Tensor:
+        if t.is_floating_point():
+            return torch.zeros_like(t)
+        if "mask" in name:
+            return torch.ones_like(t)
+        return torch.full_like(t, pad_id)
+
+    if isinstance(x, dict):
+        return {k: blank(str(k), v) for k, v in x.items()}
+    return tree_map(lambda t: blank("", t), x)
 
 
 def zero_input_baseline(ctx: Context) -> Finding:
-    """The tiny fit on zeroed inputs must end clearly worse than on the real inputs."""
+    """The tiny fit on an uninformative input (zeros; the padding id for integer inputs) must
+    end clearly worse than on the real inputs."""
     x, y = ctx.data.train.take(tiny_indices(ctx, ctx.settings.overfit_samples))
     steps = min(ctx.settings.overfit_steps, 100)
     real = fit_tiny(ctx, x, y, steps=steps)
-    zero = fit_tiny(ctx, torch.zeros_like(x), y, steps=steps)
+    zero = fit_tiny(ctx, uninformative(x), y, steps=steps)
     measured = {
         "real inputs loss": round(real["loss"], 4),
         "zero inputs loss": round(zero["loss"], 4),
@@ -48,12 +65,11 @@ def short_fit_vs_baseline(ctx: Context, min_steps: int = 150) -> Finding:
     on validation; otherwise the labels do not go with the inputs."""
     params = {**ctx.params, "dropout": 0.0, "lr": min(float(ctx.params.get("lr", 1e-3)), 3e-3)}
     params["batch_size"] = min(int(params.get("batch_size", 64)), 128)
-    run = start_run(ctx.task, ctx.data, params, ctx.device, seed=ctx.seed)
     per_epoch = math.ceil(len(ctx.data.train) / params["batch_size"])
     epochs = min(20, max(3, math.ceil(min_steps / per_epoch)))
+    run = start_run(ctx.task, ctx.data, params, ctx.device, seed=ctx.seed, epochs=epochs)
     for _ in range(epochs):
-        loss, reason = train_epoch(run)
-        if reason is not None:
+        if not math.isfinite(train_epoch(run)):
             break
     metrics = evaluate(run)
     _, y_tr = ctx.data.train.head(1 << 30)

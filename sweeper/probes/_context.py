@@ -11,7 +11,7 @@ import torch
 from sweeper.training import Data
 
 # Params for a probe run when the user gives none: a safe, ordinary configuration.
-REFERENCE_PARAMS: dict[str, Any] = {"lr": 1e-3, "batch_size": 32, "dropout": 0.0, "init": "default"}
+REFERENCE_PARAMS: dict[str, Any] = {"lr": 1e-3, "batch_size": 32, "dropout": 0.0, "init": "none"}
 
 
 @dataclass

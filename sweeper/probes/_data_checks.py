@@ -8,9 +8,10 @@ import torch
 
 from sweeper.probes._context import Context
 from sweeper.probes._finding import Finding
+from sweeper.training import Inputs, leaves
 
 
-def _sample(ctx: Context, split: str, rows: int = 4096) -> tuple[torch.Tensor, torch.Tensor]:
+def _sample(ctx: Context, split: str, rows: int = 4096) -> tuple[Inputs, torch.Tensor]:
     batches = ctx.data.train if split == "train" else ctx.data.val
     return batches.head(rows)
 
@@ -19,7 +20,7 @@ def data_finite(ctx: Context) -> Finding:
     bad = {}
     for split in ("train", "val"):
         x, y = _sample(ctx, split)
-        nx = int((~torch.isfinite(x)).sum().item())
+        nx = sum(int((~torch.isfinite(t)).sum().item()) for _, t in _float_leaves(x))
         ny = int((~torch.isfinite(y.float())).sum().item())
         if nx or ny:
             bad[split] = {"inputs": nx, "targets": ny}
@@ -70,13 +71,26 @@ def labels_in_range(ctx: Context) -> Finding:
     )
 
 
-def _features(x: torch.Tensor) -> torch.Tensor:
-    return x.reshape(len(x), -1).double()
+def _float_leaves(x: Inputs) -> list[tuple[str, torch.Tensor]]:
+    return [(n, t) for n, t in leaves(x) if t.is_floating_point()]
+
+
+def _features(x: Inputs) -> torch.Tensor | None:
+    """The floating-point inputs as one (rows, features) matrix; None when there are none
+    (token ids, masks and other integer inputs are categories, not scaled quantities)."""
+    parts = [t.reshape(len(t), -1).double() for _, t in _float_leaves(x)]
+    return torch.cat(parts, dim=1) if parts else None
+
+
+def _integer_inputs(what: str) -> str:
+    return f"not applicable: the inputs are integer (token ids or categories); {what}"
 
 
 def data_scale(ctx: Context) -> Finding:
     """Inputs standardized (mean ≈ 0, std ≈ 1) or bounded, and features on comparable scales."""
     x = _features(_sample(ctx, "train")[0])
+    if x is None:
+        return Finding("data_scale", "skip", _integer_inputs("no scale to check"), "—")
     x = x[:, torch.isfinite(x).all(0)]
     std = x.std(0)
     live = std > 1e-8
@@ -116,6 +130,8 @@ def data_scale(ctx: Context) -> Finding:
 
 def constant_features(ctx: Context) -> Finding:
     x = _features(_sample(ctx, "train")[0])
+    if x is None:
+        return Finding("constant_features", "skip", _integer_inputs("nothing to check"), "—")
     const = (x.std(0) <= 1e-8) if len(x) > 1 else torch.ones(x.shape[1], dtype=torch.bool)
     n, total = int(const.sum()), x.shape[1]
     expected = "inputs that vary; < 10% constant features"
@@ -161,17 +177,19 @@ def class_balance(ctx: Context) -> Finding:
     return Finding("class_balance", "pass", round(balance, 3), expected)
 
 
-def _row_keys(x: torch.Tensor) -> set[bytes]:
-    rows = x.reshape(len(x), -1).float().cpu().numpy()
-    return {r.tobytes() for r in rows}
+def _row_bytes(x: Inputs) -> list[bytes]:
+    """Each row of every input tensor together, as bytes (equal rows, equal bytes)."""
+    parts = [t.reshape(len(t), -1).double() for _, t in leaves(x)]
+    rows = torch.cat(parts, dim=1).cpu().numpy()
+    return [r.tobytes() for r in rows]
 
 
 def train_val_overlap(ctx: Context) -> Finding:
     x_tr, _ = _sample(ctx, "train", rows=1 << 30)
     x_va, _ = _sample(ctx, "val", rows=1 << 30)
-    train_rows = _row_keys(x_tr)
-    val_rows = x_va.reshape(len(x_va), -1).float().cpu().numpy()
-    shared = sum(r.tobytes() in train_rows for r in val_rows)
+    train_rows = set(_row_bytes(x_tr))
+    val_rows = _row_bytes(x_va)
+    shared = sum(r in train_rows for r in val_rows)
     frac = shared / max(len(val_rows), 1)
     expected = "≤ 1% of validation rows also in train"
     measured = f"{shared}/{len(val_rows)} ({frac:.1%})"

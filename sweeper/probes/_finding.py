@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
-Verdict = Literal["pass", "warn", "fail"]
-_RANK = {"pass": 0, "warn": 1, "fail": 2}
+Verdict = Literal["pass", "skip", "warn", "fail"]  # skip: the probe could not apply here
+_RANK = {"pass": 0, "skip": 0, "warn": 1, "fail": 2}
 
 
 @dataclass

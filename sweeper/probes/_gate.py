@@ -30,6 +30,7 @@ from sweeper.probes._model_checks import (
     gradient_flow,
 )
 from sweeper.probes._overfit import overfit_tiny
+from sweeper.probes._weight_init import weight_init
 from sweeper.training import Data
 
 Probe = Callable[[Context], Finding]
@@ -43,6 +44,7 @@ GATE: list[tuple[str, Probe]] = [
     ("class_balance", class_balance),
     ("train_val_overlap", train_val_overlap),
     ("data_order", data_order),
+    ("weight_init", weight_init),
     ("init_loss", init_loss),
     ("gradient_flow", gradient_flow),
     ("batch_independence", batch_independence),
@@ -56,6 +58,25 @@ GATE: list[tuple[str, Probe]] = [
 PROBE_NAMES = tuple(name for name, _ in GATE)
 _DATA_PROBES = {"data_finite", "labels_in_range"}
 _NEEDS_CLEAN_DATA = set(PROBE_NAMES) - _DATA_PROBES - {"data_scale", "constant_features"}
+_DATA_ONLY = {
+    "data_finite",
+    "labels_in_range",
+    "data_scale",
+    "constant_features",
+    "class_balance",
+    "train_val_overlap",
+    "data_order",
+}
+
+
+def _cannot_run(name: str, task: Any) -> str | None:
+    """Why a probe cannot run on this task (one that trains itself with `fit` may give sweeper
+    no data or no model), or None."""
+    if task.train is None or task.val is None:
+        return "skipped: the task gives no train/val data (it trains itself with fit)"
+    if name not in _DATA_ONLY and task.build_model is None:
+        return "skipped: the task gives no build_model (it trains itself with fit)"
+    return None
 
 
 def run_gate(
@@ -70,9 +91,10 @@ def run_gate(
     t0 = time.perf_counter()
     dev = device or torch.device("cpu")
     p = {**REFERENCE_PARAMS, **(params or {})}
+    has_data = task.train is not None and task.val is not None
     ctx = Context(
         task=task,
-        data=data or Data.of(task, dev),
+        data=data or (Data.of(task, dev) if has_data else None),  # type: ignore[arg-type]
         params=p,
         device=dev,
         settings=settings or Settings(),
@@ -81,7 +103,10 @@ def run_gate(
     for name, probe in GATE:
         if name in ctx.settings.disabled:
             continue
-        if name in _NEEDS_CLEAN_DATA and any(
+        why_not = _cannot_run(name, task)
+        if why_not is not None:
+            finding = Finding(name, "skip", None, "—", why_not)
+        elif name in _NEEDS_CLEAN_DATA and any(
             f.verdict == "fail" and f.probe in _DATA_PROBES for f in report.findings
         ):
             finding = Finding(

@@ -8,7 +8,7 @@ import torch
 
 from sweeper.probes._context import Context
 from sweeper.probes._finding import Finding
-from sweeper.training import build_model, resolve_loss
+from sweeper.training import build_model, forward, resolve_loss
 
 _CE_FAMILY = ("cross_entropy", "nll", "bce")
 
@@ -36,7 +36,7 @@ def init_outputs(
     model = build_model(ctx.task, params or ctx.params, ctx.device)
     model.eval()
     x, y = ctx.data.train.head(rows)
-    out = model(x)
+    out = forward(model, x)
     return float(resolve_loss(ctx.task.loss)(out, y).item()), out
 
 
@@ -62,6 +62,7 @@ def init_loss(ctx: Context, params: dict | None = None) -> Finding:
         )
     not_log_probs = (
         ctx.loss_name == "nll"
+        and isinstance(out, torch.Tensor)
         and out.ndim == 2
         and float(torch.logsumexp(out.float(), dim=-1).abs().mean()) > 0.1
     )

@@ -9,12 +9,12 @@ import torch
 
 from sweeper.probes._context import Context
 from sweeper.probes._finding import Finding
-from sweeper.training import build_model, make_optimizer, resolve_loss
+from sweeper.training import Inputs, build_model, forward, make_optimizer, resolve_loss
 
 CAP_FACTOR = 0.5  # the search's lr stays below half the divergence lr
 
 
-def _cycle(ctx: Context, batch_size: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+def _cycle(ctx: Context, batch_size: int) -> Iterator[tuple[Inputs, torch.Tensor]]:
     gen = torch.Generator().manual_seed(ctx.seed)
     while True:
         yield from ctx.data.train.epoch(batch_size, shuffle=True, generator=gen)
@@ -25,7 +25,7 @@ def lr_range_test(ctx: Context, lo: float = 1e-6, hi: float = 10.0, steps: int =
     params = {**ctx.params, "dropout": 0.0, "lr": lo}
     model = build_model(ctx.task, params, ctx.device)
     model.train()
-    opt = make_optimizer(model, params)
+    opt = make_optimizer(model, params, ctx.task)
     loss_fn = resolve_loss(ctx.task.loss)
     factor = (hi / lo) ** (1 / steps)
     lrs: list[float] = []
@@ -38,7 +38,7 @@ def lr_range_test(ctx: Context, lo: float = 1e-6, hi: float = 10.0, steps: int =
             g["lr"] = lr
         xb, yb = next(batches)
         opt.zero_grad(set_to_none=True)
-        loss = loss_fn(model(xb), yb)
+        loss = loss_fn(forward(model, xb), yb)
         value = float(loss.item())
         if not math.isfinite(value):
             diverged_at = lr

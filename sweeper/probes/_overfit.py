@@ -9,7 +9,7 @@ import torch
 
 from sweeper.probes._context import Context
 from sweeper.probes._finding import Finding
-from sweeper.training import build_model, correct, resolve_loss
+from sweeper.training import Inputs, build_model, correct, forward, resolve_loss
 
 
 def tiny_indices(ctx: Context, n: int) -> torch.Tensor:
@@ -21,7 +21,7 @@ def tiny_indices(ctx: Context, n: int) -> torch.Tensor:
 
 def fit_tiny(
     ctx: Context,
-    x: torch.Tensor,
+    x: Inputs,
     y: torch.Tensor,
     params: dict[str, Any] | None = None,
     steps: int | None = None,
@@ -42,7 +42,7 @@ def fit_tiny(
     n_steps = steps or s.overfit_steps
     for step in range(n_steps):
         opt.zero_grad(set_to_none=True)
-        out = model(x)
+        out = forward(model, x)
         loss = loss_fn(out, y)
         value = float(loss.item())
         curve.append(value)
@@ -56,7 +56,7 @@ def fit_tiny(
         opt.step()
     model.eval()
     with torch.no_grad():
-        out = model(x)
+        out = forward(model, x)
         final = float(loss_fn(out, y).item())
         if ctx.kind != "regression":
             acc = float(correct(out, y, ctx.kind).item()) / len(y)

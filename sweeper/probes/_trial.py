@@ -1,4 +1,8 @@
-"""Per-trial probes: cheap checks with the trial's own params that stop a broken trial early."""
+"""Per-trial probes: cheap checks with the trial's own params that stop a broken trial early.
+
+They reach a trial through hooks only (forward hooks, optimizer step hooks, the loss the loop
+hands to `trial.step`), so the same checks run in sweeper's own loop and in a user's `fit`.
+"""
 
 from __future__ import annotations
 
@@ -8,17 +12,23 @@ from typing import Any
 
 import torch
 
+from sweeper.errors import TrialStopped
 from sweeper.probes._context import Context
 from sweeper.probes._finding import Finding, Verdict
 from sweeper.probes._init_loss import expected_init_loss, init_loss_value
-from sweeper.training import build_model
+from sweeper.training import build_model, forward
+
+_LAYERS = (torch.nn.Linear, torch.nn.Conv1d, torch.nn.Conv2d, torch.nn.Conv3d)
 
 
 class TrialMonitor:
-    """Watches the first steps of a trial. `after_step` returns a reason to stop or None.
+    """Watches the first steps of a trial through hooks; a failed check raises TrialStopped.
 
-    Checks: loss and gradients finite; loss not growing to 2x where it started (smoothed,
-    over three consecutive checks) during the watch window.
+    Checks: gradients finite (optimizer pre-step hook), the update/weight ratio over the first
+    `ratio_steps` steps in `ratio_range` (pre/post-step hooks), and, from the losses the loop
+    hands to `on_loss`, loss finite and not growing to `growth` x where it started (smoothed,
+    three consecutive checks) within the first `window` steps. With `first_forward`, also the
+    activation statistics of the first forward pass (for a user's own loop).
     """
 
     def __init__(
@@ -28,55 +38,80 @@ class TrialMonitor:
         growth: float = 2.0,
         ratio_steps: int = 20,
         ratio_range: tuple[float, float] = (1e-4, 1e-1),
+        first_forward: bool = False,
+        init: str = "none",
     ) -> None:
         self.window = window
-        self.ratio_steps = ratio_steps
-        self.ratio_range = ratio_range
-        self.ratios: list[float] = []
-        self.snapshot: list[tuple[torch.Tensor, torch.Tensor]] = []
         self.every = every
         self.growth = growth
+        self.ratio_steps = ratio_steps
+        self.ratio_range = ratio_range
+        self.first_forward = first_forward
+        self.init = init
+        self.ratios: list[float] = []
+        self.snapshot: list[tuple[torch.Tensor, torch.Tensor]] = []
         self.ema: float | None = None
         self.start: float | None = None
         self.above = 0
+        self.losses = 0  # losses seen
+        self.steps = 0  # optimizer steps taken
         self.findings: list[Finding] = []
         self.seconds = 0.0
+        self.model: torch.nn.Module | None = None
+        self.optimizer: torch.optim.Optimizer | None = None
+        self.handles: list[Any] = []
+        self.stopped: str | None = None  # why a check stopped the trial
 
-    def after_step(self, step: int, loss: torch.Tensor, run: Any) -> str | None:
-        if step >= self.window and step % 50:
-            return None
+    # -- wiring ------------------------------------------------------------------------------
+    def watch(self, model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> None:
+        self.close()
+        self.model, self.optimizer = model, optimizer
+        self.handles = [
+            optimizer.register_step_pre_hook(lambda *_: self._timed(self._before_step)),
+            optimizer.register_step_post_hook(lambda *_: self._timed(self._after_step)),
+        ]
+        if self.first_forward:
+            recorder = ActivationRecorder(model)
+
+            def once(*_: Any) -> None:
+                recorder.remove()
+                handle.remove()
+                self._timed(lambda: self._judge_first_forward(model, recorder))
+
+            handle = model.register_forward_hook(once)
+
+    def close(self) -> None:
+        for h in self.handles:
+            h.remove()
+        self.handles = []
+
+    def _timed(self, check: Any) -> None:
         t = time.perf_counter()
         try:
-            return self._check(step, loss, run)
+            check()
         finally:
             self.seconds += time.perf_counter() - t
 
-    def _check(self, step: int, loss: torch.Tensor, run: Any) -> str | None:
+    # -- checks ------------------------------------------------------------------------------
+    def on_loss(self, loss: torch.Tensor) -> None:
+        step = self.steps
+        self.losses += 1
+        if step >= self.window and step % 50:
+            return
+        self._timed(lambda: self._check_loss(step, loss))
+
+    def _check_loss(self, step: int, loss: torch.Tensor) -> None:
         value = float(loss.item())
         if not math.isfinite(value):
-            return self._stop(
+            self._stop(
                 "nonfinite_loss",
                 value,
                 "finite loss",
                 f"loss became {value} at step {step}: lr too high for this init, or "
                 "a log/division blow-up; lower lr or add gradient clipping",
             )
-        if step % self.every == 0 or step < self.every:
-            for name, p in run.model.named_parameters():
-                if p.grad is not None and not bool(torch.isfinite(p.grad).all()):
-                    return self._stop(
-                        "nonfinite_grad",
-                        name,
-                        "finite gradients",
-                        f"gradient of {name} is not finite at step {step}: "
-                        "lower lr or clip gradients",
-                    )
-        if 1 <= step <= self.ratio_steps + 1:
-            reason = self._update_ratio(step, run)
-            if reason is not None:
-                return reason
         if step >= self.window:
-            return None
+            return
         self.ema = value if self.ema is None else 0.8 * self.ema + 0.2 * value
         if self.start is None:
             self.start = value
@@ -84,65 +119,214 @@ class TrialMonitor:
             if self.ema >= self.growth * max(self.start, 1e-8):
                 self.above += 1
                 if self.above >= 3:
-                    return self._stop(
+                    self._stop(
                         "loss_growth",
                         round(self.ema / self.start, 2),
                         f"< {self.growth}x the starting loss",
                         f"loss grew from {self.start:.3g} to {self.ema:.3g} in "
-                        f"{step} steps: the lr ({run.params.get('lr'):.3g}) diverges",
+                        f"{step} steps: the lr ({self._lr():.3g}) diverges",
                     )
             else:
                 self.above = 0
-        return None
 
-    def _update_ratio(self, step: int, run: Any) -> str | None:
-        """Median over the first steps of the median over layers of |ΔW| / |W|."""
+    def _lr(self) -> float:
+        assert self.optimizer is not None
+        return float(self.optimizer.param_groups[0]["lr"])
+
+    def _weights(self) -> list[torch.Tensor]:
+        assert self.optimizer is not None
+        return [
+            p
+            for g in self.optimizer.param_groups
+            for p in g["params"]
+            if p.requires_grad and p.ndim >= 2
+        ]
+
+    def _before_step(self) -> None:
+        step = self.steps
+        due = step < self.window and (step % self.every == 0 or step < self.every)
+        if due or step % 50 == 0:
+            self._check_grads(step)
+        if 1 <= step <= self.ratio_steps:
+            self.snapshot = [(p, p.detach().clone()) for p in self._weights()]
+
+    def _check_grads(self, step: int) -> None:
+        assert self.optimizer is not None
+        grads = [
+            (p, p.grad)
+            for g in self.optimizer.param_groups
+            for p in g["params"]
+            if p.grad is not None
+        ]
+        if not grads:
+            return
+        # one reduction and one host sync for all gradients, not one per tensor
+        if bool(torch.stack([gr.isfinite().all() for _, gr in grads]).all()):
+            return
+        names = {id(p): n for n, p in self.model.named_parameters()} if self.model else {}
+        bad = next(
+            names.get(id(p), "a parameter") for p, gr in grads if not bool(gr.isfinite().all())
+        )
+        self._stop(
+            "nonfinite_grad",
+            bad,
+            "finite gradients",
+            f"gradient of {bad} is not finite at step {step}: lower lr or clip gradients",
+        )
+
+    def _after_step(self) -> None:
+        self.steps += 1
         if self.snapshot:
-            per_layer = [
+            per_layer = sorted(
                 float((w.detach() - old).norm() / old.norm().clamp_min(1e-12))
                 for w, old in self.snapshot
-            ]
-            per_layer.sort()
+            )
             self.ratios.append(per_layer[len(per_layer) // 2])
-        if step <= self.ratio_steps:
-            self.snapshot = [
-                (p, p.detach().clone())
-                for p in run.model.parameters()
-                if p.requires_grad and p.ndim >= 2
-            ]
-            return None
-        self.snapshot = []
-        if not self.ratios:
-            return None
+            self.snapshot = []
+        if self.steps == self.ratio_steps + 1 and self.ratios:
+            self._judge_ratio()
+
+    def _judge_ratio(self) -> None:
+        """Median over the first steps of the median over layers of |ΔW| / |W|."""
         ratios = sorted(self.ratios)
         median = ratios[len(ratios) // 2]
         lo, hi = self.ratio_range
-        lr = run.params.get("lr")
+        expected = f"in [{lo:g}, {hi:g}]"
+        lr = self._lr()
         if median > hi:
-            return self._stop(
+            self._stop(
                 "update_ratio",
                 median,
-                f"in [{lo:g}, {hi:g}]",
+                expected,
                 f"each step changes the weights by {median:.2g} of their size: "
                 f"lr={lr:.3g} is too high for this setup",
             )
         if median < lo:
-            return self._stop(
+            self._stop(
                 "update_ratio",
                 median,
-                f"in [{lo:g}, {hi:g}]",
+                expected,
                 f"each step changes the weights by only {median:.2g} of their "
                 f"size: lr={lr:.3g} is too low to learn within the budget",
             )
-        self.findings.append(Finding("update_ratio", "pass", median, f"in [{lo:g}, {hi:g}]"))
-        return None
+        self.findings.append(Finding("update_ratio", "pass", median, expected))
 
-    def _stop(self, probe: str, measured: Any, expected: str, hint: str) -> str:
+    def _judge_first_forward(self, model: torch.nn.Module, rec: ActivationRecorder) -> None:
+        found = judge_activations(model, rec, self.init)
+        self.findings.extend(found)
+        failed = [f for f in found if f.verdict == "fail"]
+        if failed:
+            self.stopped = f"{failed[0].probe}: {failed[0].hint}"
+            raise TrialStopped(self.stopped)
+
+    def _stop(self, probe: str, measured: Any, expected: str, hint: str) -> None:
         self.findings.append(Finding(probe, "fail", measured, expected, hint))
-        return f"{probe}: {hint}"
+        self.stopped = f"{probe}: {hint}"
+        raise TrialStopped(self.stopped)
 
 
-_LAYERS = (torch.nn.Linear, torch.nn.Conv1d, torch.nn.Conv2d, torch.nn.Conv3d)
+class ActivationRecorder:
+    """Forward hooks that record, on the next forward pass, each Linear/Conv layer's output
+    std and the share of each ReLU's units that are zero for every sample (dead)."""
+
+    def __init__(self, model: torch.nn.Module) -> None:
+        self.stds: dict[str, float] = {}
+        self.gains: dict[str, float] = {}  # output std / input std
+        self.dead: dict[str, float] = {}
+        self.hooks = []
+        for name, m in model.named_modules():
+            if isinstance(m, _LAYERS):
+                self.hooks.append(m.register_forward_hook(self._std_hook(name)))
+            elif isinstance(m, torch.nn.ReLU):
+                self.hooks.append(m.register_forward_hook(self._dead_hook(name)))
+
+    def _std_hook(self, name: str) -> Any:
+        def hook(_m: Any, inputs: Any, out: torch.Tensor) -> None:
+            if name not in self.stds:
+                self.stds[name] = float(out.detach().float().std())
+                if inputs and isinstance(inputs[0], torch.Tensor):
+                    in_std = float(inputs[0].detach().float().std())
+                    self.gains[name] = self.stds[name] / max(in_std, 1e-12)
+
+        return hook
+
+    def _dead_hook(self, name: str) -> Any:
+        def hook(_m: Any, _i: Any, out: torch.Tensor) -> None:
+            if name not in self.dead and out.ndim >= 2:
+                units = out.detach().reshape(out.shape[0], out.shape[1], -1).amax(dim=(0, 2))
+                self.dead[name] = float((units <= 0).float().mean())
+
+        return hook
+
+    def remove(self) -> None:
+        for h in self.hooks:
+            h.remove()
+        self.hooks = []
+
+
+def _constant_layers(layers: list[tuple[str, Any]]) -> list[str]:
+    """Hidden layers whose weights are all equal: a constant other than zero, or zero while
+    every layer is zero (one zero layer, as in a zero-initialised residual branch, is fine)."""
+    const = [
+        (n, float(m.weight.flatten()[0]))
+        for n, m in layers[:-1]
+        if m.weight.numel() > 1 and float(m.weight.std()) == 0.0
+    ]
+    all_zero = all(float(m.weight.abs().max()) == 0.0 for _, m in layers)
+    return [n for n, c in const if c != 0.0 or all_zero]
+
+
+def init_label(init: str) -> str:
+    return "the model's own init (init: none)" if init == "none" else f"init {init!r}"
+
+
+def judge_activations(
+    model: torch.nn.Module, rec: ActivationRecorder, init: str, probe_prefix: str = "trial_"
+) -> list[Finding]:
+    """Findings on what a recorder saw: constant (symmetric) hidden weights and dead ReLU units
+    fail; layer output stds outside [0.5, 2.0] warn."""
+    label = init_label(init)
+    layers: list[tuple[str, Any]] = [
+        (n, m) for n, m in model.named_modules() if isinstance(m, _LAYERS)
+    ]
+    symmetric = _constant_layers(layers)
+    out: list[Finding] = []
+    if symmetric:
+        out.append(
+            Finding(
+                f"{probe_prefix}symmetric_weights",
+                "fail",
+                symmetric,
+                "weights with variance",
+                f"hidden layers {symmetric[:3]} have constant weights under {label}: every "
+                "unit computes the same thing",
+            )
+        )
+    worst_dead = max(rec.dead.items(), key=lambda kv: kv[1], default=("", 0.0))
+    if worst_dead[1] > 0.5:
+        out.append(
+            Finding(
+                f"{probe_prefix}dead_units",
+                "fail",
+                {worst_dead[0]: round(worst_dead[1], 3)},
+                "≤ 50% of ReLU units dead at init",
+                f"{worst_dead[1]:.0%} of units after {worst_dead[0]} never fire under "
+                f"{label}: a large negative bias or a broken scale",
+            )
+        )
+    hidden = {n: s for n, s in list(rec.stds.items())[:-1]}
+    off = {n: round(s, 3) for n, s in hidden.items() if not 0.5 <= s <= 2.0}
+    out.append(
+        Finding(
+            f"{probe_prefix}activation_std",
+            "warn" if off else "pass",
+            off or {n: round(s, 3) for n, s in hidden.items()},
+            "std in [0.5, 2.0]",
+            f"layer outputs shrink or grow under {label}: {off}" if off else "",
+            details={"std": {n: round(s, 4) for n, s in rec.stds.items()}},
+        )
+    )
+    return out
 
 
 @torch.no_grad()
@@ -152,68 +336,12 @@ def activation_stats(ctx: Context, rows: int = 256) -> list[Finding]:
     torch.manual_seed(ctx.seed)
     model = build_model(ctx.task, ctx.params, ctx.device)
     model.eval()
-    stds: dict[str, float] = {}
-    dead: dict[str, float] = {}
-    hooks = []
-    for name, m in model.named_modules():
-        if isinstance(m, _LAYERS):
-            hooks.append(
-                m.register_forward_hook(
-                    lambda _m, _i, out, n=name: stds.__setitem__(n, float(out.float().std()))
-                )
-            )
-        elif isinstance(m, torch.nn.ReLU):
-
-            def _dead(_m: Any, _i: Any, out: torch.Tensor, n: str = name) -> None:
-                units = out.reshape(out.shape[0], out.shape[1], -1).amax(dim=(0, 2))
-                dead[n] = float((units <= 0).float().mean())
-
-            hooks.append(m.register_forward_hook(_dead))
+    rec = ActivationRecorder(model)
     try:
-        model(ctx.data.train.head(rows)[0])
+        forward(model, ctx.data.train.head(rows)[0])
     finally:
-        for h in hooks:
-            h.remove()
-    layers = [(n, m) for n, m in model.named_modules() if isinstance(m, _LAYERS)]
-    symmetric = [n for n, m in layers[:-1] if float(m.weight.std()) == 0.0]
-    out: list[Finding] = []
-    init = ctx.params.get("init")
-    if symmetric:
-        out.append(
-            Finding(
-                "trial_symmetric_weights",
-                "fail",
-                symmetric,
-                "weights with variance",
-                f"hidden layers {symmetric[:3]} have constant weights under init "
-                f"{init!r}: every unit computes the same thing",
-            )
-        )
-    worst_dead = max(dead.items(), key=lambda kv: kv[1], default=("", 0.0))
-    if worst_dead[1] > 0.5:
-        out.append(
-            Finding(
-                "trial_dead_units",
-                "fail",
-                {worst_dead[0]: round(worst_dead[1], 3)},
-                "≤ 50% of ReLU units dead at init",
-                f"{worst_dead[1]:.0%} of units after {worst_dead[0]} never fire under "
-                f"init {init!r}: a large negative bias or a broken scale",
-            )
-        )
-    hidden = {n: s for n, s in list(stds.items())[:-1]}
-    off = {n: round(s, 3) for n, s in hidden.items() if not 0.5 <= s <= 2.0}
-    out.append(
-        Finding(
-            "trial_activation_std",
-            "warn" if off else "pass",
-            off or {n: round(s, 3) for n, s in hidden.items()},
-            "std in [0.5, 2.0]",
-            f"layer outputs shrink or grow under init {init!r}: {off}" if off else "",
-            details={"std": {n: round(s, 4) for n, s in stds.items()}},
-        )
-    )
-    return out
+        rec.remove()
+    return judge_activations(model, rec, str(ctx.params.get("init", "none")))
 
 
 def trial_start_checks(ctx: Context) -> list[Finding]:
@@ -231,15 +359,10 @@ def _trial_init_loss(ctx: Context) -> list[Finding]:
     measured = init_loss_value(ctx)
     ratio = measured / max(expected, 1e-12)
     exp_txt = f"≈ {expected:.3f} ({how})"
+    label = init_label(str(ctx.params.get("init", "none")))
     if not math.isfinite(measured) or measured < 0 and ctx.loss_name in ("cross_entropy", "nll"):
         return [
-            Finding(
-                "trial_init_loss",
-                "fail",
-                measured,
-                exp_txt,
-                f"init {ctx.params.get('init')!r} gives a broken loss at init",
-            )
+            Finding("trial_init_loss", "fail", measured, exp_txt, f"{label} gives a broken loss")
         ]
     if ratio > ctx.settings.init_loss_fail_ratio:
         return [
@@ -248,8 +371,8 @@ def _trial_init_loss(ctx: Context) -> list[Finding]:
                 "fail",
                 measured,
                 exp_txt,
-                f"init {ctx.params.get('init')!r} starts {ratio:.1f}x above the expected "
-                "loss: outputs are over-confident under this scheme",
+                f"{label} starts {ratio:.1f}x above the expected loss: outputs are "
+                "over-confident under this scheme",
             )
         ]
     verdict: Verdict = "warn" if abs(ratio - 1) > ctx.settings.init_loss_tolerance else "pass"

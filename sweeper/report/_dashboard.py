@@ -12,8 +12,9 @@ import optuna
 from sweeper.probes._finding import fmt
 from sweeper.report._gate_plots import gate_plots
 
-ICON = {"pass": "pass", "warn": "**warn**", "fail": "**FAIL**"}  # no emoji: fonts vary
-_RANK = {"pass": 0, "warn": 1, "fail": 2}
+# no emoji: fonts vary
+ICON = {"pass": "pass", "skip": "skipped", "warn": "**warn**", "fail": "**FAIL**"}
+_RANK = {"pass": 0, "skip": 0, "warn": 1, "fail": 2}
 
 
 def _cell(value: Any) -> str:

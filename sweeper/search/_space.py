@@ -35,13 +35,14 @@ def fixed_values(space: SearchSpace) -> dict[str, Any]:
 def reference_params(space: SearchSpace) -> dict[str, Any]:
     """A middle-of-the-range configuration for the study gate (dropout is turned off by the
     probes that need it off): geometric middle of log ranges, middle of linear ones, the first
-    categorical choice ('default' init when offered)."""
+    categorical choice. The init is 'none', the model as build_model made it, unless the
+    space fixes another scheme: the gate judges the model the user built."""
     out: dict[str, Any] = {}
     for name, p in space.params().items():
         if isinstance(p, FixedParam):
             out[name] = p.value
         elif isinstance(p, CategoricalParam):
-            out[name] = "default" if name == "init" and "default" in p.choices else p.choices[0]
+            out[name] = "none" if name == "init" else p.choices[0]
         elif isinstance(p, (FloatParam, IntParam)):
             mid = math.sqrt(p.low * p.high) if p.log else (p.low + p.high) / 2
             out[name] = int(round(mid)) if isinstance(p, IntParam) else float(mid)

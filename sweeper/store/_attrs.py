@@ -18,6 +18,7 @@ FINDINGS = "sweeper:findings"
 VERDICT = "sweeper:verdict"  # worst verdict of the trial's probes
 PROBES = "sweeper:probes"  # the trial's probe results as one readable line
 STOPPED = "sweeper:stopped"
+METRICS = "sweeper:metrics"  # every metric of the trial's last reported epoch
 ERROR = "sweeper:error"
 WORKER = "sweeper:worker"  # where the trial ran: device, Ray node, pid, torch version
 DRIVER = "sweeper:driver"  # trial system attr: token of the driver that owns it

@@ -1,79 +1,171 @@
-"""Training data on the trial's device, batched by indexing (tensors) or a DataLoader (Datasets)."""
+"""Training data on the trial's device: tensors batched by indexing, Datasets by a DataLoader.
+
+An input ``x`` may be one tensor of any dtype (integer token ids stay integers), a tuple of
+tensors (the model is called as ``model(*x)``) or a dict of tensors (``model(**x)``). Every
+tensor in it has the batch as its first dimension. The helpers here treat all three alike.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import torch
 from torch.utils.data import DataLoader, Dataset
+
+Inputs = Any  # a tensor, a tuple of tensors or a dict of name -> tensor
 
 
 def target_dtype(kind: str) -> torch.dtype:
     return torch.long if kind == "multiclass" else torch.float32
 
 
-def as_tensors(data: Any, kind: str) -> tuple[torch.Tensor, torch.Tensor] | None:
-    """An (X, y) pair as float inputs and kind-typed targets; None for a Dataset."""
-    if not isinstance(data, (tuple, list)):
-        return None
-    x, y = (torch.as_tensor(v) for v in data)
-    if not x.is_floating_point():
-        x = x.float()
-    elif x.dtype == torch.float64:
-        x = x.float()
-    return x, y.to(target_dtype(kind))
+def tree_map(fn: Callable[[torch.Tensor], torch.Tensor], x: Inputs) -> Inputs:
+    """`fn` applied to every tensor of an input, keeping its structure."""
+    if isinstance(x, dict):
+        return {k: tree_map(fn, v) for k, v in x.items()}
+    if isinstance(x, (tuple, list)):
+        return tuple(tree_map(fn, v) for v in x)
+    return fn(x)
+
+
+def leaves(x: Inputs) -> list[tuple[str, torch.Tensor]]:
+    """Every tensor of an input with its name (``""`` for a lone tensor, ``"0"``, ``"ids"``)."""
+    if isinstance(x, dict):
+        return [(str(k), v) for k, v in x.items()]
+    if isinstance(x, (tuple, list)):
+        return [(str(i), v) for i, v in enumerate(x)]
+    return [("", x)]
+
+
+def rows(x: Inputs) -> int:
+    """The batch size of an input."""
+    return len(leaves(x)[0][1])
+
+
+def forward(model: torch.nn.Module, x: Inputs) -> Any:
+    """Call the model the way the input's shape says: model(x), model(*x) or model(**x)."""
+    if isinstance(x, dict):
+        return model(**x)
+    if isinstance(x, (tuple, list)):
+        return model(*x)
+    return model(x)
+
+
+def is_plain_float(x: Inputs) -> bool:
+    """One floating-point tensor (what gradcheck and input gradients need)."""
+    return isinstance(x, torch.Tensor) and x.is_floating_point()
+
+
+def _as_input(v: Any) -> torch.Tensor:
+    t = torch.as_tensor(v)
+    return t.float() if t.dtype == torch.float64 else t  # integers and bools stay as they are
+
+
+def as_inputs(x: Any) -> Inputs:
+    if isinstance(x, dict):
+        return {k: _as_input(v) for k, v in x.items()}
+    if isinstance(x, (tuple, list)) and not hasattr(x, "shape"):
+        return tuple(_as_input(v) for v in x)
+    return _as_input(x)
+
+
+def concat(parts: list[Inputs]) -> Inputs:
+    first = parts[0]
+    if isinstance(first, dict):
+        return {k: torch.cat([p[k] for p in parts]) for k in first}
+    if isinstance(first, tuple):
+        return tuple(torch.cat([p[i] for p in parts]) for i in range(len(first)))
+    return torch.cat(parts)
+
+
+def _index(x: Inputs, idx: torch.Tensor | slice) -> Inputs:
+    return tree_map(lambda t: t[idx], x)
 
 
 class Batches:
     """Iterates (x, y) batches already on `device`."""
 
-    def __init__(self, data: Any, kind: str, device: torch.device) -> None:
+    def __init__(
+        self,
+        data: Any,
+        kind: str,
+        device: torch.device,
+        collate_fn: Callable[..., Any] | None = None,
+        loader: dict[str, Any] | None = None,
+    ) -> None:
         self.kind = kind
         self.device = device
-        tensors = as_tensors(data, kind)
+        self.collate_fn = collate_fn
+        self.loader = dict(loader or {})
         self.dataset: Dataset[Any] | None = None
-        if tensors is None:
-            self.dataset = data
-            self.x = self.y = None
+        self.x: Inputs = None
+        self.y: torch.Tensor | None = None
+        if isinstance(data, (tuple, list)):
+            self.x = tree_map(lambda t: t.to(device), as_inputs(data[0]))
+            self.y = torch.as_tensor(data[1]).to(device, target_dtype(kind))
         else:
-            self.x, self.y = (t.to(device) for t in tensors)
+            self.dataset = data
+        self.pin = device.type == "cuda" and self.loader.get("pin_memory", False)
 
     def __len__(self) -> int:
-        return len(self.x) if self.x is not None else len(self.dataset)  # type: ignore[arg-type]
+        return rows(self.x) if self.y is not None else len(self.dataset)  # type: ignore[arg-type]
+
+    def _on_device(self, xb: Any, yb: Any) -> tuple[Inputs, torch.Tensor]:
+        xb = tree_map(lambda t: t.to(self.device, non_blocking=self.pin), as_inputs(xb))
+        return xb, torch.as_tensor(yb).to(self.device, target_dtype(self.kind))
 
     def epoch(
         self, batch_size: int, shuffle: bool, generator: torch.Generator | None = None
-    ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        if self.x is not None and self.y is not None:
-            n = len(self.x)
+    ) -> Iterator[tuple[Inputs, torch.Tensor]]:
+        if self.y is not None:
+            n = len(self.y)
             if shuffle:
                 order = torch.randperm(n, generator=generator).to(self.device)
                 for i in range(0, n, batch_size):
                     idx = order[i : i + batch_size]
-                    yield self.x[idx], self.y[idx]
+                    yield _index(self.x, idx), self.y[idx]
             else:
                 for i in range(0, n, batch_size):
-                    yield self.x[i : i + batch_size], self.y[i : i + batch_size]
+                    part = slice(i, i + batch_size)
+                    yield _index(self.x, part), self.y[part]
             return
         assert self.dataset is not None
+        options = {k: v for k, v in self.loader.items() if k not in ("batch_size", "shuffle")}
         loader = DataLoader(
-            self.dataset, batch_size=batch_size, shuffle=shuffle, generator=generator
+            self.dataset,
+            batch_size=batch_size,
+            shuffle=shuffle,
+            generator=generator,
+            collate_fn=self.collate_fn,
+            **options,
         )
-        dtype = target_dtype(self.kind)
         for xb, yb in loader:
-            yield xb.to(self.device).float(), yb.to(self.device, dtype)
+            yield self._on_device(xb, yb)
 
-    def head(self, n: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """The first n rows as tensors on the device (for probes)."""
-        if self.x is not None and self.y is not None:
-            return self.x[:n], self.y[:n]
-        return next(iter(self.epoch(n, shuffle=False)))
+    def head(self, n: int) -> tuple[Inputs, torch.Tensor]:
+        """The first n rows on the device (for probes)."""
+        if self.y is not None:
+            return tree_map(lambda t: t[:n], self.x), self.y[:n]
+        return self.take(torch.arange(min(n, len(self))))
 
-    def take(self, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        if self.x is not None and self.y is not None:
-            return self.x[idx.to(self.device)], self.y[idx.to(self.device)]
-        items = [self.dataset[int(i)] for i in idx]  # type: ignore[index]
-        xs = torch.stack([torch.as_tensor(a) for a, _ in items]).to(self.device).float()
-        ys = torch.as_tensor([b for _, b in items]).to(self.device, target_dtype(self.kind))
-        return xs, ys
+    def all(self, chunk: int = 4096) -> tuple[Inputs, torch.Tensor]:
+        """Every row on the device (for probes that look at a whole split)."""
+        if self.y is not None:
+            return self.x, self.y
+        parts = list(self.epoch(chunk, shuffle=False))
+        return concat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
+
+    def take(self, idx: torch.Tensor) -> tuple[Inputs, torch.Tensor]:
+        if self.y is not None:
+            i = idx.to(self.device)
+            return tree_map(lambda t: t[i], self.x), self.y[i]
+        assert self.dataset is not None
+        items = [self.dataset[int(i)] for i in idx]
+        if self.collate_fn is not None:
+            xb, yb = self.collate_fn(items)
+        else:
+            from torch.utils.data import default_collate
+
+            xb, yb = default_collate(items)
+        return self._on_device(xb, yb)

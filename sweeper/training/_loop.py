@@ -1,26 +1,31 @@
-"""The one training loop every trial and every probe uses."""
+"""The one training loop every trial and every probe uses.
+
+A task may bring its own optimizer, LR schedule and metrics (hooks on ``sweeper.Task``); the
+params may set ``precision`` (fp32 | bf16 | fp16), ``grad_clip`` (max gradient norm),
+``grad_accumulation`` (micro-batches per optimizer step), and, without a scheduler hook,
+``warmup_steps`` and ``schedule`` (constant | cosine | linear) for sweeper's own schedule.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 import torch
 from torch import nn
 
-from sweeper.training._data import Batches
+from sweeper.training._data import Batches, concat, forward
 from sweeper.training._init_schemes import apply_init
 from sweeper.training._losses import LossFn, correct, resolve_loss
 
 OPTIMIZERS = ("adam", "adamw", "sgd")
-
-
-class StepMonitor(Protocol):
-    """Watches training as it happens; returns a reason to stop, or None."""
-
-    def after_step(self, step: int, loss: torch.Tensor, run: Run) -> str | None: ...
+PRECISIONS = ("fp32", "bf16", "fp16")
+SCHEDULES = ("constant", "cosine", "linear")
+# Called after each backward with the micro-batch's loss; it may raise sweeper.TrialStopped.
+OnLoss = Callable[[torch.Tensor], None]
 
 
 @dataclass
@@ -33,9 +38,10 @@ class Data:
 
     @classmethod
     def of(cls, task: Any, device: torch.device) -> Data:
-        return cls(
-            Batches(task.train, task.kind, device), Batches(task.val, task.kind, device), task.kind
-        )
+        def batches(split: Any) -> Batches:
+            return Batches(split, task.kind, device, task.collate_fn, task.loader)
+
+        return cls(batches(task.train), batches(task.val), task.kind)
 
 
 @dataclass
@@ -49,6 +55,9 @@ class Run:
     params: dict[str, Any]
     device: torch.device
     generator: torch.Generator
+    scheduler: Any = None
+    scaler: Any = None
+    metrics_fn: Callable[..., Any] | None = None
     steps: int = 0
     history: list[dict[str, float]] = field(default_factory=list)
 
@@ -56,16 +65,46 @@ class Run:
     def batch_size(self) -> int:
         return int(self.params["batch_size"])
 
+    def autocast(self) -> contextlib.AbstractContextManager[Any]:
+        return autocast(self.params, self.device)
+
+
+def autocast(
+    params: dict[str, Any], device: torch.device
+) -> contextlib.AbstractContextManager[Any]:
+    """torch.autocast for the params' precision (a no-op for fp32)."""
+    precision = str(params.get("precision", "fp32"))
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {list(PRECISIONS)}, got {precision!r}")
+    if precision == "fp32":
+        return contextlib.nullcontext()
+    dtype = torch.bfloat16 if precision == "bf16" else torch.float16
+    return torch.autocast(device_type=device.type, dtype=dtype)
+
 
 def build_model(task: Any, params: dict[str, Any], device: torch.device) -> nn.Module:
+    """The task's model for these params, with the params' init scheme ("none": as built)
+    applied to the modules the task allows."""
     model = task.build_model(dict(params))
     if not isinstance(model, nn.Module):
         raise TypeError(f"build_model returned {type(model).__name__}, not a torch.nn.Module")
-    apply_init(model, str(params.get("init", "default")))
+    apply_init(model, str(params.get("init", "none")), getattr(task, "init_modules", None))
     return model.to(device)
 
 
-def make_optimizer(model: nn.Module, params: dict[str, Any]) -> torch.optim.Optimizer:
+def make_optimizer(
+    model: nn.Module, params: dict[str, Any], task: Any = None
+) -> torch.optim.Optimizer:
+    """The task's optimizer hook if it has one, else Adam / AdamW / SGD from the params."""
+    hook = getattr(task, "optimizer", None)
+    if hook is not None:
+        opt = hook(model, dict(params))
+        if not isinstance(opt, torch.optim.Optimizer):
+            raise TypeError(
+                f"the task's optimizer hook returned {type(opt).__name__}, not a "
+                "torch.optim.Optimizer"
+            )
+        return opt
     name = str(params.get("optimizer", "adam")).lower()
     lr = float(params["lr"])
     wd = float(params.get("weight_decay", 0.0))
@@ -80,81 +119,192 @@ def make_optimizer(model: nn.Module, params: dict[str, Any]) -> torch.optim.Opti
     raise ValueError(f"unknown optimizer {name!r}; choose from {list(OPTIMIZERS)}")
 
 
+def make_scheduler(
+    task: Any,
+    optimizer: torch.optim.Optimizer,
+    params: dict[str, Any],
+    steps_per_epoch: int,
+    epochs: int,
+) -> Any:
+    """The task's scheduler hook, else sweeper's warmup + constant/cosine/linear schedule when
+    the params set `warmup_steps` or `schedule`, else None."""
+    hook = getattr(task, "scheduler", None)
+    if hook is not None:
+        return hook(optimizer, dict(params), steps_per_epoch, epochs)
+    warmup = int(params.get("warmup_steps", 0))
+    shape = str(params.get("schedule", "constant"))
+    if shape not in SCHEDULES:
+        raise ValueError(f"schedule must be one of {list(SCHEDULES)}, got {shape!r}")
+    if warmup <= 0 and shape == "constant":
+        return None
+    total = max(1, steps_per_epoch * epochs)
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        done = min(1.0, (step - warmup) / max(1, total - warmup))
+        if shape == "cosine":
+            return 0.5 * (1 + math.cos(math.pi * done))
+        return 1.0 - done if shape == "linear" else 1.0
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+def steps_per_epoch(data: Data, params: dict[str, Any]) -> int:
+    micro = math.ceil(len(data.train) / int(params["batch_size"]))
+    return math.ceil(micro / max(1, int(params.get("grad_accumulation", 1))))
+
+
 def start_run(
-    task: Any, data: Data, params: dict[str, Any], device: torch.device, seed: int | None = None
+    task: Any,
+    data: Data,
+    params: dict[str, Any],
+    device: torch.device,
+    seed: int | None = None,
+    epochs: int = 1,
 ) -> Run:
-    """Build a fresh model (with the params' init scheme) and its optimizer."""
+    """Build a fresh model (with the params' init scheme), its optimizer and schedule."""
     if seed is not None:
         torch.manual_seed(seed)
     model = build_model(task, params, device)
     gen = torch.Generator()
     gen.manual_seed(seed if seed is not None else int(torch.randint(0, 2**31 - 1, ()).item()))
+    optimizer = make_optimizer(model, params, task)
+    scaler = None
+    if str(params.get("precision", "fp32")) == "fp16" and device.type == "cuda":
+        scaler = torch.amp.GradScaler("cuda")
     return Run(
         model=model,
-        optimizer=make_optimizer(model, params),
+        optimizer=optimizer,
         loss_fn=resolve_loss(task.loss),
         data=data,
         params=dict(params),
         device=device,
         generator=gen,
+        scheduler=make_scheduler(task, optimizer, params, steps_per_epoch(data, params), epochs),
+        scaler=scaler,
+        metrics_fn=getattr(task, "metrics", None),
     )
 
 
-def train_epoch(run: Run, monitor: StepMonitor | None = None) -> tuple[float, str | None]:
-    """One pass over the training data. Returns (mean train loss, stop reason or None)."""
+def _loss(run: Run, out: Any, y: torch.Tensor) -> torch.Tensor:
+    if isinstance(out, torch.Tensor) and out.dtype in (torch.float16, torch.bfloat16):
+        out = out.float()  # the loss in fp32 under autocast
+    return run.loss_fn(out, y)
+
+
+def _optimizer_step(run: Run) -> None:
+    clip = run.params.get("grad_clip")
+    if run.scaler is not None:
+        run.scaler.unscale_(run.optimizer)
+    if clip:
+        params = [p for g in run.optimizer.param_groups for p in g["params"]]
+        torch.nn.utils.clip_grad_norm_(params, float(clip))
+    if run.scaler is not None:
+        run.scaler.step(run.optimizer)
+        run.scaler.update()
+    else:
+        run.optimizer.step()
+    if run.scheduler is not None:
+        run.scheduler.step()
+    run.optimizer.zero_grad(set_to_none=True)
+    run.steps += 1
+
+
+def train_epoch(run: Run, on_loss: OnLoss | None = None) -> float:
+    """One pass over the training data; returns the mean train loss (not finite: nan/inf).
+    `on_loss` sees each micro-batch's loss after backward and may raise TrialStopped."""
     run.model.train()
     total = torch.zeros((), device=run.device)
     n = 0
+    accumulate = max(1, int(run.params.get("grad_accumulation", 1)))
+    micro = 0
+    run.optimizer.zero_grad(set_to_none=True)
     for xb, yb in run.data.train.epoch(run.batch_size, shuffle=True, generator=run.generator):
-        run.optimizer.zero_grad(set_to_none=True)
-        loss = run.loss_fn(run.model(xb), yb)
-        loss.backward()
-        if monitor is not None:
-            reason = monitor.after_step(run.steps, loss.detach(), run)
-            if reason is not None:
-                return float("nan"), reason
-        run.optimizer.step()
-        run.steps += 1
-        total += loss.detach() * len(xb)
-        n += len(xb)
-    mean = float(total.item()) / max(n, 1)
-    return mean, None if math.isfinite(mean) else f"train loss became {mean} (not finite)"
+        with run.autocast():
+            loss = _loss(run, forward(run.model, xb), yb)
+        scaled = loss / accumulate if accumulate > 1 else loss
+        if run.scaler is not None:
+            scaled = run.scaler.scale(scaled)
+        scaled.backward()
+        if on_loss is not None:
+            on_loss(loss.detach())
+        micro += 1
+        if micro % accumulate == 0:
+            _optimizer_step(run)
+        total += loss.detach() * len(yb)
+        n += len(yb)
+    if micro % accumulate:
+        _optimizer_step(run)  # the epoch's last, partial accumulation
+    return float(total.item()) / max(n, 1)
+
+
+def _eval_batches(run: Run, batches: Batches, chunk: int) -> Iterator[tuple[Any, torch.Tensor]]:
+    for xb, yb in batches.epoch(chunk, shuffle=False):
+        with run.autocast():
+            out = forward(run.model, xb)
+        if isinstance(out, torch.Tensor) and out.dtype in (torch.float16, torch.bfloat16):
+            out = out.float()
+        yield out, yb
 
 
 @torch.no_grad()
 def evaluate(run: Run, batches: Batches | None = None, chunk: int = 4096) -> dict[str, float]:
-    """Loss (and accuracy for classification) over a whole split, in eval mode."""
+    """Loss (and accuracy for classification) over a whole split, in eval mode, plus the
+    task's own metrics over the whole split when it has a metrics hook."""
     run.model.eval()
     data = batches if batches is not None else run.data.val
     loss_sum = torch.zeros((), device=run.device, dtype=torch.float64)
     right = torch.zeros((), device=run.device, dtype=torch.long)
     n = 0
-    for xb, yb in data.epoch(chunk, shuffle=False):
-        out = run.model(xb)
-        loss_sum += run.loss_fn(out, yb).double() * len(xb)
-        if run.data.kind != "regression":
+    outs: list[Any] = []
+    ys: list[torch.Tensor] = []
+    accuracy = run.data.kind != "regression"
+    for out, yb in _eval_batches(run, data, chunk):
+        loss_sum += run.loss_fn(out, yb).double() * len(yb)
+        if accuracy and isinstance(out, torch.Tensor):
             right += correct(out, yb, run.data.kind)
-        n += len(xb)
+        else:
+            accuracy = False
+        if run.metrics_fn is not None:
+            outs.append(out)
+            ys.append(yb)
+        n += len(yb)
     metrics = {"val_loss": float(loss_sum.item()) / max(n, 1)}
-    if run.data.kind != "regression":
+    if accuracy:
         metrics["val_accuracy"] = float(right.item()) / max(n, 1)
+    if run.metrics_fn is not None and outs:
+        metrics.update(_user_metrics(run.metrics_fn, concat(outs), torch.cat(ys)))
     return metrics
 
 
-def fit(
-    run: Run,
-    epochs: int,
-    on_epoch: Callable[[int, dict[str, float]], bool] | None = None,
-    monitor: StepMonitor | None = None,
-) -> str | None:
-    """Train for `epochs`; `on_epoch(epoch, metrics)` returning False stops early.
-    Returns the monitor's stop reason, if any."""
-    for epoch in range(epochs):
-        train_loss, reason = train_epoch(run, monitor)
-        if reason is not None:
-            return reason
-        metrics = {"train_loss": train_loss, **evaluate(run)}
-        run.history.append(metrics)
-        if on_epoch is not None and on_epoch(epoch, metrics) is False:
-            break
-    return None
+def _user_metrics(fn: Callable[..., Any], outputs: Any, targets: torch.Tensor) -> dict[str, float]:
+    got = fn(outputs, targets)
+    if not isinstance(got, dict):
+        raise TypeError(
+            f"the task's metrics hook returned {type(got).__name__}; it must return a dict "
+            "of metric name -> number"
+        )
+    out = {}
+    for key, value in got.items():
+        try:
+            out[str(key)] = float(value)
+        except (TypeError, ValueError):
+            raise TypeError(
+                f"the task's metrics hook gave {key!r} = {value!r}, which is not a number"
+            ) from None
+    return out
+
+
+__all__ = [
+    "Data",
+    "Run",
+    "autocast",
+    "build_model",
+    "evaluate",
+    "make_optimizer",
+    "make_scheduler",
+    "start_run",
+    "steps_per_epoch",
+    "train_epoch",
+]

@@ -85,9 +85,38 @@ def test_definition_rule_violations_are_named(change: tuple[str, str], expected:
 
 
 def test_definition_missing_search_keys_are_required() -> None:
-    text = GOOD.replace("  init: {type: categorical, choices: [default, orthogonal]}\n", "")
-    with pytest.raises(DefinitionError, match=r"search.init: required key is missing"):
+    text = GOOD.replace("  dropout: {type: float, low: 0.0, high: 0.5}\n", "")
+    with pytest.raises(DefinitionError, match=r"search.dropout: required key is missing"):
         parse_definition(text)
+
+
+def test_definition_without_init_keeps_the_model_as_built() -> None:
+    text = GOOD.replace("  init: {type: categorical, choices: [default, orthogonal]}\n", "")
+    assert parse_definition(text).search.params()["init"].value == "none"
+
+
+def test_definition_custom_metric_needs_a_direction() -> None:
+    with pytest.raises(DefinitionError, match=r"metric 'macro_f1' is the task's own: say"):
+        parse_definition(GOOD + "objective: {metric: macro_f1}\n")
+    spec = parse_definition(GOOD + "objective: {metric: macro_f1, direction: maximize}\n")
+    assert spec.objective.metric == "macro_f1"
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        (
+            "  precision: fp8\n",
+            r"precision must be one of \['fp32', 'bf16', 'fp16'\], got \['fp8'\]",
+        ),
+        ("  grad_clip: 0\n", r"grad_clip must be a number > 0"),
+        ("  grad_accumulation: {type: int, low: 0, high: 4}\n", r"grad_accumulation must be whole"),
+        ("  schedule: {type: categorical, choices: [cosine, step]}\n", r"schedule must be one of"),
+    ],
+)
+def test_definition_loop_params_are_checked(line: str, message: str) -> None:
+    with pytest.raises(DefinitionError, match=message):
+        parse_definition(GOOD.replace("  weight_decay: 0.0\n", "  weight_decay: 0.0\n" + line))
 
 
 def test_definition_yaml_syntax_error_names_line() -> None:

@@ -14,7 +14,7 @@ def _net() -> nn.Module:
     return nn.Sequential(nn.Linear(256, 512), nn.ReLU(), nn.Conv1d(4, 8, 3), nn.Linear(512, 10))
 
 
-@pytest.mark.parametrize("scheme", SCHEMES)
+@pytest.mark.parametrize("scheme", [s for s in SCHEMES if s != "none"])
 def test_apply_init_is_deterministic_under_seed(scheme: str) -> None:
     a, b = _net(), _net()
     torch.manual_seed(1)
@@ -36,6 +36,30 @@ def test_apply_init_statistics_match_the_scheme() -> None:
     apply_init(nn.Sequential(layer), "orthogonal")
     wwt = layer.weight @ layer.weight.T
     assert torch.allclose(wwt, torch.eye(800), atol=1e-4)
+
+
+def test_apply_init_none_leaves_the_model_as_built() -> None:
+    net = _net()
+    with torch.no_grad():
+        net[0].weight.fill_(0.5)  # a deliberate init (or loaded weights)
+    before = [p.clone() for p in net.parameters()]
+    apply_init(net, "none")
+    assert all(torch.equal(a, b) for a, b in zip(before, net.parameters(), strict=True))
+
+
+def test_apply_init_modules_touches_only_the_named_part() -> None:
+    torch.manual_seed(0)
+    net = nn.Sequential()
+    net.add_module("backbone", nn.Sequential(nn.Linear(8, 16), nn.ReLU()))
+    net.add_module("head", nn.Linear(16, 3))
+    backbone = [p.clone() for p in net.backbone.parameters()]
+    apply_init(net, "zeros", modules=["head"])
+    assert all(torch.equal(a, b) for a, b in zip(backbone, net.backbone.parameters(), strict=True))
+    assert torch.count_nonzero(net.head.weight) == 0
+    apply_init(net, "orthogonal", modules=lambda m: [m.head])
+    assert torch.count_nonzero(net.head.weight) > 0
+    with pytest.raises(ValueError, match=r"init_modules names \['neck'\].*\['backbone', 'head'\]"):
+        apply_init(net, "zeros", modules=["neck"])
 
 
 def test_apply_init_default_resets_to_pytorch_init() -> None:

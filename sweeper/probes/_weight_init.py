@@ -1,0 +1,56 @@
+"""The model's own init, as build_model made it: does the signal keep its scale through it?"""
+
+from __future__ import annotations
+
+import torch
+
+from sweeper.probes._context import Context
+from sweeper.probes._finding import Finding
+from sweeper.probes._trial import ActivationRecorder, init_label, judge_activations
+from sweeper.training import build_model, forward
+
+MAX_GAIN = 4.0  # a layer multiplying its input's std by more than this at init explodes
+
+
+@torch.no_grad()
+def weight_init(ctx: Context, rows: int = 256) -> Finding:
+    """Constant hidden weights, mostly dead ReLUs, or a layer whose weights are too large for
+    its fan-in (output std > 4x input std; N(0, 1) weights give about sqrt(fan_in)) under the
+    reference init, which is the model as built unless the search fixes a scheme."""
+    init = str(ctx.params.get("init", "none"))
+    torch.manual_seed(ctx.seed)
+    model = build_model(ctx.task, {**ctx.params, "dropout": 0.0}, ctx.device)
+    model.eval()
+    rec = ActivationRecorder(model)
+    try:
+        forward(model, ctx.data.train.head(rows)[0])
+    finally:
+        rec.remove()
+    label = init_label(init)
+    expected = f"varied weights, ≤ 50% dead ReLU units, each layer's gain ≤ {MAX_GAIN:g}"
+    gains = {n: round(g, 3) for n, g in rec.gains.items()}
+    details = {"std": {n: round(s, 4) for n, s in rec.stds.items()}, "gain": gains}
+    failed = [f for f in judge_activations(model, rec, init, "") if f.verdict == "fail"]
+    if failed:
+        f = failed[0]
+        return Finding("weight_init", "fail", f.measured, expected, f.hint, details=details)
+    big = {n: g for n, g in gains.items() if g > MAX_GAIN}
+    if big:
+        name, gain = max(big.items(), key=lambda kv: kv[1])
+        return Finding(
+            "weight_init",
+            "fail",
+            big,
+            expected,
+            f"{label} makes layer {name} multiply the signal's std by {gain:.3g}: its weights "
+            "are far too large for its fan-in (N(0, 1) weights?); scale them by "
+            "1/sqrt(fan_in) (kaiming/xavier), or search an init scheme",
+            details=details,
+        )
+    return Finding(
+        "weight_init",
+        "pass",
+        {"max gain": max(gains.values(), default=0)},
+        expected,
+        details=details,
+    )
