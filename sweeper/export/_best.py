@@ -29,6 +29,7 @@ class BestConfig:
     definition_hash: str = ""
     environment: dict[str, Any] = field(default_factory=dict)
     user_attrs: dict[str, Any] = field(default_factory=dict)
+    metrics: dict[str, float] = field(default_factory=dict)  # every metric of its last epoch
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -76,6 +77,7 @@ def top_configs(name: str, storage: str = DEFAULT_STORAGE, k: int = 1) -> list[B
                 definition_hash=str(system.get(attrs.FINGERPRINT, "")),
                 environment=env,
                 user_attrs=dict(t.user_attrs),
+                metrics=dict(t.user_attrs.get(attrs.METRICS) or {metric: float(t.values[0])}),
             )
         )
     return out
@@ -97,6 +99,7 @@ def _export(best: BestConfig) -> dict[str, Any]:
         "value": best.value,
         "trial": best.number,
         "definition_hash": best.definition_hash,
+        "metrics": best.metrics,
         "environment": best.environment,
         "params": best.params,
     }

@@ -33,6 +33,7 @@ def trials_table(name: str, storage: str) -> Any:
             "epochs_reported": len(t.intermediate_values),
         }
         row.update({f"param_{k}": v for k, v in {**fixed, **t.params}.items()})
+        row.update({f"metric_{k}": v for k, v in (ua.get(attrs.METRICS) or {}).items()})
         row.update(
             probe_verdict=ua.get(attrs.VERDICT),
             probes=ua.get(attrs.PROBES),

@@ -384,7 +384,7 @@ class Search:
         if slot.probe_seconds:
             notes[attrs.PROBE_SECONDS] = round(slot.probe_seconds, 4)
         if set(slot.metrics) - BUILTIN_METRICS:  # a task's own metrics: keep them all
-            notes[attrs.METRICS] = {k: round(v, 6) for k, v in slot.metrics.items()}
+            notes[attrs.METRICS] = dict(slot.metrics)
         if slot.findings:
             notes[attrs.FINDINGS] = slot.findings
             notes[attrs.VERDICT], notes[attrs.PROBES] = trial_summary(slot.findings)

@@ -48,8 +48,8 @@ class TrialMonitor:
         self.ratio_range = ratio_range
         self.first_forward = first_forward
         self.init = init
-        self.ratios: list[float] = []
-        self.snapshot: list[tuple[torch.Tensor, torch.Tensor]] = []
+        self.ratios: list[list[float]] = []  # per step, per parameter group
+        self.snapshot: list[list[tuple[torch.Tensor, torch.Tensor]]] = []
         self.ema: float | None = None
         self.start: float | None = None
         self.above = 0
@@ -129,17 +129,18 @@ class TrialMonitor:
             else:
                 self.above = 0
 
-    def _lr(self) -> float:
+    def _lr(self, group: int = 0) -> float:
+        """The peak lr of a parameter group (schedulers keep it as `initial_lr`)."""
         assert self.optimizer is not None
-        return float(self.optimizer.param_groups[0]["lr"])
+        g = self.optimizer.param_groups[group]
+        return float(g.get("initial_lr", g["lr"]))
 
-    def _weights(self) -> list[torch.Tensor]:
+    def _snapshot(self) -> list[list[tuple[torch.Tensor, torch.Tensor]]]:
+        """The weight matrices of each parameter group, with a copy of their values."""
         assert self.optimizer is not None
         return [
-            p
+            [(p, p.detach().clone()) for p in g["params"] if p.requires_grad and p.ndim >= 2]
             for g in self.optimizer.param_groups
-            for p in g["params"]
-            if p.requires_grad and p.ndim >= 2
         ]
 
     def _before_step(self) -> None:
@@ -148,7 +149,7 @@ class TrialMonitor:
         if due or step % 50 == 0:
             self._check_grads(step)
         if 1 <= step <= self.ratio_steps:
-            self.snapshot = [(p, p.detach().clone()) for p in self._weights()]
+            self.snapshot = self._snapshot()
 
     def _check_grads(self, step: int) -> None:
         assert self.optimizer is not None
@@ -177,39 +178,54 @@ class TrialMonitor:
     def _after_step(self) -> None:
         self.steps += 1
         if self.snapshot:
-            per_layer = sorted(
-                float((w.detach() - old).norm() / old.norm().clamp_min(1e-12))
-                for w, old in self.snapshot
-            )
-            self.ratios.append(per_layer[len(per_layer) // 2])
+            assert self.optimizer is not None
+            per_group = []
+            for group, pairs in zip(self.optimizer.param_groups, self.snapshot, strict=True):
+                per_layer = sorted(
+                    float((w.detach() - old).norm() / old.norm().clamp_min(1e-12))
+                    for w, old in pairs
+                )
+                lr = float(group["lr"])
+                # under a warmup the step is a fraction of the full one: judge the full one
+                scale = float(group.get("initial_lr", lr)) / lr if lr > 0 else 1.0
+                per_group.append(per_layer[len(per_layer) // 2] * scale if per_layer else -1.0)
+            self.ratios.append(per_group)
             self.snapshot = []
         if self.steps == self.ratio_steps + 1 and self.ratios:
             self._judge_ratio()
 
     def _judge_ratio(self) -> None:
-        """Median over the first steps of the median over layers of |ΔW| / |W|."""
-        ratios = sorted(self.ratios)
-        median = ratios[len(ratios) // 2]
+        """For each parameter group, the median over the first steps of the median over its
+        layers of |ΔW| / |W|. Any group too high diverges; too low only if every group is
+        (a fine-tuned backbone with a tiny lr beside a head that learns is fine)."""
+        groups = range(len(self.ratios[0]))
+        medians = []
+        for i in groups:
+            values = sorted(r[i] for r in self.ratios if r[i] >= 0)
+            medians.append(values[len(values) // 2] if values else -1.0)
+        judged = [(m, i) for i, m in enumerate(medians) if m >= 0]
+        if not judged:
+            return
         lo, hi = self.ratio_range
         expected = f"in [{lo:g}, {hi:g}]"
-        lr = self._lr()
-        if median > hi:
+        high, hi_group = max(judged)
+        if high > hi:
             self._stop(
                 "update_ratio",
-                median,
+                high,
                 expected,
-                f"each step changes the weights by {median:.2g} of their size: "
-                f"lr={lr:.3g} is too high for this setup",
+                f"each step changes the weights by {high:.2g} of their size: "
+                f"lr={self._lr(hi_group):.3g} is too high for this setup",
             )
-        if median < lo:
+        if high < lo:
             self._stop(
                 "update_ratio",
-                median,
+                high,
                 expected,
-                f"each step changes the weights by only {median:.2g} of their "
-                f"size: lr={lr:.3g} is too low to learn within the budget",
+                f"each step changes the weights by only {high:.2g} of their "
+                f"size: lr={self._lr(hi_group):.3g} is too low to learn within the budget",
             )
-        self.findings.append(Finding("update_ratio", "pass", median, expected))
+        self.findings.append(Finding("update_ratio", "pass", high, expected))
 
     def _judge_first_forward(self, model: torch.nn.Module, rec: ActivationRecorder) -> None:
         found = judge_activations(model, rec, self.init)
@@ -268,11 +284,11 @@ def _constant_layers(layers: list[tuple[str, Any]]) -> list[str]:
     """Hidden layers whose weights are all equal: a constant other than zero, or zero while
     every layer is zero (one zero layer, as in a zero-initialised residual branch, is fine)."""
     const = [
-        (n, float(m.weight.flatten()[0]))
+        (n, float(m.weight.detach().flatten()[0]))
         for n, m in layers[:-1]
-        if m.weight.numel() > 1 and float(m.weight.std()) == 0.0
+        if m.weight.numel() > 1 and bool((m.weight == m.weight.flatten()[0]).all())
     ]
-    all_zero = all(float(m.weight.abs().max()) == 0.0 for _, m in layers)
+    all_zero = all(float(m.weight.detach().abs().max()) == 0.0 for _, m in layers)
     return [n for n, c in const if c != 0.0 or all_zero]
 
 
