@@ -1,5 +1,6 @@
 """5. Gate cost: wall time of the study gate on the digits tasks, and per-trial probe overhead
-as a share of trial time."""
+as a share of trial time, in sweeper's own loop and in a user's own `fit` loop (the
+own-loop example: digits CNN with augmentation, probes attached by `trial.watch`)."""
 
 from __future__ import annotations
 
@@ -10,32 +11,42 @@ from typing import Any
 import torch
 
 from sweeper.examples.digits import cnn_task, mlp_task
+from sweeper.examples.own_loop import own_loop_task
 from sweeper.probes import Context, TrialMonitor, run_gate, trial_start_checks
-from sweeper.training import Data, evaluate, start_run, train_epoch
+from sweeper.training import Data, Trial, builtin_fit
 
 PARAMS = {"lr": 3e-3, "batch_size": 64, "dropout": 0.1, "init": "kaiming_normal"}
+FIT_PARAMS = {"lr": 0.03, "batch_size": 64, "dropout": 0.1, "max_shift": 1}
 
 
-def _trial(task: Any, data: Data, epochs: int, probes: bool) -> float:
+def _trial(task: Any, data: Data | None, epochs: int, probes: bool) -> float:
+    """One trial as the runner runs it: start probes (own loop: none, its data are its own),
+    then the trial's fit function with the monitor attached or not."""
     t0 = time.perf_counter()
     device = torch.device("cpu")
     monitor = None
+    own = task.fit is not None
+    params = FIT_PARAMS if own else PARAMS
     if probes:
-        trial_start_checks(Context(task, data, PARAMS, device, seed=1))
-        monitor = TrialMonitor()
-    run = start_run(task, data, PARAMS, device, seed=1)
-    for _ in range(epochs):
-        train_epoch(run, monitor)
-        evaluate(run)
+        if not own:
+            trial_start_checks(Context(task, data, params, device, seed=1))  # type: ignore[arg-type]
+        monitor = TrialMonitor(first_forward=own)
+    fit = task.fit if own else builtin_fit(task, data)
+    torch.manual_seed(1)
+    fit(params, Trial(params, 1, device, epochs, monitor=monitor))
     return time.perf_counter() - t0
 
 
 def run(quick: bool) -> dict[str, Any]:
     torch.set_num_threads(1)  # one trial = one CPU, as resources.cpus: 1 gives it
-    reps = 1 if quick else 5
+    reps = 1 if quick else 7
     epochs = 5 if quick else 20
     rows = []
-    for name, make in (("digits MLP", mlp_task), ("digits CNN", cnn_task)):
+    for name, make in (
+        ("digits MLP", mlp_task),
+        ("digits CNN", cnn_task),
+        ("own fit loop (CNN + augmentation)", own_loop_task),
+    ):
         task = make()
         gate_s = statistics.median(run_gate(task, params=PARAMS).seconds for _ in range(reps))
         data = Data.of(task, torch.device("cpu"))

@@ -58,15 +58,7 @@ GATE: list[tuple[str, Probe]] = [
 PROBE_NAMES = tuple(name for name, _ in GATE)
 _DATA_PROBES = {"data_finite", "labels_in_range"}
 _NEEDS_CLEAN_DATA = set(PROBE_NAMES) - _DATA_PROBES - {"data_scale", "constant_features"}
-_DATA_ONLY = {
-    "data_finite",
-    "labels_in_range",
-    "data_scale",
-    "constant_features",
-    "class_balance",
-    "train_val_overlap",
-    "data_order",
-}
+_DATA_ONLY = set(PROBE_NAMES[: PROBE_NAMES.index("weight_init")])  # the data probes come first
 
 
 def _cannot_run(name: str, task: Any) -> str | None:

@@ -346,17 +346,26 @@ def judge_activations(
 
 
 @torch.no_grad()
-def activation_stats(ctx: Context, rows: int = 256) -> list[Finding]:
-    """Under the trial's init: output std of each Linear/Conv layer, weights with zero variance,
-    and the share of ReLU units that are zero for every sample (dead)."""
+def record_activations(
+    ctx: Context, params: dict[str, Any], rows: int = 256
+) -> tuple[torch.nn.Module, ActivationRecorder]:
+    """A fresh model for `params` (seeded), in eval mode, after one forward pass on the first
+    training rows, with what the recorder saw."""
     torch.manual_seed(ctx.seed)
-    model = build_model(ctx.task, ctx.params, ctx.device)
+    model = build_model(ctx.task, params, ctx.device)
     model.eval()
     rec = ActivationRecorder(model)
     try:
         forward(model, ctx.data.train.head(rows)[0])
     finally:
         rec.remove()
+    return model, rec
+
+
+def activation_stats(ctx: Context, rows: int = 256) -> list[Finding]:
+    """Under the trial's init: output std of each Linear/Conv layer, weights with zero variance,
+    and the share of ReLU units that are zero for every sample (dead)."""
+    model, rec = record_activations(ctx, ctx.params, rows)
     return judge_activations(model, rec, str(ctx.params.get("init", "none")))
 
 

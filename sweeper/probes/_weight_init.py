@@ -2,30 +2,19 @@
 
 from __future__ import annotations
 
-import torch
-
 from sweeper.probes._context import Context
 from sweeper.probes._finding import Finding
-from sweeper.probes._trial import ActivationRecorder, init_label, judge_activations
-from sweeper.training import build_model, forward
+from sweeper.probes._trial import init_label, judge_activations, record_activations
 
 MAX_GAIN = 4.0  # a layer multiplying its input's std by more than this at init explodes
 
 
-@torch.no_grad()
 def weight_init(ctx: Context, rows: int = 256) -> Finding:
     """Constant hidden weights, mostly dead ReLUs, or a layer whose weights are too large for
     its fan-in (output std > 4x input std; N(0, 1) weights give about sqrt(fan_in)) under the
     reference init, which is the model as built unless the search fixes a scheme."""
     init = str(ctx.params.get("init", "none"))
-    torch.manual_seed(ctx.seed)
-    model = build_model(ctx.task, {**ctx.params, "dropout": 0.0}, ctx.device)
-    model.eval()
-    rec = ActivationRecorder(model)
-    try:
-        forward(model, ctx.data.train.head(rows)[0])
-    finally:
-        rec.remove()
+    model, rec = record_activations(ctx, {**ctx.params, "dropout": 0.0}, rows)
     label = init_label(init)
     expected = f"varied weights, ≤ 50% dead ReLU units, each layer's gain ≤ {MAX_GAIN:g}"
     gains = {n: round(g, 3) for n, g in rec.gains.items()}
