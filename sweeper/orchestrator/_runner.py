@@ -155,7 +155,7 @@ class TrialRunner:
         out = self._start(number, params, epochs)
         if not first_epoch or "error" in out or "stopped" in out:
             return out
-        epoch = self.epoch(first=True)
+        epoch = self.epoch()
         return {
             **out,
             **epoch,
@@ -212,12 +212,12 @@ class TrialRunner:
             self.session = None
             return {"error": _error_text(e, params), "worker": self.worker()}
 
-    def epoch(self, first: bool = False) -> dict[str, Any]:
-        """Let the trial train on to its next report (its first, with `first`)."""
+    def epoch(self) -> dict[str, Any]:
+        """Let the trial train on to its next report."""
         if self.session is None:
             return {"error": "runner lost its trial (restarted?); the trial must be re-run"}
         t0 = time.perf_counter()
-        event = self.session.start() if first else self.session.resume()
+        event = self.session.resume()
         out: dict[str, Any] = {"seconds": time.perf_counter() - t0}
         if self.monitor is not None:
             out["probe_seconds"] = self.start_probe_s + self.monitor.seconds

@@ -45,6 +45,7 @@ class Session:
         self._out: queue.Queue[Event] = queue.Queue()
         self._in: queue.Queue[str] = queue.Queue()
         self._stopped = stopped
+        self._started = False
         self.trial = make_trial(self._report)
         self._thread = threading.Thread(
             target=self._main, args=(fn, params), name="sweeper-trial", daemon=True
@@ -74,11 +75,14 @@ class Session:
     # -- in the runner's thread --------------------------------------------------------------
     def start(self) -> Event:
         """Start the trial; returns its first event."""
+        self._started = True
         self._thread.start()
         return self._out.get()
 
     def resume(self) -> Event:
-        """Let the trial go on past its last report; returns its next event."""
+        """Let the trial go on past its last report (or start it); returns its next event."""
+        if not self._started:
+            return self.start()
         if not self._thread.is_alive():
             return Event("error", error=RuntimeError("the trial's code is no longer running"))
         self._in.put(_GO)
