@@ -334,10 +334,14 @@ class Search:
         metric = self.spec.objective.metric
         value = metrics.get(metric)
         if value is None:
-            self._fail(
-                slot,
-                f"metric {metric!r} is not produced for this task; available: {sorted(metrics)}",
+            # every trial would fail the same way: stop starting new ones
+            why = (
+                f"objective.metric {metric!r} is not among the metrics this task reports "
+                f"({sorted(metrics)}); set objective.metric to one of them, or return it from "
+                "the task's metrics hook or trial.report"
             )
+            self.stop_reason = self.stop_reason or why
+            self._fail(slot, why)
             return
         if not math.isfinite(value):
             self._prune(slot, f"{metric} became {value} at epoch {slot.epoch}", probed=True)

@@ -102,3 +102,23 @@ def test_own_loop_reports_each_epoch_and_probes_stop_a_too_high_lr(tmp_path: Pat
         assert stopped.startswith("stopped by probe: ")
         assert re.search(r"(loss_growth|update_ratio|nonfinite_grad|nonfinite_loss)", stopped)
         assert t.user_attrs["sweeper:seconds_saved"] > 0
+
+
+def test_an_objective_metric_the_task_never_reports_stops_the_study_at_once(
+    tmp_path: Path,
+) -> None:
+    from tests.conftest import write_study
+
+    path = write_study(
+        tmp_path,
+        trials=8,
+        epochs=1,
+        extra="objective: {metric: macro_f1, direction: maximize}\nprobes: {gate: 'off'}\n",
+    )
+    out = run_cli("run", path.name, "--plain", cwd=tmp_path)
+    assert out.returncode == 1, out.stdout + out.stderr
+    assert "objective.metric 'macro_f1' is not among the metrics this task reports" in out.stdout
+    assert "['train_loss', 'val_accuracy', 'val_loss']" in out.stdout
+    trials = trials_of(f"sqlite:///{tmp_path / 'sweeps.db'}", "tiny")
+    assert 1 <= len(trials) <= 2  # the trials already running, no new ones
+    assert all(t.state == TrialState.FAIL for t in trials)
