@@ -22,6 +22,7 @@ COMPARISONS = {
     "search_quality": "3. Search quality (digits CNN)",
     "store_scale": "4. Store at scale",
     "gate_cost": "5. Gate cost",
+    "door_fuzz": "6. Fuzzing the door (definitions)",
 }
 NEEDS_RAY = {"overhead", "gate_savings", "search_quality"}
 

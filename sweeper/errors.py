@@ -6,6 +6,7 @@ __all__ = [
     "SweeperError",
     "DefinitionError",
     "TaskError",
+    "ClusterError",
     "StoreError",
     "StudyMismatchError",
     "GateFailedError",
@@ -35,6 +36,12 @@ class DefinitionError(SweeperError):
 
 class TaskError(SweeperError):
     """The user's task could not be imported, called, or does not return a usable Task."""
+
+    exit_code = 2
+
+
+class ClusterError(SweeperError):
+    """The definition asks for resources the Ray cluster does not have (GPUs, CPUs)."""
 
     exit_code = 2
 

@@ -20,17 +20,25 @@ def _console(stderr: bool = False) -> Any:
     return Console(stderr=stderr, highlight=False)
 
 
+def _check_task_found(loaded: Any) -> None:
+    """The task module can be found by the one search rule (definition folder, working
+    directory, installed packages), without running any of the user's code."""
+    from sweeper.errors import TaskError
+    from sweeper.task import add_search_paths, check_task_ref, search_paths
+
+    add_search_paths(search_paths(loaded.path))
+    problem = check_task_ref(loaded.spec.task)
+    if problem:
+        raise TaskError(f"{loaded.path}: task: {problem}")
+
+
 # -- commands ----------------------------------------------------------------------------------
 def cmd_validate(args: argparse.Namespace) -> int:
     from sweeper.definition import load_definition
-    from sweeper.task import add_search_paths, check_task_ref
 
     loaded = load_definition(args.definition)
     spec = loaded.spec
-    add_search_paths([str(loaded.path.resolve().parent)] if loaded.path else [])
-    problem = check_task_ref(spec.task)
-    if problem:
-        raise SweeperError(f"{args.definition}: task: {problem}")
+    _check_task_found(loaded)
     params = spec.search.params()
     searched = [n for n, p in params.items() if p.type != "fixed"]
     print(
@@ -46,11 +54,11 @@ def cmd_probe(args: argparse.Namespace) -> int:
     from sweeper.definition import load_definition
     from sweeper.probes import Settings, run_gate
     from sweeper.search import reference_params
-    from sweeper.task import add_search_paths, load_task
+    from sweeper.task import add_search_paths, load_task, search_paths
 
     loaded = load_definition(args.definition)
     spec = loaded.spec
-    add_search_paths([str(loaded.path.resolve().parent), "."] if loaded.path else ["."])
+    add_search_paths(search_paths(loaded.path))
     task = load_task(spec.task, spec.task_args)
     report = run_gate(
         task, params=reference_params(spec.search), settings=Settings.from_spec(spec.probes)
@@ -63,13 +71,14 @@ def cmd_probe(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from sweeper.cli._display import ConsoleProgress
     from sweeper.definition import load_definition
+
+    loaded = load_definition(args.definition)  # before any heavy import: a bad file fails fast
+    from sweeper.cli._display import ConsoleProgress
     from sweeper.errors import GateFailedError
     from sweeper.orchestrator import run_study
     from sweeper.orchestrator._jobs import STORAGE_ENV  # set by `sweeper submit` for its job
 
-    loaded = load_definition(args.definition)
     storage = args.storage or os.environ.get(STORAGE_ENV)
     if storage:
         loaded = _with_storage(loaded, storage)
@@ -116,6 +125,7 @@ def cmd_submit(args: argparse.Namespace) -> int:
     from sweeper.orchestrator._jobs import record_job, submit, wait
 
     loaded = load_definition(args.definition)
+    _check_task_found(loaded)  # the task runs on the cluster; here it must at least be found
     storage = args.storage or loaded.spec.storage
     extra = ["--trials", str(args.trials)] if args.trials else []
     job_id = submit(loaded, args.address, storage, extra)
@@ -235,7 +245,7 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
 
     from sweeper.store import artifact_dir, open_storage
 
-    storage = open_storage(args.storage, heartbeat=False)
+    storage = open_storage(args.storage, heartbeat=False, create=False)
     folder = artifact_dir(args.storage, args.artifacts)
     folder.mkdir(parents=True, exist_ok=True)
     print(

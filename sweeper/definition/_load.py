@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -54,10 +55,45 @@ def load_definition(path: str | Path) -> LoadedDefinition:
     return LoadedDefinition(spec=parse_definition(text, source=str(p)), text=text, path=p)
 
 
+class _Loader(yaml.SafeLoader):
+    """YAML 1.2's core schema instead of PyYAML's YAML 1.1 one, so values read as written:
+    `1e-3` is a number (1.1: a string), `yes`/`no`/`on`/`off` stay words (1.1: booleans),
+    `010` is ten (1.1: octal eight), `1:30` is text (1.1: ninety, base 60)."""
+
+
+_Loader.yaml_implicit_resolvers = {}
+for _tag, _pattern, _first in (
+    ("tag:yaml.org,2002:null", r"^(?:~|null|Null|NULL|)$", ["~", "n", "N", ""]),
+    ("tag:yaml.org,2002:bool", r"^(?:true|True|TRUE|false|False|FALSE)$", list("tTfF")),
+    (
+        "tag:yaml.org,2002:int",
+        r"^(?:[-+]?[0-9]+|0o[0-7]+|0x[0-9a-fA-F]+)$",
+        list("-+0123456789"),
+    ),
+    (
+        "tag:yaml.org,2002:float",
+        r"^(?:[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?"
+        r"|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$",
+        list("-+.0123456789"),
+    ),
+):
+    _Loader.add_implicit_resolver(_tag, re.compile(_pattern), _first)
+
+
+def _construct_int(loader: yaml.SafeLoader, node: yaml.ScalarNode) -> int:
+    value = str(loader.construct_scalar(node))
+    if value.startswith(("0o", "0x")):
+        return int(value, 0)
+    return int(value, 10)
+
+
+_Loader.add_constructor("tag:yaml.org,2002:int", _construct_int)
+
+
 def parse_definition(text: str, source: str = "<definition>") -> Definition:
     try:
-        raw = yaml.safe_load(text)
-        lines = _line_index(text)
+        raw = yaml.load(text, Loader=_Loader)  # a SafeLoader, with YAML 1.2 rules
+        lines, duplicates = _line_index(text)
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
@@ -66,6 +102,8 @@ def parse_definition(text: str, source: str = "<definition>") -> Definition:
     if not isinstance(raw, dict):
         got = "an empty file" if raw is None else type(raw).__name__
         raise DefinitionError(source, [f"must be a YAML mapping of sections, got {got}"])
+    if duplicates:
+        raise DefinitionError(source, duplicates)
     try:
         return Definition.model_validate(raw)
     except ValidationError as e:
@@ -102,25 +140,34 @@ def _clean_loc(loc: tuple[Any, ...]) -> tuple[str, ...]:
     return tuple(parts)
 
 
-def _line_index(text: str) -> dict[tuple[str, ...], int]:
-    """Map each key path in the YAML to its 1-based line, for error messages."""
+def _line_index(text: str) -> tuple[dict[tuple[str, ...], int], list[str]]:
+    """Map each key path in the YAML to its 1-based line, for error messages; and every key
+    that appears twice in one mapping (YAML keeps the last one silently)."""
     index: dict[tuple[str, ...], int] = {}
+    duplicates: list[str] = []
 
     def walk(node: yaml.Node, path: tuple[str, ...]) -> None:
         if isinstance(node, yaml.MappingNode):
             for key, value in node.value:
                 sub = (*path, str(key.value))
-                index[sub] = key.start_mark.line + 1
+                line = key.start_mark.line + 1
+                if sub in index:
+                    duplicates.append(
+                        f"{'.'.join(sub)}: the key appears twice (lines {index[sub]} and "
+                        f"{line}); keep one"
+                    )
+                    continue
+                index[sub] = line
                 walk(value, sub)
         elif isinstance(node, yaml.SequenceNode):
             for i, item in enumerate(node.value):
                 index[(*path, str(i))] = item.start_mark.line + 1
                 walk(item, (*path, str(i)))
 
-    root = yaml.compose(text, Loader=yaml.SafeLoader)
+    root = yaml.compose(text, Loader=_Loader)
     if root is not None:
         walk(root, ())
-    return index
+    return index, duplicates
 
 
 def _line_of(loc: tuple[str, ...], lines: dict[tuple[str, ...], int]) -> int | None:

@@ -46,7 +46,8 @@ PARAM_TYPES = ("float", "int", "categorical", "fixed")
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # strict: a boolean is not a number, a number is not a string (no silent coercion)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
 
 class FloatParam(_Strict):
@@ -166,7 +167,7 @@ class SearchSpace(BaseModel):
     """lr, batch_size, dropout and init are always searched or fixed; anything else the user
     names is passed to the model factory under its own name."""
 
-    model_config = ConfigDict(extra="allow", frozen=True)
+    model_config = ConfigDict(extra="allow", frozen=True, strict=True)
     __pydantic_extra__: dict[str, Param] = Field(init=False)
 
     lr: LrParam
@@ -328,10 +329,10 @@ class Probes(_Strict):
     @field_validator("gate", mode="before")
     @classmethod
     def _yaml_booleans(cls, v: Any) -> Any:
-        """YAML 1.1 reads an unquoted `off` as false (and `on` as true)."""
+        """`gate: on` means strict; `false`/`true` (and YAML 1.1's off/on) as off/strict."""
         if v is False:
             return "off"
-        if v is True:
+        if v is True or v == "on":
             return "strict"
         return v
 

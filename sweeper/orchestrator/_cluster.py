@@ -9,7 +9,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from sweeper.errors import SweeperError
+from sweeper.errors import ClusterError, SweeperError
 
 # Never shipped to the cluster with the user's code.
 EXCLUDES = [".git", ".venv", "venv", "__pycache__", "*.db", "*.db-*", "node_modules", "*.pt"]
@@ -81,13 +81,13 @@ def concurrency(spec: Any) -> int:
     if spec.resources.gpus > 0:
         fits = min(fits, math.floor(res.get("GPU", 0) / spec.resources.gpus + 1e-9))
         if fits < 1:
-            raise SweeperError(
-                f"resources.gpus is {spec.resources.gpus} but the Ray cluster has "
+            raise ClusterError(
+                f"resources.gpus is {spec.resources.gpus:g} but the Ray cluster has "
                 f"{res.get('GPU', 0):g} GPUs; set resources.gpus: 0 to run on CPUs"
             )
     if fits < 1:
-        raise SweeperError(
-            f"resources.cpus is {spec.resources.cpus} but the Ray cluster has "
+        raise ClusterError(
+            f"resources.cpus is {spec.resources.cpus:g} but the Ray cluster has "
             f"{res.get('CPU', 0):g} CPUs; lower resources.cpus or add nodes"
         )
     limit = spec.resources.max_concurrent or fits

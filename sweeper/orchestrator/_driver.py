@@ -33,12 +33,17 @@ from sweeper.search import (
 )
 from sweeper.store import artifact_dir, attrs, open_storage
 from sweeper.store._retry import retrying
+from sweeper.store._storage import state_counts
+from sweeper.task import add_search_paths, load_task, search_paths
 
 log = logging.getLogger("sweeper")
 
 
-def open_study(loaded: LoadedDefinition, storage: Any) -> optuna.Study:
-    """Create the study, or load it if it exists and was made from the same search setup."""
+def open_study(
+    loaded: LoadedDefinition, storage: Any, progress: Progress | None = None
+) -> optuna.Study:
+    """Create the study, or load it if it exists and was made from the same search setup.
+    A study with no trial finished or running yet takes the new setup (say, a fixed typo)."""
     spec = loaded.spec
     parallel = True
     study = optuna.create_study(
@@ -50,16 +55,21 @@ def open_study(loaded: LoadedDefinition, storage: Any) -> optuna.Study:
         pruner=make_pruner(spec),
     )
     stored = attrs.get_study_attr(study, attrs.FINGERPRINT)
-    if stored is None:
-        if study.trials:
-            raise StudyMismatchError(
-                f"study {spec.name!r} already exists in the store but was not created by sweeper; "
-                "choose another `name:` in the definition"
-            )
+    if stored is None and study.trials:
+        raise StudyMismatchError(
+            f"study {spec.name!r} already exists in the store but was not created by sweeper; "
+            "choose another `name:` in the definition"
+        )
+    healed = stored is not None and stored != loaded.fingerprint and _empty(study)
+    if stored is None or healed:
         attrs.set_study_attr(study, attrs.FINGERPRINT, loaded.fingerprint)
         attrs.set_study_attr(study, attrs.DEFINITION, redact(loaded.text))
         attrs.set_study_attr(study, attrs.FIXED, fixed_values(spec.search))
         study.set_metric_names([spec.objective.metric])
+        if healed and progress is not None:
+            progress.note(
+                f"study {spec.name!r} had no finished trial yet: it now uses this definition"
+            )
     elif stored != loaded.fingerprint:
         raise StudyMismatchError(
             f"study {spec.name!r} in the store was created with a different task, objective, "
@@ -70,6 +80,12 @@ def open_study(loaded: LoadedDefinition, storage: Any) -> optuna.Study:
     if study.direction.name.lower() != spec.objective.direction:
         raise StudyMismatchError(f"study {spec.name!r} optimizes in the other direction")
     return study
+
+
+def _empty(study: optuna.Study) -> bool:
+    """No trial has finished (complete or pruned), runs or waits: only failures, if any."""
+    counts = state_counts(study._storage, study._study_id)
+    return not any(counts.get(s, 0) for s in ("complete", "pruned", "running", "waiting"))
 
 
 def run_study(
@@ -88,24 +104,27 @@ def run_study(
     spec = loaded.spec
     t0 = time.perf_counter()
     me = driver_token()
+    # Nothing is written until the definition (loaded by the caller), the task and the
+    # cluster are known good: a typo costs the message, not a study that remembers it.
+    paths = search_paths(loaded.path)
+    add_search_paths(paths)
+    load_task(spec.task, spec.task_args)  # in this process: any error, at once, exit 2
+    init_ray(address, spec.task, paths)
+    fits = concurrency(spec)
+    n_runners = fits if trials is None else min(fits, trials)
+
     storage = open_storage(spec.storage)
-    study = retrying(open_study, loaded, storage, what="opening the study")
+    study = retrying(open_study, loaded, storage, progress, what="opening the study")
     for number, why in retrying(recover, study, me, what="checking for orphaned trials"):
         if progress:
             progress.note(f"trial {number} failed and re-queued: {why}")
-
-    search_paths = [str(Path.cwd())]
-    if loaded.path is not None:
-        search_paths.insert(0, str(loaded.path.resolve().parent))
-    init_ray(address, spec.task, search_paths)
-    n_runners = concurrency(spec) if trials is None else min(concurrency(spec), trials)
     runner_cls = remote_runner(spec.resources.cpus, spec.resources.gpus)
     probe_settings = asdict(Settings.from_spec(spec.probes))
     runners = [
         runner_cls.remote(
             spec.task,
             spec.task_args,
-            search_paths,
+            paths,
             probe_settings,
             spec.probes.trial,
             spec.resources.cpus,

@@ -158,8 +158,10 @@ def quiet_optuna() -> None:
     optuna.logging.set_verbosity(optuna.logging.WARNING)
 
 
-def open_storage(url: str, heartbeat: bool = True) -> RDBStorage:
+def open_storage(url: str, heartbeat: bool = True, create: bool = True) -> RDBStorage:
     """Open (creating tables if needed) the store at `url`. Errors never show the password.
+    With `create=False` (the read-only commands) an SQLite file that does not exist is an
+    error, never a new empty store.
 
     Two drivers opening a new database at once race to create Optuna's tables; the loser
     sees a duplicate-key error and simply tries again, as it does for a store that is still
@@ -171,6 +173,13 @@ def open_storage(url: str, heartbeat: bool = True) -> RDBStorage:
         # stale trials are failed and re-queued by sweeper.orchestrator's recovery, which
         # records why on the trial first (Optuna's callback runs after the trial is closed)
         kwargs = {"heartbeat_interval": HEARTBEAT_S, "grace_period": GRACE_S}
+    if path is not None and not create and not path.exists():
+        from sweeper.errors import StudyNotFoundError
+
+        raise StudyNotFoundError(
+            f"no study store at {path}: run a study first (`sweeper run DEFINITION`), or "
+            "point --storage at the store it used"
+        )
     for attempt in range(OPEN_ATTEMPTS):
         try:
             if path is not None:
@@ -187,6 +196,12 @@ def open_storage(url: str, heartbeat: bool = True) -> RDBStorage:
                 "for PostgreSQL run: pip install 'sweeper[postgres]'"
             ) from None
         except Exception as e:
+            if "no longer compatible with the table schema" in str(e):
+                raise StoreError(
+                    f"cannot open store {redact(url)}: its tables were written by a newer "
+                    "Optuna (and sweeper) than this one; upgrade here (pip install -U sweeper "
+                    "optuna), or use another store"
+                ) from None
             again = is_transient(e) or _schema_race(e)
             if again and attempt + 1 < OPEN_ATTEMPTS:
                 time.sleep(0.5 * (attempt + 1))
@@ -206,7 +221,11 @@ def study_names(storage: RDBStorage) -> list[str]:
 
 
 def load_study(storage: RDBStorage | str, name: str) -> optuna.Study:
-    st = open_storage(storage, heartbeat=False) if isinstance(storage, str) else storage
+    st = (
+        open_storage(storage, heartbeat=False, create=False)
+        if isinstance(storage, str)
+        else storage
+    )
     try:
         return optuna.load_study(study_name=name, storage=st)
     except KeyError:

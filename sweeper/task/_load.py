@@ -7,15 +7,27 @@ import importlib.util
 import sys
 import traceback
 from collections.abc import Iterable
+from pathlib import Path
 from typing import Any
 
 from sweeper.errors import TaskError
 
 
+def search_paths(definition_path: Path | None) -> list[str]:
+    """Where a task module is looked for, first to last: the definition's folder, then the
+    working directory (then installed packages). One rule for validate, probe, run, submit."""
+    folders = [Path.cwd().resolve()]
+    if definition_path is not None:
+        folders.insert(0, definition_path.resolve().parent)
+    return list(dict.fromkeys(str(f) for f in folders))
+
+
 def add_search_paths(paths: Iterable[str]) -> None:
-    """Make the user's task modules importable (the definition's folder and the working dir)."""
-    for p in paths:
-        if p and p not in sys.path:
+    """Make the user's task modules importable from `paths`, the first one first."""
+    for p in reversed(list(paths)):
+        if p in sys.path:
+            sys.path.remove(p)
+        if p:
             sys.path.insert(0, p)
 
 

@@ -183,3 +183,32 @@ def test_validate_gate_off_unquoted_is_read_as_off() -> None:
     search = "search: {lr: 0.01, batch_size: 8, dropout: 0.0, init: default}\n"
     assert parse_definition(base + search + "probes: {gate: off}\n").probes.gate == "off"
     assert parse_definition(base + search + "probes: {gate: on}\n").probes.gate == "strict"
+
+
+def test_definition_duplicate_keys_are_named_with_both_lines() -> None:
+    text = GOOD.replace("pruner: {type: none}\n", "pruner: {type: none}\nbudget: {trials: 400}\n")
+    with pytest.raises(DefinitionError) as err:
+        parse_definition(text)
+    assert "budget: the key appears twice (lines 3 and 5); keep one" in str(err.value)
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "message"),
+    [
+        ("trials: 3", "trials: yes", r"budget.trials: Input should be a valid integer, got 'yes'"),
+        ("trials: 3", "trials: true", r"budget.trials: Input should be a valid integer, got True"),
+        ("name: ok", "name: 123", r"name: Input should be a valid string, got 123"),
+        ("log: true}\n  batch", "log: on}\n  batch", r"search.lr.log: Input should be a valid"),
+    ],
+)
+def test_definition_yaml_11_surprises_are_refused(old: str, new: str, message: str) -> None:
+    with pytest.raises(DefinitionError, match=message):
+        parse_definition(GOOD.replace(old, new, 1))
+
+
+def test_definition_numbers_read_as_written() -> None:
+    text = GOOD.replace("low: 1.0e-4", "low: 1e-4").replace("trials: 3", "trials: 010")
+    spec = parse_definition(text + "sampler: {seed: 0o17}\n")
+    assert spec.search.lr.low == 1e-4  # YAML 1.1 reads 1e-4 as a string
+    assert spec.budget.trials == 10  # not octal 8
+    assert spec.sampler.seed == 15
