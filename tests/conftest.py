@@ -64,6 +64,13 @@ def write_study(
         + "\n"
         + textwrap.dedent(extra)
     )
+    for section in ("sampler", "pruner"):  # `extra` may replace a default section
+        if f"\n{section}:" in "\n" + textwrap.dedent(extra):
+            text = "".join(
+                line
+                for line in text.splitlines(keepends=True)
+                if not line.startswith(f"{section}: ") or line in textwrap.dedent(extra)
+            )
     path = folder / f"{name}.yaml"
     path.write_text(text)
     return path

@@ -41,7 +41,9 @@ def test_fuzz_parse_accepts_or_refuses_with_a_definition_error(text: str) -> Non
 def test_fuzz_cli_validate_and_run_refuse_with_exit_2_and_write_nothing(
     tmp_path: Path, text: str
 ) -> None:
-    folder = Path(tmp_path) / f"case{abs(hash(text))}"
+    import uuid
+
+    folder = Path(tmp_path) / f"case-{uuid.uuid4().hex[:12]}"  # a text may come twice
     folder.mkdir()
     (folder / "s.yaml").write_text(text, encoding="utf-8", errors="surrogatepass")
     accepted = check_parse(text)
