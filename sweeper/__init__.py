@@ -5,11 +5,13 @@ Public surface (imported lazily: `import sweeper` loads neither torch nor ray):
     sweeper.Task(build_model=..., train=(X, y), val=(X, y), loss=..., kind=..., num_classes=...,
                  optimizer=..., scheduler=..., metrics=..., collate_fn=..., loader=...,
                  init_modules=..., fit=...)
-    sweeper.Trial(params)                     -> what fit(params, trial) gets: report, watch, step
+    sweeper.Trial(params)                     -> what fit(params, trial) gets: report, watch,
+                                                 step, checkpoint, restore
     sweeper.TrialStopped                      -> raised in fit when the pruner or a probe stops it
     sweeper.probe(task, params=None)          -> Report with findings
     sweeper.best_config(name, storage=...)    -> BestConfig(params, value, number, ...)
     sweeper.top_configs(name, storage=..., k) -> the k best, best first
+    sweeper.load_best_model(name, storage=...) -> the task's model with the best trial's weights
     sweeper.apply_init(model, scheme, modules=None) -> the init code trials used
     sweeper.load_definition(path)             -> a validated study definition
 """
@@ -30,6 +32,7 @@ _LAZY = {
     "best_config": ("sweeper.export", "best_config"),
     "BestConfig": ("sweeper.export", "BestConfig"),
     "top_configs": ("sweeper.export", "top_configs"),
+    "load_best_model": ("sweeper.export", "load_best_model"),
     "apply_init": ("sweeper.training", "apply_init"),
     "load_definition": ("sweeper.definition", "load_definition"),
     "run_study": ("sweeper.orchestrator", "run_study"),

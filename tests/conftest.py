@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from optuna.trial import TrialState
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -216,3 +217,57 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+# -- failure tests: slow trials to break in their middle, and what must hold after --------
+
+
+FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
+
+
+def slow_study(
+    folder: Path,
+    name: str,
+    url: str,
+    trials: int,
+    epochs: int,
+    delay: float = 0.004,
+    extra: str = "",
+) -> Path:
+    """Trials of `epochs` x about (23 x delay) seconds each, two at a time, no gate."""
+    (folder / "slow_task.py").write_text(SLOW_TASK)
+    return write_study(
+        folder,
+        name=name,
+        trials=trials,
+        epochs=epochs,
+        task="slow_task:task",
+        storage=url,
+        extra="probes: {gate: off}\n"
+        + f"task_args: {{delay: {delay}}}\nresources: {{cpus: 1, max_concurrent: 2}}\n"
+        + extra,
+    )
+
+
+def mid_trial(url: str, name: str) -> Any:
+    """A running trial early in its run (1 to 3 epochs reported), whose worker is known: what
+    happens to it next happens in its middle."""
+    for t in trials_of(url, name):
+        if (
+            t.state == TrialState.RUNNING
+            and 1 <= len(t.intermediate_values) <= 3
+            and "sweeper:worker" in t.user_attrs
+        ):
+            return t
+    return None
+
+
+def assert_final(url: str, name: str, budget: int) -> list[Any]:
+    trials = trials_of(url, name)
+    assert [t.number for t in trials if t.state == TrialState.RUNNING] == []
+    assert [t.number for t in trials if t.state == TrialState.WAITING] == []
+    assert len([t for t in trials if t.state in FINISHED]) == budget
+    for t in trials:
+        if t.state == TrialState.FAIL:
+            assert t.user_attrs.get("sweeper:error"), f"trial {t.number} failed with no reason"
+    return trials

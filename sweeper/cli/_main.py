@@ -147,6 +147,22 @@ def cmd_submit(args: argparse.Namespace) -> int:
     return 0 if status == "SUCCEEDED" else 1
 
 
+def _checkpoint_store(study: Any, name: str) -> dict[str, Any] | None:
+    """Where the study's checkpoints live and how much they hold (folders only)."""
+    from sweeper.checkpoint import Checkpoints
+    from sweeper.store import attrs, user_attr_values
+
+    location = attrs.get_study_attr(study, attrs.CHECKPOINT_STORE)
+    if not location:
+        return None
+    kept = [str(a) for a in user_attr_values(study._storage, study._study_id, attrs.WEIGHTS)]
+    try:
+        size = Checkpoints(location, name).size(kept)
+    except Exception:
+        size = None
+    return {"location": location, "weights": len(kept), "bytes": size}
+
+
 def cmd_status(args: argparse.Namespace) -> int:
     from optuna.trial import TrialState
 
@@ -171,6 +187,7 @@ def cmd_status(args: argparse.Namespace) -> int:
         best = study.best_trial
     except ValueError:
         pass
+    store = _checkpoint_store(study, args.name)
     if args.json:
         out = {
             "study": args.name,
@@ -182,6 +199,7 @@ def cmd_status(args: argparse.Namespace) -> int:
             "gate_verdict": gate["verdict"] if gate else None,
             "probe_seconds_saved": round(saved, 3),
             "jobs": jobs,
+            "checkpoint_store": store,
         }
         print(json.dumps(out, indent=2, default=str))
         return 0
@@ -196,6 +214,13 @@ def cmd_status(args: argparse.Namespace) -> int:
         console.print(f"probes stopped broken trials early, saving ~{saved:.1f} trial-seconds")
     if best is not None:
         console.print(f"best value {best.value:.4f} (trial {best.number}): {best.params}")
+    if store is not None:
+        size = store["bytes"]
+        console.print(
+            f"checkpoints and weights: {store['weights']} trials' weights kept, "
+            + (f"{size / 1e6:.1f} MB" if size is not None else "size not known")
+            + f" in {store['location']}"
+        )
     if gate:
         console.print(gate_table(gate))
     stopped = [t for t in recent if attrs.STOPPED in t.user_attrs or attrs.ERROR in t.user_attrs]
@@ -208,6 +233,17 @@ def cmd_status(args: argparse.Namespace) -> int:
 def cmd_best(args: argparse.Namespace) -> int:
     from sweeper.export import render, top_configs
 
+    if args.weights:
+        from pathlib import Path
+
+        from sweeper.export import write_weights
+
+        best = write_weights(args.name, args.storage, Path(args.weights), args.store)
+        print(
+            f"wrote the weights of trial {best.number} ({best.metric} = {best.value:.6g}) to "
+            f"{args.weights}: model.load_state_dict(torch.load({args.weights!r}))",
+            file=sys.stderr,
+        )
     configs = top_configs(args.name, storage=args.storage, k=args.top or 1)
     print(render(configs, args.format, as_list=args.top is not None))
     return 0
@@ -339,6 +375,8 @@ def build_parser() -> argparse.ArgumentParser:
     s = study_command("best", "print the best config (or the top K)", cmd_best)
     s.add_argument("--format", choices=("json", "yaml", "python", "env"), default="json")
     s.add_argument("--top", type=_positive, help="the K best configs, best first")
+    s.add_argument("--weights", help="also write the best trial's weights (a state_dict) here")
+    s.add_argument("--store", help="checkpoint store, if not where the run recorded it")
     s = study_command("export", "all trials as a table for pandas", cmd_export)
     s.add_argument("--out", required=True, help="results.csv or results.parquet")
     s = study_command("report", "one self-contained HTML report", cmd_report)

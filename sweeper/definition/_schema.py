@@ -245,8 +245,10 @@ class SearchSpace(BaseModel):
             if name in extra:
                 p = extra[name]
                 values = _values_of(p)
-                if isinstance(p, FloatParam) and name != "grad_clip" or not all(
-                    ok(v) for v in values
+                if (
+                    isinstance(p, FloatParam)
+                    and name != "grad_clip"
+                    or not all(ok(v) for v in values)
                 ):
                     raise ValueError(f"{name} must be {rule}, got {values}")
         return self
@@ -358,6 +360,35 @@ class Resources(_Strict):
         return v
 
 
+class Checkpoint(_Strict):
+    """Trial checkpoints (resume after a crash) and the best trials' final weights."""
+
+    every_epochs: int | Literal["auto"] = "auto"  # 0: never; auto: about once a minute
+    keep_best: int = Field(default=3, ge=0)  # final weights kept for the K best trials
+    store: str | None = None  # a folder, s3://bucket/prefix or gs://bucket/prefix
+
+    @field_validator("every_epochs")
+    @classmethod
+    def _not_negative(cls, v: int | str) -> int | str:
+        if isinstance(v, int) and v < 0:
+            raise ValueError("must be 0 (no checkpoints), a number of epochs, or auto")
+        return v
+
+    @field_validator("store")
+    @classmethod
+    def _no_credentials(cls, v: str | None) -> str | None:
+        if v is not None and re.match(r"^\w+://[^/]*@", v):
+            raise ValueError(
+                "must not hold credentials; give them to the workers' environment "
+                "(AWS_ACCESS_KEY_ID..., GOOGLE_APPLICATION_CREDENTIALS)"
+            )
+        if v is not None and re.match(r"^\w+://", v) and not re.match(r"^(s3|gs)://[^/]+", v):
+            raise ValueError(
+                f"must be a folder, s3://bucket/prefix or gs://bucket/prefix, got {v!r}"
+            )
+        return v
+
+
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 _TASK = re.compile(r"^[A-Za-z_][A-Za-z0-9_.]*:[A-Za-z_][A-Za-z0-9_]*$")
 
@@ -376,6 +407,7 @@ class Definition(_Strict):
     pruner: Pruner = Field(default_factory=Pruner)
     probes: Probes = Field(default_factory=Probes)
     resources: Resources = Field(default_factory=Resources)
+    checkpoint: Checkpoint = Field(default_factory=Checkpoint)
 
     @field_validator("name")
     @classmethod

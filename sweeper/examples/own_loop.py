@@ -55,9 +55,14 @@ def own_loop_task() -> Task:
         )
         trial.watch(model, opt)
         gen = torch.Generator().manual_seed(trial.number)
+        state = trial.restore()  # after a crash: where the last checkpoint left off
+        if state is not None:
+            model.load_state_dict(state["model"])
+            opt.load_state_dict(state["optimizer"])
+            gen.set_state(state["generator"])
         shift = int(params.get("max_shift", 1))
         bs = int(params["batch_size"])
-        for _ in range(trial.epochs):
+        for _ in range(trial.start_epoch, trial.epochs):
             model.train()
             total = torch.zeros((), device=device)
             for idx in torch.randperm(len(x), generator=gen).to(device).split(bs):
@@ -71,6 +76,13 @@ def own_loop_task() -> Task:
             model.eval()
             with torch.no_grad():
                 out = model(xv)
+                trial.checkpoint(
+                    lambda: {
+                        "model": model.state_dict(),
+                        "optimizer": opt.state_dict(),
+                        "generator": gen.get_state(),
+                    }
+                )
                 trial.report(
                     {
                         "train_loss": float(total) / len(x),

@@ -9,14 +9,18 @@ from sweeper.export._best import (
     top_configs,
 )
 from sweeper.export._table import export_trials, trials_table
+from sweeper.export._weights import best_weights, load_best_model, write_weights
 
 __all__ = [
     "DEFAULT_STORAGE",
     "FORMATS",
     "BestConfig",
     "best_config",
+    "best_weights",
     "export_trials",
+    "load_best_model",
     "render",
     "top_configs",
     "trials_table",
+    "write_weights",
 ]

@@ -8,6 +8,7 @@ reach the store.
 from __future__ import annotations
 
 import logging
+import re
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -16,6 +17,7 @@ from typing import Any
 import optuna
 
 from sweeper._redact import redact
+from sweeper.checkpoint import Checkpoints
 from sweeper.definition import LoadedDefinition
 from sweeper.errors import GateFailedError, StudyMismatchError, SweeperError, TaskError
 from sweeper.orchestrator._cluster import concurrency, init_ray
@@ -120,6 +122,15 @@ def run_study(
             progress.note(f"trial {number} failed and re-queued: {why}")
     runner_cls = remote_runner(spec.resources.cpus, spec.resources.gpus)
     probe_settings = asdict(Settings.from_spec(spec.probes))
+    ck_settings = checkpoint_settings(spec)
+    if ck_settings is not None:
+        retrying(
+            attrs.set_study_attr,
+            study,
+            attrs.CHECKPOINT_STORE,
+            ck_settings["location"],
+            what="recording the checkpoint store",
+        )
     runners = [
         runner_cls.remote(
             spec.task,
@@ -128,6 +139,7 @@ def run_study(
             probe_settings,
             spec.probes.trial,
             spec.resources.cpus,
+            ck_settings,
         )
         for _ in range(max(1, n_runners))
     ]
@@ -141,12 +153,37 @@ def run_study(
         gate = _gate(study, spec, runners[0], progress) if spec.probes.gate != "off" else None
         spec = _apply_lr_cap(study, spec, gate, progress)
 
-        search = Search(study, spec, fixed, runners, progress, t0, me, quota=trials)
+        checkpoints = (
+            Checkpoints(ck_settings["location"], spec.name) if ck_settings is not None else None
+        )
+        search = Search(
+            study, spec, fixed, runners, progress, t0, me, quota=trials, checkpoints=checkpoints
+        )
         search.loop()
     finally:  # give the CPUs/GPUs back now, not when the handles are garbage-collected
         for runner in runners:
             ray.kill(runner, no_restart=True)
     return search.outcome(gate)
+
+
+def checkpoint_settings(spec: Any) -> dict[str, Any] | None:
+    """Where and how often runners checkpoint (None: neither checkpoints nor weights). The
+    store is the definition's `checkpoint.store`, else the study's artifact folder, so the
+    kept weights show in optuna-dashboard beside the gate's plots; a folder is made absolute
+    here, because workers do not run in this directory."""
+    ck = spec.checkpoint
+    every = None if ck.every_epochs == "auto" else int(ck.every_epochs)
+    if every == 0 and ck.keep_best == 0:
+        return None
+    location = ck.store or str(artifact_dir(spec.storage, spec.artifacts))
+    if not re.match(r"^(s3|gs)://", location):
+        location = str(Path(location).resolve())
+    return {
+        "location": location,
+        "study": spec.name,
+        "every_epochs": every,
+        "keep_weights": ck.keep_best > 0,
+    }
 
 
 def _gate(study: optuna.Study, spec: Any, runner: Any, progress: Progress | None) -> dict[str, Any]:

@@ -67,7 +67,8 @@ def requeue(
     study: optuna.Study, trial: FrozenTrial, why: str, max_retries: int = MAX_RETRIES
 ) -> bool:
     """Fail a RUNNING trial with `why` recorded on it, and enqueue its params again (up to
-    `max_retries` times for the same params). Returns False when another driver finished or
+    `max_retries` times for the same params), handing the re-run the trial's last checkpoints
+    to resume from. Returns False when another driver finished or
     failed it first, so exactly one driver re-queues a trial."""
     storage = study._storage
     tid = trial._trial_id
@@ -83,11 +84,17 @@ def requeue(
     except UpdateFinishedTrialError:
         return False
     if again:
-        study.enqueue_trial(
-            dict(trial.params),
-            user_attrs={attrs.RETRY_OF: trial.number, attrs.RETRIES: retries + 1},
-            skip_if_exists=False,
-        )
+        user_attrs: dict[str, Any] = {attrs.RETRY_OF: trial.number, attrs.RETRIES: retries + 1}
+        checkpoints = trial.user_attrs.get(attrs.CHECKPOINTS)
+        if checkpoints:  # the re-run continues from the last checkpoint, not from epoch 0
+            earlier = (trial.user_attrs.get(attrs.RESUME) or {}).get("chain", [])
+            user_attrs[attrs.RESUME] = {
+                "trial": trial.number,
+                "trial_id": tid,
+                "checkpoints": checkpoints,
+                "chain": [*earlier, trial.number],  # runs whose files the re-run may hold
+            }
+        study.enqueue_trial(dict(trial.params), user_attrs=user_attrs, skip_if_exists=False)
     return True
 
 

@@ -44,13 +44,19 @@ class TrialRunner:
         probe_settings: dict[str, Any],
         trial_probes: bool,
         cpus: float,
+        checkpoint: dict[str, Any] | None = None,
     ) -> None:
+        """`checkpoint`: where and how often to checkpoint (location, study, every_epochs
+        with None for auto, keep_weights), or None for no checkpoints and no weights."""
         self.task_ref = task_ref
         self.task_args = task_args
         self.search_paths = search_paths
         self.probe_settings = probe_settings
         self.trial_probes = trial_probes
         self.cpus = cpus
+        self.checkpoint = checkpoint
+        self.checkpoints: Any = None
+        self.saver: Any = None
         self.task: Any = None
         self.data: Any = None
         self.device: Any = None
@@ -148,11 +154,18 @@ class TrialRunner:
 
     # -- one trial ---------------------------------------------------------------------------
     def start(
-        self, number: int, params: dict[str, Any], epochs: int, first_epoch: bool = False
+        self,
+        number: int,
+        params: dict[str, Any],
+        epochs: int,
+        first_epoch: bool = False,
+        resume: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
         """Set up trial `number` (per-trial start probes, then its training code in a thread);
-        with `first_epoch`, also return its first report in the same call."""
-        out = self._start(number, params, epochs)
+        with `first_epoch`, also return its first report in the same call. `resume`: the
+        checkpoints of the run this trial continues ({"trial": n, "checkpoints": [{"id",
+        "epoch"}, ...]}, newest first); the first that loads whole is used."""
+        out = self._start(number, params, epochs, resume)
         if not first_epoch or "error" in out or "stopped" in out:
             return out
         epoch = self.epoch()
@@ -163,7 +176,29 @@ class TrialRunner:
             "probe_seconds": max(out.get("probe_seconds", 0.0), epoch.get("probe_seconds", 0.0)),
         }
 
-    def _start(self, number: int, params: dict[str, Any], epochs: int) -> dict[str, Any]:
+    def _load_resume(self, resume: dict[str, Any] | None) -> tuple[Any, list[str]]:
+        """The newest whole checkpoint of `resume` (or None) and notes on those skipped."""
+        from sweeper.checkpoint import CorruptCheckpoint, unpack
+
+        notes: list[str] = []
+        if not resume or self.checkpoints is None:
+            return None, notes
+        for ck in resume.get("checkpoints", []):
+            try:
+                state = unpack(self.checkpoints.read(ck["id"]), weights_only=False)
+                return state, notes
+            except CorruptCheckpoint as e:
+                notes.append(f"checkpoint {ck['id']} (epoch {ck['epoch']}) is damaged ({e})")
+            except Exception as e:  # missing file, unreachable store, unpicklable state
+                notes.append(
+                    f"checkpoint {ck['id']} (epoch {ck['epoch']}) could not be read "
+                    f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})"
+                )
+        return None, notes
+
+    def _start(
+        self, number: int, params: dict[str, Any], epochs: int, resume: dict[str, Any] | None
+    ) -> dict[str, Any]:
         import torch
 
         from sweeper.orchestrator._session import Session
@@ -195,19 +230,30 @@ class TrialRunner:
             self.monitor = monitor
             self.sent = 0
             self.trial_number = number
+            saver = self._saver(number)
+            state, notes = self._load_resume(resume)
             fn = self.task.fit or builtin_fit(self.task, self.data)
             torch.manual_seed(number)
             self.session = Session(
                 fn,
                 params,
-                lambda reporter: Trial(params, number, self.device, epochs, reporter, monitor),
+                lambda reporter: Trial(
+                    params, number, self.device, epochs, reporter, monitor, saver, state
+                ),
                 stopped=lambda: monitor.stopped if monitor is not None else None,
             )
-            return {
+            out: dict[str, Any] = {
                 "findings": [f.to_dict() for f in findings],
                 "probe_seconds": self.start_probe_s,
                 "worker": self.worker(),
             }
+            if notes:
+                out["notes"] = notes
+            if state is not None and resume:
+                out["resumed"] = {"trial": resume["trial"], "epoch": int(state["epoch"])}
+            elif resume:
+                out["notes"] = [*notes, "no checkpoint could be used: the trial starts afresh"]
+            return out
         except Exception as e:
             self.session = None
             return {"error": _error_text(e, params), "worker": self.worker()}
@@ -219,6 +265,11 @@ class TrialRunner:
         t0 = time.perf_counter()
         event = self.session.resume()
         out: dict[str, Any] = {"seconds": time.perf_counter() - t0}
+        if self.saver is not None:
+            saved = self.saver.drain()
+            if saved:
+                out["saved"] = saved
+            out["checkpoint_seconds"] = self.saver.seconds
         if self.monitor is not None:
             out["probe_seconds"] = self.start_probe_s + self.monitor.seconds
             new = self.monitor.findings[self.sent :]  # each finding goes to the driver once
@@ -236,6 +287,18 @@ class TrialRunner:
             assert event.error is not None
             out["error"] = _error_text(event.error, self.params)
         return out
+
+    def _saver(self, number: int) -> Any:
+        from sweeper.checkpoint import Checkpoints, Saver
+
+        ck = self.checkpoint
+        if not ck:
+            self.saver = None
+            return None
+        if self.checkpoints is None:
+            self.checkpoints = Checkpoints(ck["location"], ck["study"])
+        self.saver = Saver(self.checkpoints, number, ck["every_epochs"], ck["keep_weights"])
+        return self.saver
 
     def _end_session(self) -> None:
         if self.session is not None and not self.session.stop():

@@ -19,6 +19,7 @@ from optuna.exceptions import UpdateFinishedTrialError
 from optuna.trial import TrialState
 
 from sweeper.orchestrator._recovery import recover, requeue
+from sweeper.orchestrator._retention import Retention
 from sweeper.report import trial_summary
 from sweeper.search import distributions
 from sweeper.store import attrs
@@ -72,6 +73,11 @@ class _Slot:
     probe_seconds: float = 0.0
     metrics: dict[str, float] = field(default_factory=dict)  # the last epoch's, all of them
     value: float | None = None  # the objective's last reported value
+    checkpoints: list[dict[str, Any]] = field(default_factory=list)  # newest first
+    weights: str | None = None  # artifact id of the final weights the runner wrote
+    chain: list[int] = field(default_factory=list)  # earlier runs this trial continues
+    resume: dict[str, Any] | None = None
+    checkpoint_seconds: float = 0.0
 
 
 class Search:
@@ -85,7 +91,10 @@ class Search:
         t0: float,
         me: str,
         quota: int | None = None,
+        checkpoints: Any = None,
     ) -> None:
+        """`checkpoints`: the study's sweeper.checkpoint.Checkpoints, or None when the
+        definition keeps neither checkpoints nor weights."""
         self.study = study
         self.storage: Any = study._storage
         self.spec = spec
@@ -109,6 +118,16 @@ class Search:
         self.saved_seconds = 0.0
         self.best: float | None = self._best_value()
         self.outage_noted = False
+        self.retention: Retention | None = None
+        if checkpoints is not None:
+            self.retention = Retention(
+                self.storage,
+                study._study_id,
+                checkpoints,
+                spec.checkpoint.keep_best,
+                spec.objective.direction == "maximize",
+                self._db,
+            )
 
     # -- store access ------------------------------------------------------------------------
     def _db(self, fn: Callable[..., T], *args: Any, what: str, **kwargs: Any) -> T:
@@ -230,11 +249,69 @@ class Search:
         slot.started = time.perf_counter()
         slot.findings, slot.probe_seconds = [], 0.0
         slot.metrics, slot.value = {}, None
+        slot.checkpoints, slot.weights, slot.chain, slot.resume = [], None, [], None
+        slot.checkpoint_seconds = 0.0
+        resume = None
+        if self.retention is not None:
+            resume = self._resume_of(slot, trial)
         # the first epoch runs in the same call: one round trip fewer per trial
         slot.ref, slot.phase = (
-            slot.runner.start.remote(trial.number, params, self.spec.budget.epochs, True),
+            slot.runner.start.remote(trial.number, params, self.spec.budget.epochs, True, resume),
             "start",
         )
+
+    def _resume_of(self, slot: _Slot, trial: optuna.Trial) -> dict[str, Any] | None:
+        """A re-queued trial inherits the checkpoints of the run it continues (recorded on
+        it at once, so a second crash still resumes from them)."""
+        user_attrs = self._db(
+            self.storage.get_trial_user_attrs, trial._trial_id, what="reading a trial"
+        )
+        resume = user_attrs.get(attrs.RESUME)
+        if not resume:
+            return None
+        slot.resume, slot.chain = resume, list(resume.get("chain", []))
+        slot.checkpoints = list(resume["checkpoints"])
+        self._db(
+            self.storage.set_trial_user_attr,
+            trial._trial_id,
+            attrs.CHECKPOINTS,
+            slot.checkpoints,
+            what="recording a checkpoint",
+        )
+        return {"trial": resume["trial"], "checkpoints": slot.checkpoints}
+
+    def _resumed(self, slot: _Slot, epoch: int) -> None:
+        """The runner resumed at `epoch`: the trial's curve continues the earlier run's, so
+        the pruner judges one whole curve."""
+        assert slot.trial is not None and slot.resume is not None
+        earlier = self._db(self.storage.get_trial, slot.resume["trial_id"], what="reading a trial")
+        for step in sorted(earlier.intermediate_values):
+            if step < epoch:
+                value = earlier.intermediate_values[step]
+                self._db(slot.trial.report, value, step, what="reporting a trial's progress")
+        slot.epoch = epoch
+        self._db(
+            self.storage.set_trial_user_attr,
+            slot.trial._trial_id,
+            attrs.RESUMED_FROM,
+            {"trial": slot.resume["trial"], "epoch": epoch},
+            what="recording where a trial resumed",
+        )
+        self._note(
+            f"trial {slot.trial.number} resumed from trial {slot.resume['trial']}'s checkpoint "
+            f"at epoch {epoch}"
+        )
+
+    def _saved(self, slot: _Slot, entry: dict[str, Any]) -> None:
+        assert slot.trial is not None and self.retention is not None
+        if entry["kind"] == "weights":
+            slot.weights = entry["id"]
+        elif entry["kind"] == "error":
+            self._note(f"trial {slot.trial.number}: {entry['text']}")
+        else:
+            slot.checkpoints = self.retention.checkpoint_written(
+                slot.trial._trial_id, slot.checkpoints, entry
+            )
 
     def _handle(self, slot: _Slot, ref: Any) -> None:
         import ray
@@ -264,6 +341,16 @@ class Search:
     def _result(self, slot: _Slot, result: dict[str, Any]) -> None:
         assert slot.trial is not None
         slot.findings.extend(result.get("findings", []))
+        for text in result.get("notes", []):
+            self._note(f"trial {slot.trial.number}: {text}")
+        if "resumed" in result:
+            self._resumed(slot, int(result["resumed"]["epoch"]))
+        elif slot.resume is not None and "notes" in result:
+            slot.checkpoints = []  # none of the inherited checkpoints loaded: a fresh start
+        for entry in result.get("saved", []):
+            self._saved(slot, entry)
+        if "checkpoint_seconds" in result:
+            slot.checkpoint_seconds = float(result["checkpoint_seconds"])
         if "probe_seconds" in result:
             slot.probe_seconds = max(slot.probe_seconds, float(result["probe_seconds"]))
         if "worker" in result:
@@ -387,6 +474,8 @@ class Search:
         notes: dict[str, Any] = {}
         if slot.probe_seconds:
             notes[attrs.PROBE_SECONDS] = round(slot.probe_seconds, 4)
+        if slot.checkpoint_seconds:
+            notes[attrs.CHECKPOINT_SECONDS] = round(slot.checkpoint_seconds, 4)
         if set(slot.metrics) - BUILTIN_METRICS:  # a task's own metrics: keep them all
             notes[attrs.METRICS] = dict(slot.metrics)
         if slot.findings:
@@ -400,6 +489,16 @@ class Search:
             self._db(
                 self.storage.set_trial_user_attr, tid, key, val, what="recording a trial's result"
             )
+        kept = None
+        if (
+            self.retention is not None
+            and state == TrialState.COMPLETE
+            and slot.weights is not None
+            and value is not None
+            and self.retention.would_keep(value)
+        ):
+            self.retention.record_weights(tid, trial.number, slot.weights)
+            kept = slot.weights
         told = self._db(
             self.study.tell,
             trial,
@@ -413,6 +512,8 @@ class Search:
             return
         self._count(slot, state, value, note)
         slot.runner.finish.remote()
+        if self.retention is not None:
+            self.retention.finished(trial.number, tid, value, kept, slot.checkpoints, slot.chain)
         self._release(slot)
 
     def _count(self, slot: _Slot, state: TrialState, value: float | None, note: str) -> None:

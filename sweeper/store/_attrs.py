@@ -13,6 +13,7 @@ FIXED = "sweeper:fixed_params"
 GATE = "sweeper:gate"
 LR_CAP = "sweeper:lr_cap"
 JOBS = "sweeper:jobs"  # Ray jobs `sweeper submit` started for this study
+CHECKPOINT_STORE = "sweeper:checkpoint_store"  # where the study's checkpoints and weights live
 # per trial (user attrs, so optuna-dashboard shows them)
 FINDINGS = "sweeper:findings"
 VERDICT = "sweeper:verdict"  # worst verdict of the trial's probes
@@ -26,6 +27,11 @@ PROBE_SECONDS = "sweeper:probe_seconds"
 SECONDS_SAVED = "sweeper:seconds_saved"  # trial-seconds a probe's early stop saved
 RETRY_OF = "sweeper:retry_of"
 RETRIES = "sweeper:retries"
+CHECKPOINTS = "sweeper:checkpoints"  # the running trial's last checkpoints, newest first
+RESUME = "sweeper:resume"  # on a re-queued trial: the checkpoints to resume from
+RESUMED_FROM = "sweeper:resumed_from"  # {"trial": n, "epoch": e}
+WEIGHTS = "sweeper:weights"  # artifact id of a finished trial's final weights
+CHECKPOINT_SECONDS = "sweeper:checkpoint_seconds"
 
 
 def _study_id(study: optuna.Study) -> int:

@@ -102,6 +102,51 @@ def user_attr_values(storage: Any, study_id: int, key: str) -> list[Any]:
         return [json.loads(v) for (v,) in con.execute(query)]
 
 
+def weights_holders(storage: Any, study_id: int, key: str) -> list[tuple[int, int, float, Any]]:
+    """(trial_id, number, value, attr value) of the finished trials that hold user attr `key`
+    (the kept weights), read from that attribute's rows and the trials' values alone."""
+    rdb = _rdb(storage)
+    if rdb is None:
+        trials = storage.get_all_trials(study_id, deepcopy=False)
+        return [
+            (t._trial_id, t.number, float(t.values[0]), t.user_attrs[key])
+            for t in trials
+            if key in t.user_attrs and t.values
+        ]
+    from optuna.storages._rdb import models
+    from sqlalchemy import select
+
+    attr, trial, value = models.TrialUserAttributeModel, models.TrialModel, models.TrialValueModel
+    query = (
+        select(trial.trial_id, trial.number, value.value, attr.value_json)
+        .join(attr, attr.trial_id == trial.trial_id)
+        .join(value, value.trial_id == trial.trial_id)
+        .where(trial.study_id == study_id, attr.key == key, value.objective == 0)
+    )
+    with rdb.engine.connect() as con:
+        return [(tid, n, float(v), json.loads(a)) for tid, n, v, a in con.execute(query)]
+
+
+def drop_trial_attrs(
+    storage: Any, trial_id: int, user_keys: list[str], system_keys: list[str]
+) -> None:
+    """Delete attributes of a finished trial (Optuna's API only writes to running trials):
+    the record of weights that retention removed. A no-op for storages that are not SQL."""
+    rdb = _rdb(storage)
+    if rdb is None:
+        return
+    from optuna.storages._rdb import models
+    from sqlalchemy import delete
+
+    with rdb.engine.begin() as con:
+        for model, keys in (
+            (models.TrialUserAttributeModel, user_keys),
+            (models.TrialSystemAttributeModel, system_keys),
+        ):
+            if keys:
+                con.execute(delete(model).where(model.trial_id == trial_id, model.key.in_(keys)))
+
+
 def last_trials(storage: Any, study_id: int, states: tuple[Any, ...], n: int) -> list[Any]:
     """The `n` highest-numbered trials in `states`, oldest first."""
     rdb = _rdb(storage)

@@ -187,6 +187,30 @@ def start_run(
     )
 
 
+def run_state(run: Run) -> dict[str, Any]:
+    """Everything a run needs to continue exactly where it is: model, optimizer, schedule,
+    loss scaler, the shuffling generator and the step count."""
+    return {
+        "model": run.model.state_dict(),
+        "optimizer": run.optimizer.state_dict(),
+        "scheduler": run.scheduler.state_dict() if run.scheduler is not None else None,
+        "scaler": run.scaler.state_dict() if run.scaler is not None else None,
+        "generator": run.generator.get_state(),
+        "steps": run.steps,
+    }
+
+
+def load_run_state(run: Run, state: dict[str, Any]) -> None:
+    run.model.load_state_dict(state["model"])
+    run.optimizer.load_state_dict(state["optimizer"])
+    if run.scheduler is not None and state.get("scheduler") is not None:
+        run.scheduler.load_state_dict(state["scheduler"])
+    if run.scaler is not None and state.get("scaler") is not None:
+        run.scaler.load_state_dict(state["scaler"])
+    run.generator.set_state(state["generator"])
+    run.steps = int(state["steps"])
+
+
 def _loss(run: Run, out: Any, y: torch.Tensor) -> torch.Tensor:
     if isinstance(out, torch.Tensor) and out.dtype in (torch.float16, torch.bfloat16):
         out = out.float()  # the loss in fp32 under autocast
@@ -302,8 +326,10 @@ __all__ = [
     "autocast",
     "build_model",
     "evaluate",
+    "load_run_state",
     "make_optimizer",
     "make_scheduler",
+    "run_state",
     "start_run",
     "steps_per_epoch",
     "train_epoch",

@@ -14,7 +14,14 @@ import torch
 from torch import nn
 
 from sweeper.errors import TrialStopped
-from sweeper.training._loop import Data, evaluate, start_run, train_epoch
+from sweeper.training._loop import (
+    Data,
+    evaluate,
+    load_run_state,
+    run_state,
+    start_run,
+    train_epoch,
+)
 
 FitFn = Callable[[dict[str, Any], "Trial"], Any]
 
@@ -34,6 +41,9 @@ class Trial:
     (``cuda:0`` under Ray's GPU mask, else cpu). number: the Optuna trial number (a good
     seed). epochs: how many times to call ``report`` (the definition's ``budget.epochs``).
 
+    start_epoch: epochs already trained when the trial resumes from a checkpoint (else 0):
+    loop ``for epoch in range(trial.start_epoch, trial.epochs)`` after ``trial.restore()``.
+
     Built outside sweeper (``sweeper.Trial(params)``) it runs a fit function locally: reports
     are kept in ``history`` and nothing stops the loop.
     """
@@ -46,7 +56,11 @@ class Trial:
         epochs: int = 1,
         reporter: Callable[[dict[str, float]], None] | None = None,
         monitor: Monitor | None = None,
+        saver: Any = None,
+        resume: dict[str, Any] | None = None,
     ) -> None:
+        """`saver`: a sweeper.checkpoint.Saver; `resume`: the checkpoint to resume from
+        (as written by `checkpoint`: epoch, state, rng)."""
         self.params = dict(params)
         self.number = number
         self.device = torch.device(device)
@@ -54,6 +68,37 @@ class Trial:
         self.history: list[dict[str, float]] = []
         self._reporter = reporter
         self._monitor = monitor
+        self._saver = saver
+        self._resume = resume
+        self.start_epoch = int(resume["epoch"]) if resume else 0
+        self._model: nn.Module | None = None
+
+    @property
+    def _epochs_done(self) -> int:
+        return self.start_epoch + len(self.history)
+
+    def checkpoint(self, state: Any) -> bool:
+        """Hand sweeper your training state at the end of an epoch, before ``report``: a dict
+        (model, optimizer, scheduler state dicts, anything picklable), or a function that
+        returns one (called only when a checkpoint is due). sweeper writes it when one is due
+        (``checkpoint.every_epochs``) with the RNG states; a re-run of this trial after a
+        crash gets it back from ``restore``. Returns whether it was written."""
+        epoch = self._epochs_done + 1  # the epoch about to be reported
+        if self._saver is None or not self._saver.due(epoch, self.epochs):
+            return False
+        self._saver.checkpoint(epoch, state() if callable(state) else state)
+        return True
+
+    def restore(self) -> Any:
+        """The state handed to ``checkpoint`` by the run this trial resumes, or None for a
+        fresh start. Call it after building the model and optimizer (it also restores the
+        random number generators), then train from ``trial.start_epoch``."""
+        if not self._resume:
+            return None
+        from sweeper.checkpoint import restore_rng
+
+        restore_rng(self._resume["rng"])
+        return self._resume["state"]
 
     def report(self, metrics: dict[str, Any]) -> None:
         """Send this epoch's metrics to the driver. Returns when the trial should go on;
@@ -66,14 +111,20 @@ class Trial:
                 clean[str(key)] = float(value)
             except (TypeError, ValueError):
                 raise TypeError(f"trial.report: {key!r} = {value!r} is not a number") from None
+        final = self._epochs_done + 1 >= self.epochs
         self.history.append(clean)
+        if final and self._saver is not None and self._model is not None:
+            self._saver.weights(self._model.state_dict())  # the trial's trained weights
         if self._reporter is not None:
             self._reporter(clean)
 
     def watch(self, model: nn.Module, optimizer: torch.optim.Optimizer) -> None:
         """Attach the per-trial probes to your model and optimizer through hooks: activation
         statistics on the first forward pass, finite gradients and the update/weight ratio
-        at optimizer steps. A probe that fails raises ``TrialStopped`` from the hook."""
+        at optimizer steps. A probe that fails raises ``TrialStopped`` from the hook. The
+        model's weights after the last epoch are kept for the best trials
+        (``sweeper.load_best_model``)."""
+        self._model = model
         if self._monitor is not None:
             self._monitor.watch(model, optimizer)
 
@@ -95,10 +146,15 @@ def builtin_fit(task: Any, data: Data) -> FitFn:
     def fit(params: dict[str, Any], trial: Trial) -> None:
         run = start_run(task, data, params, trial.device, seed=trial.number, epochs=trial.epochs)
         trial.watch(run.model, run.optimizer)
-        for _ in range(trial.epochs):
+        state = trial.restore()
+        if state is not None:
+            load_run_state(run, state)
+        for _ in range(trial.start_epoch, trial.epochs):
             train_loss = train_epoch(run, on_loss=trial.step)
             if not math.isfinite(train_loss):
                 raise TrialStopped(f"train loss became {train_loss} (not finite)")
-            trial.report({"train_loss": train_loss, **evaluate(run)})
+            metrics = {"train_loss": train_loss, **evaluate(run)}
+            trial.checkpoint(lambda: run_state(run))
+            trial.report(metrics)
 
     return fit

@@ -17,58 +17,20 @@ import pytest
 from optuna.trial import TrialState
 
 from tests.conftest import (
-    SLOW_TASK,
+    FINISHED,
+    assert_final,
     kill_group,
+    mid_trial,
     pg_connections,
     run_cli,
+    slow_study,
     start_cli,
     trials_of,
     wait_until,
     write_study,
 )
 
-FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 FAST = "probes: {gate: off}\n"  # these tests are about the search loop, not the gate
-
-
-def _slow_study(
-    folder: Path, name: str, url: str, trials: int, epochs: int, delay: float = 0.004
-) -> Path:
-    """Trials of `epochs` x about (23 x delay) seconds each, two at a time."""
-    (folder / "slow_task.py").write_text(SLOW_TASK)
-    return write_study(
-        folder,
-        name=name,
-        trials=trials,
-        epochs=epochs,
-        task="slow_task:task",
-        storage=url,
-        extra=FAST + f"task_args: {{delay: {delay}}}\nresources: {{cpus: 1, max_concurrent: 2}}\n",
-    )
-
-
-def _mid_trial(url: str, name: str) -> Any:
-    """A running trial early in its run (1 to 3 epochs reported), whose worker is known: what
-    happens to it next happens in its middle."""
-    for t in trials_of(url, name):
-        if (
-            t.state == TrialState.RUNNING
-            and 1 <= len(t.intermediate_values) <= 3
-            and "sweeper:worker" in t.user_attrs
-        ):
-            return t
-    return None
-
-
-def _assert_final(url: str, name: str, budget: int) -> list[Any]:
-    trials = trials_of(url, name)
-    assert [t.number for t in trials if t.state == TrialState.RUNNING] == []
-    assert [t.number for t in trials if t.state == TrialState.WAITING] == []
-    assert len([t for t in trials if t.state in FINISHED]) == budget
-    for t in trials:
-        if t.state == TrialState.FAIL:
-            assert t.user_attrs.get("sweeper:error"), f"trial {t.number} failed with no reason"
-    return trials
 
 
 def _assert_rerun_once(trials: list[Any], lost: Any, why: str) -> None:
@@ -119,29 +81,39 @@ def test_failures_consecutive_limit_stops_the_study_with_a_clear_message(tmp_pat
 # 2. a Ray worker is killed -----------------------------------------------------------------
 def test_failures_worker_killed_mid_trial_is_rerun_with_same_params(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'sweeps.db'}"
-    _slow_study(tmp_path, "kill-worker", url, trials=4, epochs=12)
+    slow_study(tmp_path, "kill-worker", url, trials=4, epochs=12)
     proc = start_cli("run", "kill-worker.yaml", "--plain", cwd=tmp_path)
     try:
         victim = wait_until(
-            "a trial in its middle", lambda: _mid_trial(url, "kill-worker"), proc=proc
+            "a trial in its middle", lambda: mid_trial(url, "kill-worker"), proc=proc
         )
         os.kill(victim.user_attrs["sweeper:worker"]["pid"], signal.SIGKILL)
         out, _ = proc.communicate(timeout=300)
     finally:
         kill_group(proc)
     assert proc.returncode == 0, out
-    trials = _assert_final(url, "kill-worker", budget=4)
+    trials = assert_final(url, "kill-worker", budget=4)
     _assert_rerun_once(trials, victim, "the Ray worker running it died")
     assert len(trials) == 5  # four finished + the one that was killed, nothing else
 
 
 # 3. a node leaves the cluster ----------------------------------------------------------------
-def test_failures_node_leaving_the_cluster_mid_study(tmp_path: Path) -> None:
+def test_failures_node_leaving_the_cluster_mid_study(tmp_path: Path, pg_url: str) -> None:
+    """On PostgreSQL, with checkpoints in a folder both Ray nodes share: the trial on the
+    node that left resumes on the other from its last checkpoint."""
     from ray.cluster_utils import Cluster
 
-    url = f"sqlite:///{tmp_path / 'sweeps.db'}"
+    url = pg_url
     # slower trials (~0.5 s an epoch): removing a node takes a moment, the trial must outlast it
-    _slow_study(tmp_path, "node-leaves", url, trials=4, epochs=12, delay=0.02)
+    slow_study(
+        tmp_path,
+        "node-leaves",
+        url,
+        trials=4,
+        epochs=12,
+        delay=0.02,
+        extra="checkpoint: {every_epochs: 1}\n",
+    )
     cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 0})
     try:
         nodes = [cluster.add_node(num_cpus=1) for _ in range(2)]
@@ -151,7 +123,7 @@ def test_failures_node_leaving_the_cluster_mid_study(tmp_path: Path) -> None:
         )
         try:
             victim = wait_until(
-                "a trial in its middle", lambda: _mid_trial(url, "node-leaves"), proc=proc
+                "a trial in its middle", lambda: mid_trial(url, "node-leaves"), proc=proc
             )
             node_id = victim.user_attrs["sweeper:worker"]["node"]
             gone = next(n for n in nodes if n.node_id == node_id)
@@ -162,23 +134,27 @@ def test_failures_node_leaving_the_cluster_mid_study(tmp_path: Path) -> None:
     finally:
         cluster.shutdown()
     assert proc.returncode == 0, out
-    trials = _assert_final(url, "node-leaves", budget=4)
+    trials = assert_final(url, "node-leaves", budget=4)
     _assert_rerun_once(trials, victim, "the Ray worker running it died")
     survivors = {t.user_attrs["sweeper:worker"]["node"] for t in trials if t.number > victim.number}
     assert node_id not in survivors  # everything after ran on the node that stayed
+    rerun = next(t for t in trials if t.user_attrs.get("sweeper:retry_of") == victim.number)
+    assert rerun.user_attrs["sweeper:resumed_from"]["epoch"] >= 1  # from the shared folder
 
 
 # 4. the driver is killed -------------------------------------------------------------------
 def test_failures_driver_killed_then_rerun_resumes(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'sweeps.db'}"
-    _slow_study(tmp_path, "kill-driver", url, trials=6, epochs=10)
+    slow_study(
+        tmp_path, "kill-driver", url, trials=6, epochs=10, extra="checkpoint: {every_epochs: 2}\n"
+    )
     proc = start_cli("run", "kill-driver.yaml", "--plain", cwd=tmp_path)
     try:
 
         def midway() -> bool:
             trials = trials_of(url, "kill-driver")
             done = [t for t in trials if t.state in FINISHED]
-            return len(done) >= 2 and _mid_trial(url, "kill-driver") is not None
+            return len(done) >= 2 and mid_trial(url, "kill-driver") is not None
 
         wait_until("two finished trials and one running", midway, proc=proc)
         os.kill(proc.pid, signal.SIGKILL)  # the driver only: its Ray processes may linger
@@ -193,12 +169,19 @@ def test_failures_driver_killed_then_rerun_resumes(tmp_path: Path) -> None:
     again = run_cli("run", "kill-driver.yaml", "--plain", cwd=tmp_path)
     assert again.returncode == 0, again.stdout + again.stderr
     assert "failed and re-queued: its driver" in again.stdout
-    trials = _assert_final(url, "kill-driver", budget=6)
+    trials = assert_final(url, "kill-driver", budget=6)
     for number, before in kept.items():  # finished trials kept as they were
         t = trials[number]
         assert (t.state, t.value, t.params) == before
     for lost in orphans:
         _assert_rerun_once(trials, lost, "its driver (process")
+        kept_ckpts = lost.user_attrs.get("sweeper:checkpoints")
+        rerun = next(t for t in trials if t.user_attrs.get("sweeper:retry_of") == lost.number)
+        if kept_ckpts:  # it had checkpointed: the re-run goes on from there, not from epoch 0
+            assert rerun.user_attrs["sweeper:resumed_from"] == {
+                "trial": lost.number,
+                "epoch": kept_ckpts[0]["epoch"],
+            }
     assert len(trials) == 6 + len(orphans)  # no duplicates beyond the re-runs
 
 
@@ -213,7 +196,7 @@ def _pg_ctl() -> list[str]:
 
 def test_failures_postgres_restart_mid_study(tmp_path: Path, pg_url: str) -> None:
     ctl = _pg_ctl()
-    _slow_study(tmp_path, "pg-restart", pg_url, trials=6, epochs=10)
+    slow_study(tmp_path, "pg-restart", pg_url, trials=6, epochs=10)
     proc = start_cli("run", "pg-restart.yaml", "--plain", cwd=tmp_path)
     try:
         wait_until(
@@ -227,7 +210,7 @@ def test_failures_postgres_restart_mid_study(tmp_path: Path, pg_url: str) -> Non
         kill_group(proc)
         subprocess.run([*ctl, "start"], capture_output=True, timeout=120)  # never leave it down
     assert proc.returncode == 0, out
-    trials = _assert_final(pg_url, "pg-restart", budget=6)
+    trials = assert_final(pg_url, "pg-restart", budget=6)
     assert [t.number for t in trials if t.state == TrialState.FAIL] == []
     assert all(len(t.intermediate_values) == 10 for t in trials)  # no report lost
 
