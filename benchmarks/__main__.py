@@ -23,6 +23,7 @@ COMPARISONS = {
     "store_scale": "4. Store at scale",
     "gate_cost": "5. Gate cost",
     "door_fuzz": "6. Fuzzing the door (definitions)",
+    "checkpoint_cost": "7. Checkpoint cost and resume savings (digits CNN)",
 }
 NEEDS_RAY = {"overhead", "gate_savings", "search_quality"}
 

@@ -17,6 +17,7 @@ from sweeper.checkpoint import weights_id
 from tests.conftest import (
     assert_final,
     kill_group,
+    run_cli,
     slow_study,
     start_cli,
     trials_of,
@@ -90,3 +91,8 @@ def test_worker_killed_at_epoch_15_resumes_and_best_weights_come_back(
     run = start_run(task, Data.of(task, torch.device("cpu")), best.params, torch.device("cpu"))
     run.model = model
     assert evaluate(run)["val_accuracy"] == pytest.approx(best.value, abs=1e-6)
+    out = run_cli("best", "resume", "--storage", url, "--weights", "best.pt", cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    state = torch.load(tmp_path / "best.pt")  # a plain state_dict
+    assert state.keys() == model.state_dict().keys()
+    assert all(torch.equal(state[k], v) for k, v in model.state_dict().items())

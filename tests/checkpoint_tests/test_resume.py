@@ -5,6 +5,7 @@ and a write that dies midway never replaces a good file."""
 from __future__ import annotations
 
 import io
+import re
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -110,3 +111,27 @@ def test_trial_outside_sweeper_keeps_no_checkpoint() -> None:
     trial = sweeper.Trial({"lr": 0.1}, epochs=2)
     assert trial.restore() is None and trial.start_epoch == 0
     assert trial.checkpoint({"x": 1}) is False
+
+
+@pytest.mark.parametrize(
+    ("section", "problem"),
+    [
+        ("{every_epochs: -1}", "must be 0 (no checkpoints)"),
+        ("{store: 's3://KEY:SECRET@bucket/x'}", "must not hold credentials"),
+        ("{store: 'ftp://host/x'}", "s3://bucket/prefix or gs://bucket/prefix"),
+        ("{keep_best: -2}", "greater than or equal to 0"),
+    ],
+)
+def test_checkpoint_section_is_checked(section: str, problem: str) -> None:
+    from sweeper.definition import parse_definition
+    from sweeper.errors import DefinitionError
+
+    text = (
+        "name: x\ntask: m:t\nbudget: {trials: 1, epochs: 4}\n"
+        "search: {lr: 0.1, batch_size: 8, dropout: 0.0}\n"
+        f"checkpoint: {section}\n"
+    )
+    with pytest.raises(DefinitionError, match=re.escape(problem)):
+        parse_definition(text)
+    ok = parse_definition(text.replace(section, "{every_epochs: auto, store: 'gs://b/p'}"))
+    assert ok.checkpoint.every_epochs == "auto" and ok.checkpoint.keep_best == 3
