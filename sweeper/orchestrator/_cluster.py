@@ -61,6 +61,11 @@ def init_ray(address: str | None, task_ref: str, search_paths: list[str]) -> Non
     else:
         # "local": always a new local instance, never a cluster some `ray start` left running
         kwargs["address"] = "local"
+        # Ray's note that its token authentication is on says nothing to act on for a cluster
+        # of this one process tree; on a real cluster it is left as Ray prints it
+        logging.getLogger("ray._private.authentication.authentication_token_setup").setLevel(
+            logging.ERROR
+        )
         kwargs["num_cpus"] = os.cpu_count() or 1
     try:
         ray.init(**kwargs)

@@ -26,6 +26,10 @@ def test_run_finishes_study_then_resumes_without_duplicates(tmp_path: Path, stor
     assert "Study gate: PASS" in out.stdout
     assert "best val_accuracy = " in out.stdout
     assert "sweeper dashboard" in out.stdout
+    assert "Token authentication" not in out.stdout + out.stderr  # Ray's noise, not ours
+    # the best trials' final weights, kept in the artifacts folder for load_best_model
+    system_keys = [k for t in trials_of(store_url, "tiny") for k in t.system_attrs]
+    assert len([k for k in system_keys if k.startswith("artifacts:")]) == 3  # keep_best: 3
 
     # Optuna's own API reads the store unchanged.
     first = trials_of(store_url, "tiny")
