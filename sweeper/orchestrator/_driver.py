@@ -111,6 +111,7 @@ def run_study(
     paths = search_paths(loaded.path)
     add_search_paths(paths)
     load_task(spec.task, spec.task_args)  # in this process: any error, at once, exit 2
+    ck_settings = checkpoint_settings(spec)  # before Ray: a job's driver may lose its cwd
     init_ray(address, spec.task, paths)
     fits = concurrency(spec)
     n_runners = fits if trials is None else min(fits, trials)
@@ -122,7 +123,6 @@ def run_study(
             progress.note(f"trial {number} failed and re-queued: {why}")
     runner_cls = remote_runner(spec.resources.cpus, spec.resources.gpus)
     probe_settings = asdict(Settings.from_spec(spec.probes))
-    ck_settings = checkpoint_settings(spec)
     if ck_settings is not None:
         retrying(
             attrs.set_study_attr,
@@ -177,7 +177,10 @@ def checkpoint_settings(spec: Any) -> dict[str, Any] | None:
         return None
     location = ck.store or str(artifact_dir(spec.storage, spec.artifacts))
     if not re.match(r"^(s3|gs)://", location):
-        location = str(Path(location).resolve())
+        try:
+            location = str(Path(location).resolve())
+        except OSError:  # no working directory left: keep the folder as written
+            pass
     return {
         "location": location,
         "study": spec.name,
