@@ -75,3 +75,27 @@ class TrialStopped(Exception):  # noqa: N818 (a signal to the user's loop, like 
         super().__init__(reason)
         self.reason = reason
         self.pruned = pruned
+
+
+class Terminated(KeyboardInterrupt):  # noqa: N818 (a signal, like KeyboardInterrupt)
+    """SIGTERM reached the driver (Kubernetes, `ray job stop`, `kill`): the same graceful path
+    as Ctrl-C. Running trials are failed with the reason and re-queued; exit code 143."""
+
+    exit_code = 143
+
+
+def catch_sigterm() -> None:
+    """Turn SIGTERM into `Terminated` in the main thread (Ray's own handler, which `ray.init`
+    installs, would exit at once and leave trials RUNNING). A second SIGTERM while the first
+    is being handled is ignored: the exit is already under way."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return
+
+    def on_sigterm(signum: int, frame: object) -> None:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        raise Terminated()
+
+    signal.signal(signal.SIGTERM, on_sigterm)

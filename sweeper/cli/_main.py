@@ -9,7 +9,7 @@ import sys
 from typing import Any
 
 from sweeper._redact import redact as _redact
-from sweeper.errors import SweeperError
+from sweeper.errors import SweeperError, Terminated
 
 DEFAULT_STORAGE = "sqlite:///sweeps.db"
 
@@ -397,6 +397,13 @@ def main(argv: list[str] | None = None) -> int:
         return int(args.func(args))
     except SweeperError as e:
         print(f"error: {_redact(str(e))}", file=sys.stderr)
+        return e.exit_code
+    except Terminated as e:
+        print(
+            "stopped by SIGTERM: running trials were failed and re-queued, finished trials are "
+            "kept; run the same command to resume",
+            file=sys.stderr,
+        )
         return e.exit_code
     except KeyboardInterrupt:
         print(

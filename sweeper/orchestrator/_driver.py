@@ -19,10 +19,16 @@ import optuna
 from sweeper._redact import redact
 from sweeper.checkpoint import Checkpoints
 from sweeper.definition import LoadedDefinition
-from sweeper.errors import GateFailedError, StudyMismatchError, SweeperError, TaskError
+from sweeper.errors import (
+    GateFailedError,
+    StudyMismatchError,
+    TaskError,
+    catch_sigterm,
+)
 from sweeper.orchestrator._cluster import concurrency, init_ray
 from sweeper.orchestrator._recovery import driver_token, recover
 from sweeper.orchestrator._search import Outcome, Progress, Search
+from sweeper.orchestrator._workers import Workers
 from sweeper.probes._context import Settings
 from sweeper.report import publish_gate
 from sweeper.search import (
@@ -99,8 +105,6 @@ def run_study(
     """Gate, then search until the budget is met: `budget.trials` finished trials in the
     study (shared with any other driver on it), or, with `trials`, that many more from this
     driver. Trials left running by a dead driver are failed and re-queued first."""
-    import ray
-
     from sweeper.orchestrator._runner import remote_runner
 
     spec = loaded.spec
@@ -112,7 +116,9 @@ def run_study(
     add_search_paths(paths)
     load_task(spec.task, spec.task_args)  # in this process: any error, at once, exit 2
     ck_settings = checkpoint_settings(spec)  # before Ray: a job's driver may lose its cwd
+    catch_sigterm()
     init_ray(address, spec.task, paths)
+    catch_sigterm()  # again: ray.init installs its own handler, which would exit at once
     fits = concurrency(spec)
     n_runners = fits if trials is None else min(fits, trials)
 
@@ -131,8 +137,9 @@ def run_study(
             ck_settings["location"],
             what="recording the checkpoint store",
         )
-    runners = [
-        runner_cls.remote(
+
+    def make_runner() -> Any:
+        return runner_cls.remote(
             spec.task,
             spec.task_args,
             paths,
@@ -141,28 +148,28 @@ def run_study(
             spec.resources.cpus,
             ck_settings,
         )
-        for _ in range(max(1, n_runners))
-    ]
+
+    workers = Workers(make_runner, max(1, n_runners), progress.note if progress else log.info)
     try:
-        loads = ray.get([r.load.remote() for r in runners])
-        errors = [x["error"] for x in loads if "error" in x]
-        if errors:
-            raise TaskError(errors[0])
+        refs = [r.load.remote() for r in workers.runners]  # all load at once
+        for i, ref in enumerate(refs):
+            loaded_ = workers.get(i, "load", ref=ref, what="loading the task")
+            if "error" in loaded_:
+                raise TaskError(loaded_["error"])
 
         fixed = attrs.get_study_attr(study, attrs.FIXED, {}) or {}
-        gate = _gate(study, spec, runners[0], progress) if spec.probes.gate != "off" else None
+        gate = _gate(study, spec, workers, progress) if spec.probes.gate != "off" else None
         spec = _apply_lr_cap(study, spec, gate, progress)
 
         checkpoints = (
             Checkpoints(ck_settings["location"], spec.name) if ck_settings is not None else None
         )
         search = Search(
-            study, spec, fixed, runners, progress, t0, me, quota=trials, checkpoints=checkpoints
+            study, spec, fixed, workers, progress, t0, me, quota=trials, checkpoints=checkpoints
         )
         search.loop()
     finally:  # give the CPUs/GPUs back now, not when the handles are garbage-collected
-        for runner in runners:
-            ray.kill(runner, no_restart=True)
+        workers.kill_all()
     return search.outcome(gate)
 
 
@@ -189,19 +196,16 @@ def checkpoint_settings(spec: Any) -> dict[str, Any] | None:
     }
 
 
-def _gate(study: optuna.Study, spec: Any, runner: Any, progress: Progress | None) -> dict[str, Any]:
+def _gate(
+    study: optuna.Study, spec: Any, workers: Workers, progress: Progress | None
+) -> dict[str, Any]:
     """Run the study gate on one runner, save it with the study (report, dashboard note,
-    plots), and stop here if it failed in strict mode."""
-    import ray
-
+    plots), and stop here if it failed in strict mode. A worker that dies under the gate is
+    revived and the gate run again."""
     ref = {**reference_params(spec.search)}
-    try:
-        gate: dict[str, Any] = ray.get(runner.gate.remote(ref, init_schemes(spec.search)))
-    except ray.exceptions.RayActorError as e:
-        raise SweeperError(
-            f"the Ray worker running the study gate died ({type(e).__name__}); "
-            "run the same command again"
-        ) from None
+    gate: dict[str, Any] = workers.get(
+        0, "gate", ref, init_schemes(spec.search), what="running the study gate"
+    )
     if "error" in gate:
         raise TaskError(f"the study gate could not run: {gate['error']}")
     gate["reference_params"] = ref

@@ -18,6 +18,7 @@ import optuna
 from optuna.exceptions import UpdateFinishedTrialError
 from optuna.trial import TrialState
 
+from sweeper.errors import Terminated
 from sweeper.orchestrator._recovery import recover, requeue
 from sweeper.orchestrator._retention import Retention
 from sweeper.report import trial_summary
@@ -31,6 +32,7 @@ log = logging.getLogger("sweeper")
 COUNTED = (TrialState.COMPLETE, TrialState.PRUNED)
 BUILTIN_METRICS = {"train_loss", "val_loss", "val_accuracy"}
 REVIVE_S = 120.0  # how long to wait for a dead worker to come back when no other can run
+REVIVES = 8  # failed revive calls in a row before a slot is given up
 
 
 class Progress(Protocol):
@@ -78,6 +80,7 @@ class _Slot:
     chain: list[int] = field(default_factory=list)  # earlier runs this trial continues
     resume: dict[str, Any] | None = None
     checkpoint_seconds: float = 0.0
+    revives: int = 0  # revive calls that failed in a row
 
 
 class Search:
@@ -86,7 +89,7 @@ class Search:
         study: optuna.Study,
         spec: Any,
         fixed: dict[str, Any],
-        runners: list[Any],
+        workers: Any,
         progress: Progress | None,
         t0: float,
         me: str,
@@ -100,7 +103,8 @@ class Search:
         self.spec = spec
         self.fixed = fixed
         self.dists = distributions(spec.search)
-        self.slots = [_Slot(r) for r in runners]
+        self.workers = workers  # orchestrator._workers.Workers: one policy for dead workers
+        self.slots = [_Slot(r) for r in workers.runners]
         self.progress = progress
         self.t0 = t0
         self.me = me
@@ -204,8 +208,12 @@ class Search:
                 for ref in ready:
                     self._handle(pending[ref], ref)
                 self._housekeeping()
-        except BaseException:
-            self._abandon("the driver was interrupted")
+        except BaseException as e:
+            self._abandon(
+                "the driver received SIGTERM"
+                if isinstance(e, Terminated)
+                else f"the driver was interrupted ({type(e).__name__})"
+            )
             raise
         for slot in self.slots:
             if slot.phase == "revive":
@@ -327,7 +335,7 @@ class Search:
                 self._fail(slot, f"{type(e).__name__}: {e}")
             return
         if slot.phase == "revive":
-            slot.phase = ""
+            slot.phase, slot.revives = "", 0
             if "error" in result:  # the restarted worker cannot load the task any more
                 self.slots.remove(slot)
                 self._note(f"a restarted Ray worker could not load the task: {result['error']}")
@@ -385,16 +393,24 @@ class Search:
             if self._db(requeue, self.study, trial, why, what="re-queuing a trial"):
                 self._count(slot, TrialState.FAIL, None, why + "; re-queued")
             self._release(slot)
-        if slot.phase == "revive":  # its restarts are used up
-            self.slots.remove(slot)
-            self._note("a Ray worker died for good; going on with the others")
-            if not self.slots:
-                self.stop_reason = "every Ray worker died; run the same command to resume"
-            return
+        if slot.phase == "revive":
+            slot.revives += 1
+            if slot.revives > REVIVES:
+                self.slots.remove(slot)
+                self._note(
+                    f"a Ray worker failed to come back {REVIVES} times; going on with the others"
+                )
+                if not self.slots:
+                    self.stop_reason = "every Ray worker died; run the same command to resume"
+                return
+            time.sleep(min(0.1 * 2**slot.revives, 2.0))  # let Ray see the death first
+        # the same handle while Ray restarts the actor, a new actor once it is dead for good
+        slot.runner = self.workers.revive(slot.runner)
         try:
             slot.ref, slot.phase = slot.runner.load.remote(), "revive"
         except ray.exceptions.RayActorError:
-            self.slots.remove(slot)
+            slot.ref, slot.phase = None, "revive"
+            self._worker_died(slot, error)
 
     def _returned_early(self, slot: _Slot) -> None:
         """The trial's fit function returned before `budget.epochs` reports: it is complete
@@ -552,8 +568,12 @@ class Search:
             try:
                 trial = self.storage.get_trial(slot.trial._trial_id)
                 requeue(self.study, trial, why)
-            except Exception:
-                log.exception("could not record trial %s", slot.trial.number)
+            except Exception as e:  # the store is down or full: the next run recovers it
+                log.warning(
+                    "trial %s could not be re-queued (%s); the next run does it",
+                    slot.trial.number,
+                    str(e).splitlines()[0] if str(e) else type(e).__name__,
+                )
 
     def outcome(self, gate: dict[str, Any] | None) -> Outcome:
         best_params = best_number = None

@@ -4,6 +4,7 @@ trials, no trial left RUNNING, every failure recorded with its reason."""
 
 from __future__ import annotations
 
+import datetime
 import os
 import shutil
 import signal
@@ -45,6 +46,12 @@ def _assert_rerun_once(trials: list[Any], lost: Any, why: str) -> None:
     assert reruns[0].state in FINISHED
 
 
+def _overlap(trials: Any) -> bool:
+    """Whether two of `trials` ran at the same time (from their start and end in the store)."""
+    spans = sorted((t.datetime_start, t.datetime_complete) for t in trials)
+    return any(b[0] < a[1] for a, b in zip(spans, spans[1:], strict=False))
+
+
 # 1. a trial raises ---------------------------------------------------------------------------
 def test_failures_consecutive_limit_stops_the_study_with_a_clear_message(tmp_path: Path) -> None:
     (tmp_path / "broken_task.py").write_text(
@@ -81,20 +88,24 @@ def test_failures_consecutive_limit_stops_the_study_with_a_clear_message(tmp_pat
 # 2. a Ray worker is killed -----------------------------------------------------------------
 def test_failures_worker_killed_mid_trial_is_rerun_with_same_params(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'sweeps.db'}"
-    slow_study(tmp_path, "kill-worker", url, trials=4, epochs=12)
+    slow_study(tmp_path, "kill-worker", url, trials=8, epochs=12)
     proc = start_cli("run", "kill-worker.yaml", "--plain", cwd=tmp_path)
     try:
         victim = wait_until(
             "a trial in its middle", lambda: mid_trial(url, "kill-worker"), proc=proc
         )
+        killed_at = datetime.datetime.now()
         os.kill(victim.user_attrs["sweeper:worker"]["pid"], signal.SIGKILL)
         out, _ = proc.communicate(timeout=300)
     finally:
         kill_group(proc)
     assert proc.returncode == 0, out
-    trials = assert_final(url, "kill-worker", budget=4)
+    trials = assert_final(url, "kill-worker", budget=8)
     _assert_rerun_once(trials, victim, "the Ray worker running it died")
-    assert len(trials) == 5  # four finished + the one that was killed, nothing else
+    assert len(trials) == 9  # eight finished + the one that was killed, nothing else
+    # the slot came back: trials started after the kill ran two at a time again
+    assert "going on with the others" not in out, out
+    assert _overlap(t for t in trials if t.datetime_start > killed_at), out
 
 
 # 3. a node leaves the cluster ----------------------------------------------------------------
@@ -183,6 +194,32 @@ def test_failures_driver_killed_then_rerun_resumes(tmp_path: Path) -> None:
                 "epoch": kept_ckpts[0]["epoch"],
             }
     assert len(trials) == 6 + len(orphans)  # no duplicates beyond the re-runs
+
+
+# 4b. SIGTERM (Kubernetes, `ray job stop`) -----------------------------------------------------
+def test_failures_sigterm_fails_and_requeues_running_trials(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'sweeps.db'}"
+    slow_study(tmp_path, "sigterm", url, trials=4, epochs=10)
+    proc = start_cli("run", "sigterm.yaml", "--plain", cwd=tmp_path)
+    try:
+        wait_until("a trial in its middle", lambda: mid_trial(url, "sigterm"), proc=proc)
+        os.kill(proc.pid, signal.SIGTERM)
+        out, _ = proc.communicate(timeout=60)
+    finally:
+        kill_group(proc)
+    assert proc.returncode == 143, out
+    assert "stopped by SIGTERM" in out and "Traceback" not in out, out
+    at_stop = trials_of(url, "sigterm")
+    assert [t.number for t in at_stop if t.state == TrialState.RUNNING] == []
+    stopped = [t for t in at_stop if t.state == TrialState.FAIL]
+    assert stopped and all("SIGTERM" in t.user_attrs["sweeper:error"] for t in stopped)
+    assert len([t for t in at_stop if t.state == TrialState.WAITING]) == len(stopped)
+
+    again = run_cli("run", "sigterm.yaml", "--plain", cwd=tmp_path)
+    assert again.returncode == 0, again.stdout + again.stderr
+    trials = assert_final(url, "sigterm", budget=4)
+    for lost in stopped:
+        _assert_rerun_once(trials, lost, "the driver received SIGTERM")
 
 
 # 5. PostgreSQL restarts --------------------------------------------------------------------
