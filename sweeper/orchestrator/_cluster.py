@@ -10,6 +10,9 @@ from pathlib import Path
 from typing import Any
 
 from sweeper.errors import ClusterError, SweeperError
+from sweeper.orchestrator import _leftovers as leftovers
+
+log = logging.getLogger("sweeper")
 
 # Never shipped to the cluster with the user's code.
 EXCLUDES = [".git", ".venv", "venv", "__pycache__", "*.db", "*.db-*", "node_modules", "*.pt"]
@@ -64,6 +67,18 @@ def init_ray(address: str | None, task_ref: str, search_paths: list[str]) -> Non
     else:
         # "local": always a new local instance, never a cluster some `ray start` left running
         kwargs["address"] = "local"
+        gone = leftovers.reap()
+        if gone:
+            log.warning(
+                "ended the Ray processes left running by an earlier local run that was killed "
+                "(driver pid %s)",
+                ", ".join(map(str, gone)),
+            )
+        leftovers.mark()
+        if os.environ.get("SWEEPER_RAY_DASHBOARD") == "1":
+            kwargs["include_dashboard"] = True
+        else:
+            _no_api_server()
         # Ray's note that its token authentication is on says nothing to act on for a cluster
         # of this one process tree; on a real cluster it is left as Ray prints it
         logging.getLogger("ray._private.authentication.authentication_token_setup").setLevel(
@@ -77,6 +92,28 @@ def init_ray(address: str | None, task_ref: str, search_paths: list[str]) -> Non
             f"cannot connect to the Ray cluster at {address!r}: {e}. Check the address "
             "(`ray status` on the head node prints it) or leave out --address to run locally"
         ) from None
+
+
+def _no_api_server() -> None:
+    """Start no Ray dashboard process for a local run. With `include_dashboard=False` Ray
+    still starts its API server (about 115 MB and 1.3 s of `ray.init` on 2 cores) for the
+    job and state APIs, which a local run never uses. Ray's own flag is honoured: the server
+    is skipped only when the dashboard is off. SWEEPER_RAY_DASHBOARD=1 starts it."""
+    try:
+        from ray._private.node import Node
+    except ImportError:  # another Ray layout: its default is kept
+        return
+    start = getattr(Node, "start_api_server", None)
+    if start is None or getattr(start, "_sweeper", False):
+        return
+
+    def start_api_server(self: Any, *, include_dashboard: Any, raise_on_failure: Any) -> Any:
+        if include_dashboard is False:
+            return None
+        return start(self, include_dashboard=include_dashboard, raise_on_failure=raise_on_failure)
+
+    start_api_server._sweeper = True  # type: ignore[attr-defined]
+    Node.start_api_server = start_api_server  # type: ignore[method-assign]
 
 
 def concurrency(spec: Any) -> int:

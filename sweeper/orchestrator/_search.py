@@ -24,7 +24,7 @@ from sweeper.orchestrator._retention import Retention
 from sweeper.report import trial_summary
 from sweeper.search import distributions
 from sweeper.store import attrs
-from sweeper.store._retry import retrying
+from sweeper.store._retry import first_line, retrying
 from sweeper.store._storage import GRACE_S, HEARTBEAT_S, state_counts
 
 T = TypeVar("T")
@@ -209,11 +209,13 @@ class Search:
                     self._handle(pending[ref], ref)
                 self._housekeeping()
         except BaseException as e:
-            self._abandon(
-                "the driver received SIGTERM"
-                if isinstance(e, Terminated)
-                else f"the driver was interrupted ({type(e).__name__})"
-            )
+            if isinstance(e, Terminated):
+                why = "the driver received SIGTERM"
+            elif isinstance(e, KeyboardInterrupt):
+                why = "the driver was interrupted (KeyboardInterrupt)"
+            else:
+                why = f"the driver stopped: {first_line(e)}"
+            self._abandon(why)
             raise
         for slot in self.slots:
             if slot.phase == "revive":

@@ -43,6 +43,50 @@ def is_transient(error: BaseException) -> bool:
     return False
 
 
+_STORE = {"where": "the study store"}  # set by open_storage: the one store this process writes
+
+
+def describe_store(where: str) -> None:
+    """Name the store in the messages below: the SQLite file's path, or the redacted URL."""
+    _STORE["where"] = where
+
+
+def store_fault(error: BaseException) -> str | None:
+    """'full' or 'read-only' when the store cannot write for a reason only the user can fix
+    (a full disk, a file or folder without write permission); None otherwise."""
+    seen: set[int] = set()
+    cur: BaseException | None = error
+    while cur is not None and id(cur) not in seen:
+        seen.add(id(cur))
+        text = str(cur).lower()
+        if "disk is full" in text or "no space left" in text or "diskfull" in text:
+            return "full"
+        if "readonly database" in text or "read-only" in text:
+            return "read-only"
+        cur = cur.__cause__ or cur.__context__
+    return None
+
+
+def fault_error(error: BaseException, what: str) -> StoreError | None:
+    """The message for a store that cannot write (see `store_fault`), naming where it is."""
+    fault = store_fault(error)
+    where = _STORE["where"]
+    if fault == "full":
+        return StoreError(
+            f"the disk holding the study store {where} is full ({first_line(error)}) while "
+            f"{what}. Trials already recorded are safe: free space on that disk (or set "
+            "`storage:` to a store elsewhere), then run the same command to resume."
+        )
+    if fault == "read-only":
+        return StoreError(
+            f"the study store {where} is not writable ({first_line(error)}) while {what}. "
+            "Give this user write permission on the file and its folder (SQLite writes "
+            "-wal and -shm files beside it) or remount the disk read-write, then run the "
+            "same command to resume."
+        )
+    return None
+
+
 def first_line(error: BaseException) -> str:
     text = str(error).strip().splitlines()
     return redact(text[0] if text else type(error).__name__)
@@ -65,6 +109,9 @@ def retrying(
             return fn(*args, **kwargs)
         except Exception as e:
             if not is_transient(e):
+                fault = fault_error(e, what)
+                if fault is not None:
+                    raise fault from None
                 raise
             now = time.monotonic()
             if deadline is None:

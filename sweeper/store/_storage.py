@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import sqlite3
 import time
@@ -15,7 +16,7 @@ from optuna.storages import RDBStorage
 
 from sweeper._redact import redact
 from sweeper.errors import StoreError
-from sweeper.store._retry import first_line, is_transient
+from sweeper.store._retry import describe_store, fault_error, first_line, is_transient
 
 HEARTBEAT_S = 10
 GRACE_S = 40
@@ -40,13 +41,20 @@ def artifact_dir(url: str, override: str | None = None) -> Path:
     return Path("sweeper-artifacts")
 
 
-def _prepare_sqlite(path: Path) -> None:
+def _prepare_sqlite(path: Path, write: bool) -> None:
     """WAL lets readers (dashboard, `sweeper status`) and one writer work at once; the busy
-    timeout makes writers from several processes wait for each other instead of failing."""
+    timeout makes writers from several processes wait for each other instead of failing.
+    A store a run must write is checked for write permission first (file and folder: SQLite
+    writes its -wal and -shm files beside the file)."""
     if path.parent and not path.parent.exists():
         raise StoreError(
             f"folder {str(path.parent)!r} of the SQLite store does not exist; create it"
         )
+    if write:
+        for target in (path, path.parent):
+            if target.exists() and not os.access(target, os.W_OK):
+                error = OSError(f"{target}: read-only")
+                raise fault_error(error, "opening it") or StoreError(str(error))
     con = sqlite3.connect(path, timeout=60)
     try:
         con.execute("PRAGMA journal_mode=WAL")
@@ -225,10 +233,11 @@ def open_storage(url: str, heartbeat: bool = True, create: bool = True) -> RDBSt
             f"no study store at {path}: run a study first (`sweeper run DEFINITION`), or "
             "point --storage at the store it used"
         )
+    describe_store(str(path) if path is not None else redact(url))
     for attempt in range(OPEN_ATTEMPTS):
         try:
             if path is not None:
-                _prepare_sqlite(path)
+                _prepare_sqlite(path, write=create)
             storage = RDBStorage(url, engine_kwargs=engine_kwargs(url), **kwargs)
             if path is not None:
                 _tune_sqlite(storage)
@@ -247,6 +256,9 @@ def open_storage(url: str, heartbeat: bool = True, create: bool = True) -> RDBSt
                     "Optuna (and sweeper) than this one; upgrade here (pip install -U sweeper "
                     "optuna), or use another store"
                 ) from None
+            fault = fault_error(e, "opening it")
+            if fault is not None:
+                raise fault from None
             again = is_transient(e) or _schema_race(e)
             if again and attempt + 1 < OPEN_ATTEMPTS:
                 time.sleep(0.5 * (attempt + 1))
