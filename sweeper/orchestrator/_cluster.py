@@ -85,6 +85,7 @@ def init_ray(address: str | None, task_ref: str, search_paths: list[str]) -> Non
             logging.ERROR
         )
         kwargs["num_cpus"] = os.cpu_count() or 1
+    _quiet_replaced()
     try:
         ray.init(**kwargs)
     except ConnectionError as e:
@@ -114,6 +115,33 @@ def _no_api_server() -> None:
 
     start_api_server._sweeper = True  # type: ignore[attr-defined]
     Node.start_api_server = start_api_server  # type: ignore[method-assign]
+
+
+# Ray's own messages that sweeper replaces with its own note on the trial concerned (kept
+# at debug level in sweeper's log): a dead worker is failed, re-queued and revived by sweeper.
+REPLACED = ("A worker died or was killed while executing a task by an unexpected system error",)
+
+
+def _quiet_replaced() -> None:
+    """Keep the raylet messages in REPLACED out of the driver's output; every other line
+    Ray forwards to the driver is printed as Ray prints it."""
+    try:
+        from ray._private import worker
+    except ImportError:
+        return
+    show = getattr(worker, "print_to_stdstream", None)
+    if show is None or getattr(show, "_sweeper", False):
+        return
+
+    def print_to_stdstream(data: dict[str, Any], ignore_prefix: bool) -> None:
+        lines = data.get("lines") or []
+        if data.get("pid") == "raylet" and lines and str(lines[0]).startswith(REPLACED):
+            log.debug("Ray: %s", lines[0])
+            return
+        show(data, ignore_prefix=ignore_prefix)
+
+    print_to_stdstream._sweeper = True  # type: ignore[attr-defined]
+    worker.print_to_stdstream = print_to_stdstream
 
 
 def concurrency(spec: Any) -> int:
