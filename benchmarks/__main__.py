@@ -24,6 +24,7 @@ COMPARISONS = {
     "gate_cost": "5. Gate cost",
     "door_fuzz": "6. Fuzzing the door (definitions)",
     "checkpoint_cost": "7. Checkpoint cost and resume savings (digits CNN)",
+    "chaos_soak": "8. Chaos soak (random kills, SQLite and PostgreSQL)",
 }
 NEEDS_RAY = {"overhead", "gate_savings", "search_quality"}
 

@@ -4,11 +4,28 @@ Each probe returns a Finding: probe, verdict (pass / warn / fail), measured, exp
 `probe(task)` runs the gate on a sweeper.Task from Python, without a study.
 """
 
-from sweeper.probes._context import REFERENCE_PARAMS, Context, Settings
-from sweeper.probes._finding import Finding, Report, fmt
-from sweeper.probes._gate import GATE, probe, run_gate
-from sweeper.probes._trial import TrialMonitor, trial_start_checks
+from typing import TYPE_CHECKING, Any
 
+if TYPE_CHECKING:  # what mypy sees; at run time each name is imported on first use
+    from sweeper.probes._context import REFERENCE_PARAMS, Context, Settings
+    from sweeper.probes._finding import Finding, Report, fmt
+    from sweeper.probes._gate import GATE, probe, run_gate
+    from sweeper.probes._trial import TrialMonitor, trial_start_checks
+
+# imported on first use, so reading a finding (`sweeper status`) does not import torch
+_LAZY = {
+    "REFERENCE_PARAMS": "_context",
+    "Context": "_context",
+    "Settings": "_context",
+    "Finding": "_finding",
+    "Report": "_finding",
+    "fmt": "_finding",
+    "GATE": "_gate",
+    "probe": "_gate",
+    "run_gate": "_gate",
+    "TrialMonitor": "_trial",
+    "trial_start_checks": "_trial",
+}
 __all__ = [
     "GATE",
     "REFERENCE_PARAMS",
@@ -22,3 +39,13 @@ __all__ = [
     "run_gate",
     "trial_start_checks",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        value = getattr(importlib.import_module(f"sweeper.probes.{_LAZY[name]}"), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'sweeper.probes' has no attribute {name!r}")

@@ -91,6 +91,25 @@ def test_run_finishes_study_then_resumes_without_duplicates(tmp_path: Path, stor
     assert listed.returncode == 0, listed.stderr
     assert [s["name"] for s in json.loads(listed.stdout)] == ["tiny"]
 
+    # The read-only commands answer at once: they import neither torch nor ray.
+    light = (
+        "import sys; from sweeper.cli import main; code = main(sys.argv[1:]); "
+        "heavy = [m for m in ('torch', 'ray') if m in sys.modules]; "
+        "print('HEAVY', heavy); sys.exit(code)"
+    )
+    for args in (
+        ("status", "tiny", *store),
+        ("status", "tiny", "--json", *store),
+        ("best", "tiny", *store),
+        ("export", "tiny", "--out", str(tmp_path / "t.csv"), *store),
+        ("validate", path.name),
+    ):
+        done = subprocess.run(
+            [sys.executable, "-c", light, *args], cwd=tmp_path, capture_output=True, text=True
+        )
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert "HEAVY []" in done.stdout, (args, done.stdout[-300:])
+
     # A changed search space under the same name is refused, not mixed in.
     path.write_text(path.read_text().replace("high: 1.0e-2", "high: 1.0e-1"))
     changed = run_cli("run", path.name, "--plain", cwd=tmp_path)
