@@ -19,8 +19,10 @@ def gate_table(report: dict[str, Any], title: str = "Study gate") -> Table:
         title_justify="left",
         show_lines=False,
     )
-    for col in ("probe", "verdict", "measured", "expected", "hint"):
-        table.add_column(col, overflow="fold")
+    table.add_column("probe", no_wrap=True)  # names are never split
+    table.add_column("verdict", no_wrap=True)
+    for col in ("measured", "expected", "hint"):
+        table.add_column(col, overflow="fold", ratio=1)
     for f in report["findings"]:
         v = f["verdict"]
         table.add_row(
@@ -34,7 +36,7 @@ def gate_table(report: dict[str, Any], title: str = "Study gate") -> Table:
 
 
 def _short(params: dict[str, Any]) -> str:
-    return ", ".join(f"{k}={fmt(v)}" for k, v in params.items())
+    return ", ".join(f"{k}={fmt(v, 4)}" for k, v in params.items())
 
 
 class ConsoleProgress:

@@ -15,9 +15,14 @@ DEFAULT_STORAGE = "sqlite:///sweeps.db"
 
 
 def _console(stderr: bool = False) -> Any:
+    import sys
+
     from rich.console import Console
 
-    return Console(stderr=stderr, highlight=False)
+    stream = sys.stderr if stderr else sys.stdout
+    # a log file or CI gets 100 columns (rich's default there is 80, which splits the gate table)
+    width = None if stream.isatty() else 100
+    return Console(stderr=stderr, highlight=False, width=width)
 
 
 def _check_task_found(loaded: Any) -> None:
@@ -298,6 +303,22 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_init(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from sweeper.cli._init import write_starter
+
+    written = write_starter(Path.cwd(), args.name, force=args.force)
+    for path in written:
+        print(f"wrote {path.name}")
+    print(
+        f"next: fill in the marked parts of {written[1].name}, then\n"
+        f"  sweeper probe {written[0].name}   # the sanity gate alone\n"
+        f"  sweeper run {written[0].name}     # gate, then search"
+    )
+    return 0
+
+
 # -- plumbing ----------------------------------------------------------------------------------
 def _with_storage(loaded: Any, storage: str) -> Any:
     from dataclasses import replace
@@ -323,6 +344,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--version", action="version", version="sweeper 0.1.0")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    s = sub.add_parser("init", help="write a starter study definition and task module here")
+    s.add_argument("name", nargs="?", default="my-study", help="study name (%(default)s)")
+    s.add_argument("--force", action="store_true", help="overwrite files that exist")
+    s.set_defaults(func=cmd_init)
 
     s = sub.add_parser("validate", help="check a study definition; runs nothing")
     s.add_argument("definition")

@@ -75,12 +75,17 @@ class Report:
         return cls([Finding.from_dict(f) for f in d.get("findings", [])], d.get("seconds", 0.0))
 
 
-def fmt(value: Any) -> str:
-    """Short human form of a measured or expected value."""
+def fmt(value: Any, digits: int = 3) -> str:
+    """Short human form of a measured or expected value: `digits` significant digits, a
+    dict as "name value, name value", no Python reprs."""
+    if isinstance(value, bool):
+        return "yes" if value else "no"
     if isinstance(value, float):
-        return f"{value:.4g}"
+        return f"{value:.{digits}g}"
+    if isinstance(value, dict):
+        return ", ".join(f"{str(k).replace('_', ' ')} {fmt(v, digits)}" for k, v in value.items())
     if isinstance(value, (list, tuple)) and len(value) > 6:
-        return ", ".join(fmt(v) for v in value[:6]) + ", …"
+        return ", ".join(fmt(v, digits) for v in value[:6]) + ", …"
     if isinstance(value, (list, tuple)):
-        return ", ".join(fmt(v) for v in value)
+        return ", ".join(fmt(v, digits) for v in value)
     return "" if value is None else str(value)
