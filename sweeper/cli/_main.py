@@ -172,6 +172,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     from optuna.trial import TrialState
 
     from sweeper.cli._display import gate_table
+    from sweeper.probes._finding import fmt
     from sweeper.store import attrs, last_trials, load_study, state_counts, user_attr_values
 
     study = load_study(args.storage, args.name)
@@ -218,7 +219,8 @@ def cmd_status(args: argparse.Namespace) -> int:
     if saved:
         console.print(f"probes stopped broken trials early, saving ~{saved:.1f} trial-seconds")
     if best is not None:
-        console.print(f"best value {best.value:.4f} (trial {best.number}): {best.params}")
+        params = ", ".join(f"{k}={fmt(v, 4)}" for k, v in best.params.items())
+        console.print(f"best value {best.value:.4f} (trial {best.number}): {params}")
     if store is not None:
         size = store["bytes"]
         console.print(
@@ -226,8 +228,15 @@ def cmd_status(args: argparse.Namespace) -> int:
             + (f"{size / 1e6:.1f} MB" if size is not None else "size not known")
             + f" in {store['location']}"
         )
-    if gate:
-        console.print(gate_table(gate))
+    if gate:  # the verdict and what did not pass; `sweeper probe` shows the whole table
+        flagged = [f for f in gate["findings"] if f["verdict"] in ("warn", "fail")]
+        console.print(
+            f"gate: {gate['verdict'].upper()} ({gate.get('seconds', 0):.1f}s, "
+            f"{len(gate['findings'])} probes"
+            + (f", {len(flagged)} not passed)" if flagged else ")")
+        )
+        if flagged:
+            console.print(gate_table({**gate, "findings": flagged}, title="not passed"))
     stopped = [t for t in recent if attrs.STOPPED in t.user_attrs or attrs.ERROR in t.user_attrs]
     for t in stopped:
         why = t.user_attrs.get(attrs.ERROR) or t.user_attrs.get(attrs.STOPPED)
