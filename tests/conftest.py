@@ -12,6 +12,9 @@ from typing import Any
 import pytest
 from optuna.trial import TrialState
 
+from tests import services
+from tests.services import PgServer
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -83,40 +86,47 @@ def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return tmp_path
 
 
-# -- study stores: every store test runs on SQLite and on the real PostgreSQL server ----------
-PG_SERVER = os.environ.get("SWEEPER_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432")
+# -- study stores: every store test runs on SQLite and on a real PostgreSQL server ------------
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[PgServer]:
+    """The server at SWEEPER_TEST_PG (default 127.0.0.1:5432), or a throwaway one started on
+    that port when none answers there (tests/services.py)."""
+    try:
+        with services.postgres() as server:
+            yield server
+    except services.ServiceError as e:
+        pytest.fail(str(e))
 
 
-def _pg_admin() -> Any:
+def _pg_admin(server: str) -> Any:
     import psycopg
 
-    dsn = PG_SERVER.replace("postgresql+psycopg://", "postgresql://") + "/postgres"
+    dsn = server.replace("postgresql+psycopg://", "postgresql://") + "/postgres"
     try:
         return psycopg.connect(dsn, autocommit=True, connect_timeout=5)
     except psycopg.OperationalError as e:
         pytest.fail(
-            f"the PostgreSQL server for the store tests is not reachable at {PG_SERVER} ({e}); "
-            "start it (pg_ctlcluster 15 main start) or point SWEEPER_TEST_PG at one"
+            f"the PostgreSQL server for the store tests stopped answering at {server} ({e})"
         )
 
 
 @pytest.fixture
-def pg_url() -> Iterator[str]:
+def pg_url(pg_server: PgServer) -> Iterator[str]:
     """A fresh, empty PostgreSQL database for one test, dropped afterwards."""
     name = f"sweeper_test_{uuid.uuid4().hex[:10]}"
-    with _pg_admin() as con:
+    with _pg_admin(pg_server.url) as con:
         con.execute(f'CREATE DATABASE "{name}"')
     try:
-        yield f"{PG_SERVER}/{name}"
+        yield f"{pg_server.url}/{name}"
     finally:
-        with _pg_admin() as con:
+        with _pg_admin(pg_server.url) as con:
             con.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def pg_connections(url: str) -> int:
     """How many server connections are open to the database of `url`."""
-    db = url.rsplit("/", 1)[1]
-    with _pg_admin() as con:
+    server, db = url.rsplit("/", 1)
+    with _pg_admin(server) as con:
         row = con.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = %s", (db,))
         return int(row.fetchone()[0])  # type: ignore[index]
 

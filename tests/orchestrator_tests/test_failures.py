@@ -6,9 +6,7 @@ from __future__ import annotations
 
 import datetime
 import os
-import shutil
 import signal
-import subprocess
 import textwrap
 import time
 from pathlib import Path
@@ -30,6 +28,7 @@ from tests.conftest import (
     wait_until,
     write_study,
 )
+from tests.services import PgServer
 
 FAST = "probes: {gate: off}\n"  # these tests are about the search loop, not the gate
 
@@ -223,16 +222,11 @@ def test_failures_sigterm_fails_and_requeues_running_trials(tmp_path: Path) -> N
 
 
 # 5. PostgreSQL restarts --------------------------------------------------------------------
-def _pg_ctl() -> list[str]:
-    ctl = shutil.which("pg_ctlcluster")
-    versions = sorted(os.listdir("/etc/postgresql")) if os.path.isdir("/etc/postgresql") else []
-    if ctl is None or not versions or os.geteuid() != 0:
-        pytest.skip("restarting PostgreSQL needs pg_ctlcluster and root (as on CI)")
-    return [ctl, "--skip-systemctl-redirect", versions[-1], "main"]
-
-
-def test_failures_postgres_restart_mid_study(tmp_path: Path, pg_url: str) -> None:
-    ctl = _pg_ctl()
+def test_failures_postgres_restart_mid_study(
+    tmp_path: Path, pg_url: str, pg_server: PgServer
+) -> None:
+    if pg_server.restart is None:
+        pytest.skip("restarting this PostgreSQL server needs pg_ctlcluster and root (as on CI)")
     slow_study(tmp_path, "pg-restart", pg_url, trials=6, epochs=10)
     proc = start_cli("run", "pg-restart.yaml", "--plain", cwd=tmp_path)
     try:
@@ -241,11 +235,10 @@ def test_failures_postgres_restart_mid_study(tmp_path: Path, pg_url: str) -> Non
             lambda: len([t for t in trials_of(pg_url, "pg-restart") if t.state in FINISHED]) >= 2,
             proc=proc,
         )
-        subprocess.run([*ctl, "restart"], check=True, timeout=120)
+        pg_server.restart()
         out, _ = proc.communicate(timeout=300)
     finally:
         kill_group(proc)
-        subprocess.run([*ctl, "start"], capture_output=True, timeout=120)  # never leave it down
     assert proc.returncode == 0, out
     trials = assert_final(pg_url, "pg-restart", budget=6)
     assert [t.number for t in trials if t.state == TrialState.FAIL] == []

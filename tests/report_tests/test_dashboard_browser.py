@@ -3,7 +3,6 @@ by Playwright: the study, its best value, the gate note and the gate plots are o
 
 from __future__ import annotations
 
-import os
 import socket
 import time
 from pathlib import Path
@@ -12,8 +11,8 @@ import optuna
 import pytest
 
 from tests.conftest import ROOT, free_port, kill_group, start_cli, wait_until
+from tests.services import CHROMIUM, ServiceError, ensure_chromium
 
-CHROMIUM = "/usr/bin/chromium"
 SHOTS = ROOT / "test-artifacts"
 FLAGS = [
     "--no-sandbox",
@@ -34,8 +33,10 @@ def _listening(port: int) -> bool:
 def test_dashboard_shows_study_best_value_gate_note_and_plots(finished_study: Path) -> None:
     from playwright.sync_api import sync_playwright
 
-    if not os.path.exists(CHROMIUM):
-        pytest.fail("headless Chromium is missing: apt-get install chromium (.ci/run does)")
+    try:
+        ensure_chromium()  # Debian's package, installed here if missing
+    except ServiceError as e:
+        pytest.fail(str(e))
     study = optuna.load_study(study_name="shown", storage=f"sqlite:///{finished_study}/sweeps.db")
     best = study.best_value
     port = free_port()
