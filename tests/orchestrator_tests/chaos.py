@@ -298,7 +298,11 @@ def run(
     report.trials = trials_of(url, name)
     _final(report, budget)
     for kill in report.kills:
-        if kill.target == "worker" and kill.restored_s is None and not _ended_soon(report, kill):
+        if (
+            kill.target == "worker"
+            and kill.restored_s is None
+            and not _ended_soon(report, kill, phase_timeout)
+        ):
             report.problems.append(
                 f"concurrency not restored after the worker kill in {kill.phase} "
                 f"at {kill.at:%H:%M:%S.%f} (run {kill.run})"
@@ -306,15 +310,17 @@ def run(
     return report
 
 
-def _ended_soon(report: Report, kill: Kill) -> bool:
-    """Whether too few trials started after a worker kill for two to run at once again (the
-    study ended, or the driver was killed, first)."""
+def _ended_soon(report: Report, kill: Kill, budget_s: float) -> bool:
+    """Whether the run ended (the study finished, or its driver was killed) before a revived
+    worker could be back: no trial started more than `budget_s` after the kill."""
     assert kill.at is not None
-    later = [t for t in report.trials if t.datetime_start and t.datetime_start > kill.at]
+    late = kill.at + datetime.timedelta(seconds=budget_s)
     nxt = [k.at for k in report.kills if k.at and k.at > kill.at and k.target == "driver"]
-    if nxt:
-        later = [t for t in later if t.datetime_start < min(nxt)]
-    return len(later) < 3
+    end = min(nxt) if nxt else None
+    return not any(
+        t.datetime_start and t.datetime_start > late and (end is None or t.datetime_start < end)
+        for t in report.trials
+    )
 
 
 def _final(report: Report, budget: int) -> None:
