@@ -74,7 +74,10 @@ def _soak(store: str, url: str, size: dict[str, int], folder: Path) -> dict[str,
         "driver kills": sum(v for k, v in by.items() if k.startswith("driver")),
         "phases": ", ".join(f"{k} {v}" for k, v in sorted(by.items())),
         "runs": report.runs,
-        "lost": size["trials"] - finished + len(report.problems),
+        # a trial is lost when the budget is short or a finished trial changed or vanished
+        "lost": size["trials"]
+        - finished
+        + sum(p.startswith("finished trial") for p in report.problems),
         "restore median s": round(statistics.median(restored), 1) if restored else None,
         "restore max s": round(max(restored), 1) if restored else None,
         "time at 2/1/0 running": "/".join(f"{share[n]:.0%}" for n in (2, 1, 0)),
