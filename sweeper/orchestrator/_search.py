@@ -25,7 +25,7 @@ from sweeper.report import trial_summary
 from sweeper.search import distributions
 from sweeper.store import attrs
 from sweeper.store._retry import first_line, retrying
-from sweeper.store._storage import GRACE_S, HEARTBEAT_S, state_counts
+from sweeper.store._storage import GRACE_S, HEARTBEAT_S, state_counts, trials_in_states
 
 T = TypeVar("T")
 log = logging.getLogger("sweeper")
@@ -188,6 +188,8 @@ class Search:
                         self._launch(slot)
                         room -= 1
                 if not self._busy() and (room <= 0 or not self.slots):
+                    if self.slots and self._strays():
+                        continue  # a trial the store lost track of was taken back: go on
                     break
                 pending = {s.ref: s for s in self.slots if s.ref is not None}
                 if not self._busy():
@@ -220,6 +222,49 @@ class Search:
         for slot in self.slots:
             if slot.phase == "revive":
                 ray.kill(slot.runner, no_restart=True)
+
+    def _strays(self) -> bool:
+        """Before the run ends: RUNNING trials no slot runs. An ask whose answer a store
+        outage cut off leaves a trial RUNNING that no driver claimed; the recovery fails and
+        re-queues it once it is older than the grace period (until then it may be another
+        driver's ask in flight), so the run waits for that instead of ending with a trial
+        RUNNING and the study one trial short. True when a trial was taken back."""
+        took, deadline = False, None
+        while True:
+            mine = {s.trial._trial_id for s in self._busy() if s.trial is not None}
+            running = self._db(
+                trials_in_states,
+                self.storage,
+                self.study._study_id,
+                (TrialState.RUNNING,),
+                what="looking for stray trials",
+            )
+            strays = [
+                t
+                for t in running
+                if t._trial_id not in mine and t.system_attrs.get(attrs.DRIVER) in (None, self.me)
+            ]
+            if not strays:
+                return took
+            if deadline is None:
+                numbers = ", ".join(str(t.number) for t in strays)
+                self._note(
+                    f"trial {numbers} was left running by an interrupted store call; taking "
+                    f"it back (within {GRACE_S:.0f}s)"
+                )
+                deadline = time.monotonic() + GRACE_S + 30
+            elif time.monotonic() > deadline:
+                return took
+            for t in strays:
+                if t.system_attrs.get(attrs.DRIVER) == self.me:  # ours and in no slot: now
+                    why = "this driver lost track of it in a store outage"
+                    if self._db(requeue, self.study, t, why, what="re-queuing a trial"):
+                        self._note(f"trial {t.number} failed and re-queued: {why}")
+                        took = True
+            for number, why in self._db(recover, self.study, self.me, what="checking trials"):
+                self._note(f"trial {number} failed and re-queued: {why}")
+                took = True
+            time.sleep(1.0)
 
     def _housekeeping(self) -> None:
         now = time.monotonic()

@@ -245,6 +245,37 @@ def test_failures_postgres_restart_mid_study(
     assert all(len(t.intermediate_values) == 10 for t in trials)  # no report lost
 
 
+# 5b. an ask cut off by a store outage -------------------------------------------------------
+def test_failures_trial_left_running_by_a_cut_off_ask_is_taken_back(tmp_path: Path) -> None:
+    """A store restart can cut off the answer to an ask that the server committed: a trial
+    RUNNING that no driver claimed. The run takes it back instead of ending with it RUNNING
+    and the study one trial short (seen on a PostgreSQL restart)."""
+    import optuna
+
+    url = f"sqlite:///{tmp_path / 'sweeps.db'}"
+    slow_study(tmp_path, "stray", url, trials=4, epochs=6)
+    proc = start_cli("run", "stray.yaml", "--plain", cwd=tmp_path)
+    try:
+        wait_until("a trial in its middle", lambda: mid_trial(url, "stray"), proc=proc)
+        storage = optuna.storages.RDBStorage(url)
+        stray = optuna.load_study(study_name="stray", storage=storage).ask()  # never claimed
+        with storage.engine.begin() as con:  # as old as a cut-off ask seen after the grace
+            old = datetime.datetime.now() - datetime.timedelta(hours=1)  # Optuna's clock
+            con.exec_driver_sql(
+                "UPDATE trials SET datetime_start = ? WHERE trial_id = ?",
+                (old.isoformat(sep=" "), stray._trial_id),
+            )
+        storage.engine.dispose()
+        out, _ = proc.communicate(timeout=300)
+    finally:
+        kill_group(proc)
+    assert proc.returncode == 0, out
+    trials = assert_final(url, "stray", budget=4)
+    taken = trials[stray.number]
+    assert taken.state == TrialState.FAIL
+    assert "left running by a driver that is gone" in taken.user_attrs["sweeper:error"]
+
+
 # 6. two drivers at once --------------------------------------------------------------------
 def test_failures_two_drivers_on_one_study(tmp_path: Path, store_url: str) -> None:
     write_study(tmp_path, name="shared", trials=100, epochs=3, storage=store_url, extra=FAST)
