@@ -126,13 +126,16 @@ def weights_holders(storage: Any, study_id: int, key: str) -> list[tuple[int, in
 
     attr, trial, value = models.TrialUserAttributeModel, models.TrialModel, models.TrialValueModel
     query = (
-        select(trial.trial_id, trial.number, value.value, attr.value_json)
+        select(trial.trial_id, trial.number, value.value, value.value_type, attr.value_json)
         .join(attr, attr.trial_id == trial.trial_id)
         .join(value, value.trial_id == trial.trial_id)
         .where(trial.study_id == study_id, attr.key == key, value.objective == 0)
     )
     with rdb.engine.connect() as con:
-        return [(tid, n, float(v), json.loads(a)) for tid, n, v, a in con.execute(query)]
+        return [  # an infinite value is stored as NULL and its type
+            (tid, n, value.stored_repr_to_value(v, kind), json.loads(a))
+            for tid, n, v, kind, a in con.execute(query)
+        ]
 
 
 def drop_trial_attrs(
