@@ -27,34 +27,18 @@ from typing import Any
 
 from optuna.trial import TrialState
 
-from tests.conftest import FINISHED, kill_group, start_cli, trials_of, write_study
+from tests.conftest import (
+    FINISHED,
+    SLOW_TASK,
+    kill_group,
+    start_cli,
+    trials_of,
+    write_study,
+)
 
 PHASES = ("load", "gate", "epoch", "between")
 RANK = {p: i for i, p in enumerate(PHASES)}
 MARK = "SWEEPER_LOCAL_RAY"  # see sweeper/orchestrator/_leftovers.py
-TASK = """
-import time
-from torch import nn
-from sweeper.examples.digits import mlp_task
-
-
-class Slow(nn.Module):
-    def __init__(self, inner, delay):
-        super().__init__()
-        self.inner, self.delay = inner, delay
-
-    def forward(self, x):
-        if self.training:
-            time.sleep(self.delay)
-        return self.inner(x)
-
-
-def task(delay=0.003):
-    t = mlp_task()
-    build = t.build_model
-    t.build_model = lambda p: Slow(build(p), delay)
-    return t
-"""
 
 
 @dataclass
@@ -108,15 +92,16 @@ def schedule(seed: int, kills: int, driver_kills: int) -> list[list[Kill]]:
 def write(folder: Path, name: str, url: str, trials: int, epochs: int) -> Path:
     """The study: the digits MLP slowed to about 0.1 s an epoch, two trials at a time, the
     gate on (so it can be hit), no pruning (so every trial has its epochs to be hit in)."""
-    (folder / "chaos_task.py").write_text(TASK)
+    (folder / "slow_task.py").write_text(SLOW_TASK)
     return write_study(
         folder,
         name=name,
         trials=trials,
         epochs=epochs,
-        task="chaos_task:task",
+        task="slow_task:task",
         storage=url,
-        extra="probes: {gate: warn}\nresources: {cpus: 1, max_concurrent: 2}\n",
+        extra="probes: {gate: warn}\ntask_args: {delay: 0.003}\n"
+        "resources: {cpus: 1, max_concurrent: 2}\n",
     )
 
 
