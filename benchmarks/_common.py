@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
+import os
 import statistics
 import textwrap
 import time
+import uuid
+from collections.abc import Iterator
 from typing import Any
 
 import torch
@@ -13,6 +17,24 @@ import torch
 from sweeper.task import Task
 
 _SIZE = 192
+PG_SERVER = os.environ.get("SWEEPER_BENCH_PG", "postgresql+psycopg://postgres@127.0.0.1:5432")
+
+
+@contextlib.contextmanager
+def postgres_db(prefix: str) -> Iterator[str]:
+    """A fresh database on the PostgreSQL server at SWEEPER_BENCH_PG, dropped afterwards
+    (psycopg.OperationalError when no server answers)."""
+    import psycopg
+
+    name = f"{prefix}_{uuid.uuid4().hex[:8]}"
+    admin = PG_SERVER.replace("postgresql+psycopg://", "postgresql://") + "/postgres"
+    with psycopg.connect(admin, autocommit=True, connect_timeout=5) as con:
+        con.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield f"{PG_SERVER}/{name}"
+    finally:
+        with psycopg.connect(admin, autocommit=True, connect_timeout=5) as con:
+            con.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def burn(iters: int) -> float:

@@ -9,39 +9,17 @@ study (share of wall time with 2, 1 and 0 trials running, from the trials' times
 
 from __future__ import annotations
 
-import os
 import statistics
 import tempfile
-import uuid
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from benchmarks._common import postgres_db
+
 SEED = 2026
 FULL = {"trials": 200, "epochs": 8, "kills": 44, "driver_kills": 8}
 QUICK = {"trials": 8, "epochs": 6, "kills": 3, "driver_kills": 1}
-PG_SERVER = os.environ.get("SWEEPER_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432")
-
-
-def _pg_database() -> tuple[str, Any] | None:
-    """A fresh PostgreSQL database and the function that drops it; None without a server."""
-    try:
-        import psycopg
-    except ImportError:
-        return None
-    admin = PG_SERVER.replace("postgresql+psycopg://", "postgresql://") + "/postgres"
-    name = f"sweeper_soak_{uuid.uuid4().hex[:8]}"
-    try:
-        with psycopg.connect(admin, autocommit=True, connect_timeout=5) as con:
-            con.execute(f'CREATE DATABASE "{name}"')
-    except psycopg.OperationalError:
-        return None
-
-    def drop() -> None:
-        with psycopg.connect(admin, autocommit=True, connect_timeout=5) as con:
-            con.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-    return f"{PG_SERVER}/{name}", drop
 
 
 def _soak(store: str, url: str, size: dict[str, int], folder: Path) -> dict[str, Any]:
@@ -94,15 +72,13 @@ def run(quick: bool) -> dict[str, Any]:
         folder.mkdir()
         rows.append(_soak("sqlite", f"sqlite:///{folder / 'sweeps.db'}", size, folder))
         if not quick:
-            pg = _pg_database()
-            if pg is None:
-                rows.append({**{k: None for k in rows[0]}, "store": "postgresql: no server"})
-            else:
-                url, drop = pg
-                folder = Path(tmp) / "pg"
-                folder.mkdir()
-                try:
+            import psycopg
+
+            folder = Path(tmp) / "pg"
+            folder.mkdir()
+            try:
+                with postgres_db("sweeper_soak") as url:
                     rows.append(_soak("postgresql", url, size, folder))
-                finally:
-                    drop()
+            except psycopg.OperationalError as e:  # no server at SWEEPER_BENCH_PG
+                rows.append({**{k: None for k in rows[0]}, "store": f"postgresql: {e}"})
     return {"rows": rows, "size": size, "seed": SEED}

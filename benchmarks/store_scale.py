@@ -5,12 +5,10 @@ from __future__ import annotations
 
 import contextlib
 import io
-import os
 import random
 import tempfile
 import time
-import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -18,31 +16,16 @@ import optuna
 from optuna.distributions import CategoricalDistribution, FloatDistribution
 from optuna.trial import TrialState, create_trial
 
+from benchmarks._common import postgres_db
 from sweeper.cli import main as sweeper_cli
 from sweeper.export import top_configs
 from sweeper.store import attrs, open_storage
 
-PG_SERVER = os.environ.get("SWEEPER_BENCH_PG", "postgresql+psycopg://postgres@127.0.0.1:5432")
 DISTS = {
     "lr": FloatDistribution(1e-4, 1e-1, log=True),
     "dropout": FloatDistribution(0.0, 0.5),
     "init": CategoricalDistribution(["default", "kaiming_normal", "orthogonal"]),
 }
-
-
-@contextlib.contextmanager
-def _postgres_db() -> Iterator[str]:
-    import psycopg
-
-    name = f"sweeper_bench_{uuid.uuid4().hex[:8]}"
-    admin = PG_SERVER.replace("postgresql+psycopg://", "postgresql://") + "/postgres"
-    with psycopg.connect(admin, autocommit=True) as con:
-        con.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield f"{PG_SERVER}/{name}"
-    finally:
-        with psycopg.connect(admin, autocommit=True) as con:
-            con.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def _grow(study: optuna.Study, n: int, rng: random.Random) -> None:
@@ -105,7 +88,7 @@ def run(quick: bool) -> dict[str, Any]:
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     with tempfile.TemporaryDirectory() as tmp:
         sqlite = contextlib.nullcontext(f"sqlite:///{Path(tmp) / 'scale.db'}")
-        for backend, ctx in (("SQLite", sqlite), ("PostgreSQL", _postgres_db())):
+        for backend, ctx in (("SQLite", sqlite), ("PostgreSQL", postgres_db("sweeper_bench"))):
             with ctx as url:
                 # filling is not what is measured: commit without waiting for the disk
                 fill_url = (

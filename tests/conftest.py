@@ -101,9 +101,8 @@ def pg_server() -> Iterator[PgServer]:
 def _pg_admin(server: str) -> Any:
     import psycopg
 
-    dsn = server.replace("postgresql+psycopg://", "postgresql://") + "/postgres"
     try:
-        return psycopg.connect(dsn, autocommit=True, connect_timeout=5)
+        return psycopg.connect(services.admin_dsn(server), autocommit=True, connect_timeout=5)
     except psycopg.OperationalError as e:
         pytest.fail(
             f"the PostgreSQL server for the store tests stopped answering at {server} ({e})"
@@ -243,8 +242,10 @@ def slow_study(
     epochs: int,
     delay: float = 0.004,
     extra: str = "",
+    gate: str = "off",
 ) -> Path:
-    """Trials of `epochs` x about (23 x delay) seconds each, two at a time, no gate."""
+    """Trials of `epochs` x about (23 x delay) seconds each, two at a time, no gate unless
+    `gate` says so."""
     (folder / "slow_task.py").write_text(SLOW_TASK)
     return write_study(
         folder,
@@ -253,7 +254,7 @@ def slow_study(
         epochs=epochs,
         task="slow_task:task",
         storage=url,
-        extra="probes: {gate: off}\n"
+        extra=f"probes: {{gate: {gate}}}\n"
         + f"task_args: {{delay: {delay}}}\nresources: {{cpus: 1, max_concurrent: 2}}\n"
         + extra,
     )

@@ -34,10 +34,10 @@ class ServiceError(RuntimeError):
 class PgServer:
     url: str  # postgresql+psycopg://USER@HOST:PORT, no database
     restart: Callable[[], None] | None  # None: this server cannot be restarted from here
-    throwaway: bool
 
 
-def _admin_dsn(url: str) -> str:
+def admin_dsn(url: str) -> str:
+    """The libpq address of the server's `postgres` database (for CREATE/DROP DATABASE)."""
     return url.replace("postgresql+psycopg://", "postgresql://") + "/postgres"
 
 
@@ -45,7 +45,7 @@ def reachable(url: str) -> bool:
     import psycopg
 
     try:
-        with psycopg.connect(_admin_dsn(url), connect_timeout=3):
+        with psycopg.connect(admin_dsn(url), connect_timeout=3):
             return True
     except psycopg.OperationalError:
         return False
@@ -90,7 +90,7 @@ def postgres() -> Iterator[PgServer]:
 
     url = os.environ.get("SWEEPER_TEST_PG", PG_DEFAULT)
     if reachable(url):
-        yield PgServer(url, _system_restart(), throwaway=False)
+        yield PgServer(url, _system_restart())
         return
     parsed = make_url(url)
     host, port = parsed.host or "127.0.0.1", parsed.port or 5432
@@ -134,7 +134,7 @@ def postgres() -> Iterator[PgServer]:
         subprocess.run([executable, "restart", "-D", server.datadir, "-w", "-m", "f"], check=True)
 
     try:
-        yield PgServer(url, restart, throwaway=True)
+        yield PgServer(url, restart)
     finally:
         try:
             server.stop()

@@ -35,7 +35,8 @@ def gate_table(report: dict[str, Any], title: str = "Study gate") -> Table:
     return table
 
 
-def _short(params: dict[str, Any]) -> str:
+def params_text(params: dict[str, Any]) -> str:
+    """`lr=0.003538, batch_size=64, …`: a trial's params on one line."""
     return ", ".join(f"{k}={fmt(v, 4)}" for k, v in params.items())
 
 
@@ -76,7 +77,7 @@ class ConsoleProgress:
         val = f" value={value:.4f}" if value is not None else ""
         why = f" — {note}" if note and state != "complete" else ""
         self.console.print(
-            f"trial {number:>4} [{style}]{state:<8}[/]{val}  {_short(params)}{why}",
+            f"trial {number:>4} [{style}]{state:<8}[/]{val}  {params_text(params)}{why}",
             highlight=False,
             soft_wrap=True,
         )

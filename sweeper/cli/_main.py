@@ -15,8 +15,6 @@ DEFAULT_STORAGE = "sqlite:///sweeps.db"
 
 
 def _console(stderr: bool = False) -> Any:
-    import sys
-
     from rich.console import Console
 
     stream = sys.stderr if stderr else sys.stdout
@@ -171,8 +169,7 @@ def _checkpoint_store(study: Any, name: str) -> dict[str, Any] | None:
 def cmd_status(args: argparse.Namespace) -> int:
     from optuna.trial import TrialState
 
-    from sweeper.cli._display import gate_table
-    from sweeper.probes._finding import fmt
+    from sweeper.cli._display import gate_table, params_text
     from sweeper.store import attrs, last_trials, load_study, state_counts, user_attr_values
 
     study = load_study(args.storage, args.name)
@@ -219,8 +216,9 @@ def cmd_status(args: argparse.Namespace) -> int:
     if saved:
         console.print(f"probes stopped broken trials early, saving ~{saved:.1f} trial-seconds")
     if best is not None:
-        params = ", ".join(f"{k}={fmt(v, 4)}" for k, v in best.params.items())
-        console.print(f"best value {best.value:.4f} (trial {best.number}): {params}")
+        console.print(
+            f"best value {best.value:.4f} (trial {best.number}): {params_text(best.params)}"
+        )
     if store is not None:
         size = store["bytes"]
         console.print(

@@ -68,23 +68,25 @@ def store_fault(error: BaseException) -> str | None:
 
 
 def fault_error(error: BaseException, what: str) -> StoreError | None:
-    """The message for a store that cannot write (see `store_fault`), naming where it is."""
+    """The message for a store that cannot write (see `store_fault`), or None."""
     fault = store_fault(error)
+    return None if fault is None else store_error(fault, first_line(error), what)
+
+
+def store_error(fault: str, detail: str, what: str) -> StoreError:
+    """A store that cannot write ('full' or 'read-only'), named, with the fix."""
     where = _STORE["where"]
     if fault == "full":
         return StoreError(
-            f"the disk holding the study store {where} is full ({first_line(error)}) while "
-            f"{what}. Trials already recorded are safe: free space on that disk (or set "
-            "`storage:` to a store elsewhere), then run the same command to resume."
+            f"the disk holding the study store {where} is full ({detail}) while {what}. "
+            "Trials already recorded are safe: free space on that disk (or set `storage:` "
+            "to a store elsewhere), then run the same command to resume."
         )
-    if fault == "read-only":
-        return StoreError(
-            f"the study store {where} is not writable ({first_line(error)}) while {what}. "
-            "Give this user write permission on the file and its folder (SQLite writes "
-            "-wal and -shm files beside it) or remount the disk read-write, then run the "
-            "same command to resume."
-        )
-    return None
+    return StoreError(
+        f"the study store {where} is not writable ({detail}) while {what}. Give this user "
+        "write permission on the file and its folder (SQLite writes -wal and -shm files "
+        "beside it) or remount the disk read-write, then run the same command to resume."
+    )
 
 
 def first_line(error: BaseException) -> str:

@@ -16,7 +16,13 @@ from optuna.storages import RDBStorage
 
 from sweeper._redact import redact
 from sweeper.errors import StoreError
-from sweeper.store._retry import describe_store, fault_error, first_line, is_transient
+from sweeper.store._retry import (
+    describe_store,
+    fault_error,
+    first_line,
+    is_transient,
+    store_error,
+)
 
 HEARTBEAT_S = 10
 GRACE_S = 40
@@ -53,8 +59,7 @@ def _prepare_sqlite(path: Path, write: bool) -> None:
     if write:
         for target in (path, path.parent):
             if target.exists() and not os.access(target, os.W_OK):
-                error = OSError(f"{target}: read-only")
-                raise fault_error(error, "opening it") or StoreError(str(error))
+                raise store_error("read-only", f"{target} cannot be written", "opening it")
     con = sqlite3.connect(path, timeout=60)
     try:
         con.execute("PRAGMA journal_mode=WAL")

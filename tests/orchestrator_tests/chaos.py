@@ -16,7 +16,6 @@ from __future__ import annotations
 import datetime
 import os
 import random
-import re
 import signal
 import subprocess
 import threading
@@ -27,18 +26,11 @@ from typing import Any
 
 from optuna.trial import TrialState
 
-from tests.conftest import (
-    FINISHED,
-    SLOW_TASK,
-    kill_group,
-    start_cli,
-    trials_of,
-    write_study,
-)
+from sweeper.orchestrator._leftovers import MARK
+from tests.conftest import FINISHED, kill_group, slow_study, start_cli, trials_of
 
 PHASES = ("load", "gate", "epoch", "between")
 RANK = {p: i for i, p in enumerate(PHASES)}
-MARK = "SWEEPER_LOCAL_RAY"  # see sweeper/orchestrator/_leftovers.py
 
 
 @dataclass
@@ -85,24 +77,19 @@ def schedule(seed: int, kills: int, driver_kills: int) -> list[list[Kill]]:
             fits = [i for i, run in enumerate(runs) if room(run, phase)]
         runs[rng.choice(fits)].append(Kill("worker", phase, rng.uniform(0, 0.3)))
     for run in runs:
-        run.sort(key=lambda k: (k.target == "driver", RANK[k.phase] >= 2))
+        _order(run)
     return runs
+
+
+def _order(run: list[Kill]) -> None:
+    """Start-up and gate kills first, then epoch-time ones, the driver kill last."""
+    run.sort(key=lambda k: (k.target == "driver", RANK[k.phase] >= 2))
 
 
 def write(folder: Path, name: str, url: str, trials: int, epochs: int) -> Path:
     """The study: the digits MLP slowed to about 0.1 s an epoch, two trials at a time, the
     gate on (so it can be hit), no pruning (so every trial has its epochs to be hit in)."""
-    (folder / "slow_task.py").write_text(SLOW_TASK)
-    return write_study(
-        folder,
-        name=name,
-        trials=trials,
-        epochs=epochs,
-        task="slow_task:task",
-        storage=url,
-        extra="probes: {gate: warn}\ntask_args: {delay: 0.003}\n"
-        "resources: {cpus: 1, max_concurrent: 2}\n",
-    )
+    return slow_study(folder, name, url, trials, epochs, delay=0.003, gate="warn")
 
 
 class _Drain(threading.Thread):
@@ -165,13 +152,44 @@ def leftovers(pid: int) -> list[str]:
     return found
 
 
-def _both_running_since(url: str, name: str, since: datetime.datetime) -> bool:
-    running = [
-        t
-        for t in trials_of(url, name)
-        if t.state == TrialState.RUNNING and t.datetime_start and t.datetime_start > since
-    ]
-    return len(running) >= 2
+def _victim(
+    proc: subprocess.Popen[str], phase: str, searching: bool, rng: random.Random, timeout: float
+) -> tuple[tuple[Any, str] | None, bool]:
+    """A runner in `phase` (any runner once `timeout` passed: the phase did not come), or None
+    when the run ended first; and whether the search has begun."""
+    deadline = time.monotonic() + timeout
+    while proc.poll() is None:
+        found = _runners(proc.pid)
+        searching = searching or any(
+            t in ("ray::TrialRunner.start", "ray::TrialRunner.epoch") for _, t in found
+        )
+        late = time.monotonic() > deadline
+        hits = [(p, t) for p, t in found if late or _in_phase(t, phase, searching)]
+        if hits:
+            return rng.choice(hits), searching
+        time.sleep(0.003)
+    return None, searching
+
+
+def _restored(
+    proc: subprocess.Popen[str], url: str, name: str, since: datetime.datetime, timeout: float
+) -> float | None:
+    """Seconds until two trials started after `since` run at once (None: not within
+    `timeout`, or the run ended first)."""
+    start = time.monotonic()
+    while proc.poll() is None and time.monotonic() - start < timeout:
+        try:
+            running = [
+                t
+                for t in trials_of(url, name)
+                if t.state == TrialState.RUNNING and t.datetime_start and t.datetime_start > since
+            ]
+        except KeyError:  # the study is not in the store yet
+            running = []
+        if len(running) >= 2:
+            return time.monotonic() - start
+        time.sleep(0.2)
+    return None
 
 
 def run(
@@ -204,19 +222,7 @@ def run(
         try:
             while todo and proc.poll() is None:
                 kill = todo[0]
-                deadline = time.monotonic() + phase_timeout
-                victim = None
-                while victim is None and proc.poll() is None:
-                    found = _runners(proc.pid)
-                    searching = searching or any(
-                        t in ("ray::TrialRunner.start", "ray::TrialRunner.epoch") for _, t in found
-                    )
-                    late = time.monotonic() > deadline  # the phase did not come: any moment
-                    hits = [(p, t) for p, t in found if late or _in_phase(t, kill.phase, searching)]
-                    if hits:
-                        victim = rng.choice(hits)
-                    else:
-                        time.sleep(0.003)
+                victim, searching = _victim(proc, kill.phase, searching, rng, phase_timeout)
                 if victim is None:
                     break  # the run ended first; the kill moves to the next run
                 time.sleep(kill.delay)
@@ -233,22 +239,14 @@ def run(
                     victim[0].send_signal(signal.SIGKILL)
                 except Exception:
                     pass
-                start = time.monotonic()
-                while proc.poll() is None and time.monotonic() - start < phase_timeout:
-                    try:
-                        if _both_running_since(url, name, kill.at):
-                            kill.restored_s = time.monotonic() - start
-                            break
-                    except KeyError:
-                        pass
-                    time.sleep(0.2)
+                kill.restored_s = _restored(proc, url, name, kill.at, phase_timeout)
             proc.wait(timeout=900)
         finally:
             if proc.poll() is None:
                 kill_group(proc)
         if run_no + 1 < len(plan):  # kills this run did not reach move on
             plan[run_no + 1][:0] = [k for k in todo if k.target == "worker"]
-            plan[run_no + 1].sort(key=lambda k: (k.target == "driver", RANK[k.phase]))
+            _order(plan[run_no + 1])
         out = drain.text()
         report.outputs.append(out)
         report.codes.append(proc.returncode)
@@ -351,7 +349,3 @@ def summary(report: Report) -> str:
         f"{report.runs} runs in {report.seconds:.0f}s; worst restore {worst}s; "
         f"problems: {report.problems or 'none'}"
     )
-
-
-def titles(report: Report) -> list[str]:
-    return [re.sub(r"^ray::", "", k.hit) for k in report.kills]
