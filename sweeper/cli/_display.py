@@ -8,14 +8,26 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from sweeper.probes._finding import fmt
+from sweeper.probes._finding import fmt, hint_text, root_causes
 
 _STYLE = {"pass": "green", "skip": "dim", "warn": "yellow", "fail": "bold red"}
 
 
+def root_cause_line(report: dict[str, Any]) -> str:
+    """`Root cause: probe: what to fix` (or several), or "" when nothing failed."""
+    roots = root_causes(report)
+    if not roots:
+        return ""
+    if len(roots) == 1:
+        return f"Root cause: {roots[0]['probe']}: {roots[0].get('hint', '')}"
+    return "Root causes: " + "; ".join(f"{f['probe']}: {f.get('hint', '')}" for f in roots)
+
+
 def gate_table(report: dict[str, Any], title: str = "Study gate") -> Table:
+    heading = f"{title}: {report['verdict'].upper()} ({report.get('seconds', 0):.1f}s)"
+    root = root_cause_line(report)
     table = Table(
-        title=f"{title}: {report['verdict'].upper()} ({report.get('seconds', 0):.1f}s)",
+        title=f"{heading}\n[bold]{root}[/]" if root else heading,
         title_justify="left",
         show_lines=False,
     )
@@ -30,7 +42,7 @@ def gate_table(report: dict[str, Any], title: str = "Study gate") -> Table:
             f"[{_STYLE[v]}]{v}[/]",
             fmt(f["measured"]),
             fmt(f["expected"]),
-            f.get("hint", ""),
+            hint_text(f),
         )
     return table
 

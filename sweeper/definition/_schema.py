@@ -7,6 +7,8 @@ from typing import Annotated, Any, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
+from sweeper.probes._settings import Thresholds
+
 INIT_SCHEMES = (
     "none",
     "default",
@@ -31,12 +33,17 @@ GATE_PROBES = (
     "class_balance",
     "train_val_overlap",
     "data_order",
+    "loss_shapes",
     "weight_init",
-    "init_loss",
+    "gradient_depth",
+    "degenerate_output",
+    "output_range",
+    "target_scale",
     "gradient_flow",
-    "batch_independence",
     "eval_determinism",
+    "batch_independence",
     "gradcheck",
+    "init_loss",
     "overfit_tiny",
     "zero_input_baseline",
     "short_fit_vs_baseline",
@@ -318,13 +325,11 @@ class Pruner(_Strict):
     startup_trials: int = Field(default=5, ge=0)
 
 
-class Probes(_Strict):
+class Probes(Thresholds):
+    """Which probes run and how strictly; every threshold (see Thresholds) can be set here."""
+
     gate: Literal["strict", "warn", "off"] = "strict"
     trial: bool = True
-    init_loss_tolerance: float = Field(default=0.5, gt=0)
-    overfit_samples: int = Field(default=16, ge=2, le=256)
-    overfit_steps: int = Field(default=200, ge=10)
-    overfit_min_accuracy: float = Field(default=0.95, gt=0, le=1)
     lr_cap: bool = True
     disable: list[str] = Field(default_factory=list)
 

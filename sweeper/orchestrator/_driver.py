@@ -10,7 +10,6 @@ from __future__ import annotations
 import logging
 import re
 import time
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +28,7 @@ from sweeper.orchestrator._cluster import concurrency, init_ray
 from sweeper.orchestrator._recovery import driver_token, recover
 from sweeper.orchestrator._search import Outcome, Progress, Search
 from sweeper.orchestrator._workers import Workers
-from sweeper.probes._context import Settings
+from sweeper.probes._settings import Settings
 from sweeper.report import publish_gate
 from sweeper.search import (
     cap_lr,
@@ -128,7 +127,7 @@ def run_study(
         if progress:
             progress.note(f"trial {number} failed and re-queued: {why}")
     runner_cls = remote_runner(spec.resources.cpus, spec.resources.gpus)
-    probe_settings = asdict(Settings.from_spec(spec.probes))
+    probe_settings = Settings.from_spec(spec.probes).model_dump()
     if ck_settings is not None:
         retrying(
             attrs.set_study_attr,

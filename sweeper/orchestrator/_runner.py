@@ -226,7 +226,13 @@ class TrialRunner:
             monitor = None
             if self.trial_probes:
                 init = str(params.get("init", "none"))
-                monitor = TrialMonitor(first_forward=not checked, init=init)
+                s = self.probe_settings
+                monitor = TrialMonitor(
+                    growth=s["loss_growth"],
+                    first_forward=not checked,
+                    init=init,
+                    dead_max=s["dead_relu_max"],
+                )
             self.monitor = monitor
             self.sent = 0
             self.trial_number = number

@@ -7,16 +7,17 @@ Each probe returns a Finding: probe, verdict (pass / warn / fail), measured, exp
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # what mypy sees; at run time each name is imported on first use
-    from sweeper.probes._context import REFERENCE_PARAMS, Context, Settings
+    from sweeper.probes._context import REFERENCE_PARAMS, Context
     from sweeper.probes._finding import Finding, Report, fmt
     from sweeper.probes._gate import GATE, probe, run_gate
+    from sweeper.probes._settings import Settings
     from sweeper.probes._trial import TrialMonitor, trial_start_checks
 
 # imported on first use, so reading a finding (`sweeper status`) does not import torch
 _LAZY = {
     "REFERENCE_PARAMS": "_context",
     "Context": "_context",
-    "Settings": "_context",
+    "Settings": "_settings",
     "Finding": "_finding",
     "Report": "_finding",
     "fmt": "_finding",

@@ -39,7 +39,11 @@ def zero_input_baseline(ctx: Context) -> Finding:
         "real inputs loss": round(real["loss"], 4),
         "zero inputs loss": round(zero["loss"], 4),
     }
-    expected = "zero-input loss clearly above real-input loss (ratio ≥ 1.5 or gap ≥ 0.1)"
+    s = ctx.settings
+    expected = (
+        f"zero-input loss clearly above real-input loss "
+        f"(ratio ≥ {s.baseline_min_ratio:g} or gap ≥ {s.baseline_min_gap:g})"
+    )
     if not (math.isfinite(real["loss"]) and math.isfinite(zero["loss"])):
         return Finding(
             "zero_input_baseline",
@@ -48,7 +52,10 @@ def zero_input_baseline(ctx: Context) -> Finding:
             expected,
             "a fit was not finite; see overfit_tiny",
         )
-    if zero["loss"] >= 1.5 * real["loss"] or zero["loss"] - real["loss"] >= 0.1:
+    if (
+        zero["loss"] >= s.baseline_min_ratio * real["loss"]
+        or zero["loss"] - real["loss"] >= s.baseline_min_gap
+    ):
         return Finding("zero_input_baseline", "pass", measured, expected)
     return Finding(
         "zero_input_baseline",
@@ -60,13 +67,13 @@ def zero_input_baseline(ctx: Context) -> Finding:
     )
 
 
-def short_fit_vs_baseline(ctx: Context, min_steps: int = 150) -> Finding:
+def short_fit_vs_baseline(ctx: Context) -> Finding:
     """A short fit on the full training set must beat the majority class (or the mean target)
     on validation; otherwise the labels do not go with the inputs."""
     params = {**ctx.params, "dropout": 0.0, "lr": min(float(ctx.params.get("lr", 1e-3)), 3e-3)}
     params["batch_size"] = min(int(params.get("batch_size", 64)), 128)
     per_epoch = math.ceil(len(ctx.data.train) / params["batch_size"])
-    epochs = min(20, max(3, math.ceil(min_steps / per_epoch)))
+    epochs = min(20, max(3, math.ceil(ctx.settings.short_fit_min_steps / per_epoch)))
     run = start_run(ctx.task, ctx.data, params, ctx.device, seed=ctx.seed, epochs=epochs)
     for _ in range(epochs):
         if not math.isfinite(train_epoch(run)):
@@ -85,7 +92,7 @@ def short_fit_vs_baseline(ctx: Context, min_steps: int = 150) -> Finding:
         baseline = float((y_va.long() == majority).float().mean())
         got = metrics.get("val_accuracy", 0.0)
         measured = {"val_accuracy": round(got, 4), "majority-class accuracy": round(baseline, 4)}
-        margin = max(0.05, 0.2 * (1 - baseline))
+        margin = max(ctx.settings.short_fit_margin, 0.2 * (1 - baseline))
         expected = f"val accuracy > {baseline + margin:.3f} after {epochs} epochs"
         ok = got > baseline + margin
     if ok:

@@ -8,35 +8,11 @@ from typing import Any
 
 import torch
 
+from sweeper.probes._settings import Settings
 from sweeper.training import Data
 
 # Params for a probe run when the user gives none: a safe, ordinary configuration.
 REFERENCE_PARAMS: dict[str, Any] = {"lr": 1e-3, "batch_size": 32, "dropout": 0.0, "init": "none"}
-
-
-@dataclass
-class Settings:
-    """Thresholds of the probes; the definition's `probes:` section fills them."""
-
-    init_loss_tolerance: float = 0.5
-    init_loss_fail_ratio: float = 3.0
-    overfit_samples: int = 16
-    overfit_steps: int = 200
-    overfit_min_accuracy: float = 0.95
-    overfit_lr: float = 3e-3
-    disabled: tuple[str, ...] = ()
-
-    @classmethod
-    def from_spec(cls, spec: Any) -> Settings:
-        if spec is None:
-            return cls()
-        return cls(
-            init_loss_tolerance=spec.init_loss_tolerance,
-            overfit_samples=spec.overfit_samples,
-            overfit_steps=spec.overfit_steps,
-            overfit_min_accuracy=spec.overfit_min_accuracy,
-            disabled=tuple(spec.disable),
-        )
 
 
 @dataclass
@@ -68,6 +44,8 @@ class Context:
             "NLLLoss": "nll",
             "nll_loss": "nll",
             "BCEWithLogitsLoss": "bce",
+            "BCELoss": "bce_prob",
+            "binary_cross_entropy": "bce_prob",
             "binary_cross_entropy_with_logits": "bce",
             "MSELoss": "mse",
             "mse_loss": "mse",

@@ -104,19 +104,24 @@ def data_scale(ctx: Context) -> Finding:
         "median std": round(med_std, 3),
         "std max/min": round(spread, 1),
     }
-    expected = "median |mean| ≤ 3, median std ≤ 3, std max/min ≤ 100 (standardized or bounded)"
-    if med_std > 20 or mean_abs > 20 or spread > 1e4:
+    s = ctx.settings
+    warn, fail = s.data_scale_warn, s.data_scale_fail
+    expected = (
+        f"median |mean| ≤ {warn:g}, median std ≤ {warn:g}, std max/min ≤ "
+        f"{s.feature_spread_warn:g} (standardized or bounded)"
+    )
+    if med_std > fail or mean_abs > fail or spread > s.feature_spread_fail:
         hint = (
             "inputs are not normalized: subtract the train-split mean and divide by its std "
             "(e.g. pixels in 0–255: divide by 255, then standardize)"
         )
-        if spread > 1e4:
+        if spread > s.feature_spread_fail:
             hint = (
                 f"features differ in scale by {spread:.0e}x: standardize each feature with "
                 "train-split statistics"
             )
         return Finding("data_scale", "fail", measured, expected, hint)
-    if med_std > 3 or mean_abs > 3 or spread > 100:
+    if med_std > warn or mean_abs > warn or spread > s.feature_spread_warn:
         return Finding(
             "data_scale",
             "warn",
@@ -134,7 +139,8 @@ def constant_features(ctx: Context) -> Finding:
         return Finding("constant_features", "skip", _integer_inputs("nothing to check"), "—")
     const = (x.std(0) <= 1e-8) if len(x) > 1 else torch.ones(x.shape[1], dtype=torch.bool)
     n, total = int(const.sum()), x.shape[1]
-    expected = "inputs that vary; < 10% constant features"
+    share = ctx.settings.constant_features_warn
+    expected = f"inputs that vary; ≤ {share:.0%} constant features"
     if n == total:
         return Finding(
             "constant_features",
@@ -144,7 +150,7 @@ def constant_features(ctx: Context) -> Finding:
             "every input feature is constant (all zero?): the input pipeline lost the "
             "data (a mask, a wrong column, a normalization dividing by 0)",
         )
-    if n > 0.1 * total:
+    if n > share * total:
         return Finding(
             "constant_features",
             "warn",
@@ -164,8 +170,9 @@ def class_balance(ctx: Context) -> Finding:
     p = counts / counts.sum()
     h = float(-(p[p > 0] * p[p > 0].log()).sum())
     balance = (math.exp(h) - 1) / (c - 1)
-    expected = "balance (e^H−1)/(C−1) ≥ 0.5"
-    if balance < 0.5:
+    least = ctx.settings.class_balance_warn
+    expected = f"balance (e^H−1)/(C−1) ≥ {least:g}"
+    if balance < least:
         return Finding(
             "class_balance",
             "warn",
@@ -191,9 +198,10 @@ def train_val_overlap(ctx: Context) -> Finding:
     val_rows = _row_bytes(x_va)
     shared = sum(r in train_rows for r in val_rows)
     frac = shared / max(len(val_rows), 1)
-    expected = "≤ 1% of validation rows also in train"
+    s = ctx.settings
+    expected = f"≤ {s.overlap_warn:.0%} of validation rows also in train"
     measured = f"{shared}/{len(val_rows)} ({frac:.1%})"
-    if frac > 0.05:
+    if frac > s.overlap_fail:
         return Finding(
             "train_val_overlap",
             "fail",
@@ -202,7 +210,7 @@ def train_val_overlap(ctx: Context) -> Finding:
             "validation rows also appear in training: the validation score is "
             "inflated; split before augmenting/duplicating and deduplicate",
         )
-    if frac > 0.01:
+    if frac > s.overlap_warn:
         return Finding(
             "train_val_overlap",
             "warn",

@@ -20,6 +20,7 @@ class Finding:
     hint: str = ""
     seconds: float = 0.0
     details: dict[str, Any] = field(default_factory=dict)
+    cause: str = ""  # a failure that follows from another: that probe (the root cause)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -49,6 +50,17 @@ class Report:
         return [f for f in self.findings if f.verdict == "fail"]
 
     @property
+    def root_causes(self) -> list[Finding]:
+        """The failures no earlier failure explains, in the order the probes ran: what to fix
+        first. The other failures name theirs in `cause`."""
+        return [f for f in self.failures if not f.cause]
+
+    @property
+    def root_cause(self) -> Finding | None:
+        roots = self.root_causes
+        return roots[0] if roots else None
+
+    @property
     def warnings(self) -> list[Finding]:
         return [f for f in self.findings if f.verdict == "warn"]
 
@@ -66,6 +78,7 @@ class Report:
     def to_dict(self) -> dict[str, Any]:
         return {
             "verdict": self.verdict,
+            "root_causes": [f.probe for f in self.root_causes],
             "seconds": round(self.seconds, 3),
             "findings": [f.to_dict() for f in self.findings],
         }
@@ -73,6 +86,22 @@ class Report:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Report:
         return cls([Finding.from_dict(f) for f in d.get("findings", [])], d.get("seconds", 0.0))
+
+
+def root_causes(report: dict[str, Any]) -> list[dict[str, Any]]:
+    """A stored report's failures that no other failure explains (the others name theirs in
+    `cause`)."""
+    return [f for f in report["findings"] if f["verdict"] == "fail" and not f.get("cause")]
+
+
+def hint_text(finding: dict[str, Any]) -> str:
+    """A stored finding's hint, led by the failure it follows from."""
+    hint = str(finding.get("hint", ""))
+    return (
+        f"follows from {finding['cause']} (fix that first); {hint}"
+        if finding.get("cause")
+        else hint
+    )
 
 
 def fmt(value: Any, digits: int = 3) -> str:
@@ -83,7 +112,10 @@ def fmt(value: Any, digits: int = 3) -> str:
     if isinstance(value, float):
         return f"{value:.{digits}g}"
     if isinstance(value, dict):
-        return ", ".join(f"{str(k).replace('_', ' ')} {fmt(v, digits)}" for k, v in value.items())
+        return ", ".join(
+            f"{str(k).replace('_', ' ')} {fmt(v, digits) if v not in (None, [], ()) else 'none'}"
+            for k, v in value.items()
+        )
     if isinstance(value, (list, tuple)) and len(value) > 6:
         return ", ".join(fmt(v, digits) for v in value[:6]) + ", …"
     if isinstance(value, (list, tuple)):

@@ -27,15 +27,18 @@ from sweeper.probes._model_checks import (
     batch_independence,
     eval_determinism,
     gradcheck,
+    gradient_depth,
     gradient_flow,
 )
+from sweeper.probes._outputs import degenerate_output, loss_shapes, output_range, target_scale
 from sweeper.probes._overfit import overfit_tiny
 from sweeper.probes._weight_init import weight_init
 from sweeper.training import Data
 
 Probe = Callable[[Context], Finding]
 
-# Order matters: data first (a NaN makes every later probe meaningless), then cheap to costly.
+# Order matters: causes before their consequences (the data, then the model's wiring at init,
+# then what training shows), so the first failure is the root cause (see attribute()).
 GATE: list[tuple[str, Probe]] = [
     ("data_finite", data_finite),
     ("labels_in_range", labels_in_range),
@@ -44,12 +47,17 @@ GATE: list[tuple[str, Probe]] = [
     ("class_balance", class_balance),
     ("train_val_overlap", train_val_overlap),
     ("data_order", data_order),
+    ("loss_shapes", loss_shapes),
     ("weight_init", weight_init),
-    ("init_loss", init_loss),
+    ("gradient_depth", gradient_depth),
+    ("degenerate_output", degenerate_output),
+    ("output_range", output_range),
+    ("target_scale", target_scale),
     ("gradient_flow", gradient_flow),
-    ("batch_independence", batch_independence),
     ("eval_determinism", eval_determinism),
+    ("batch_independence", batch_independence),
     ("gradcheck", gradcheck),
+    ("init_loss", init_loss),
     ("overfit_tiny", overfit_tiny),
     ("zero_input_baseline", zero_input_baseline),
     ("short_fit_vs_baseline", short_fit_vs_baseline),
@@ -58,7 +66,23 @@ GATE: list[tuple[str, Probe]] = [
 PROBE_NAMES = tuple(name for name, _ in GATE)
 _DATA_PROBES = {"data_finite", "labels_in_range"}
 _NEEDS_CLEAN_DATA = set(PROBE_NAMES) - _DATA_PROBES - {"data_scale", "constant_features"}
-_DATA_ONLY = set(PROBE_NAMES[: PROBE_NAMES.index("weight_init")])  # the data probes come first
+_DATA_ONLY = set(PROBE_NAMES[: PROBE_NAMES.index("loss_shapes")])  # the data probes come first
+# What a failure can explain: a probe of one stage explains failures of the stages listed.
+_STAGE = {name: "setup" for name in PROBE_NAMES[PROBE_NAMES.index("loss_shapes") :]}
+_STAGE.update(
+    {n: "poison" for n in ("data_finite", "labels_in_range")}
+    | {n: "inputs" for n in ("data_scale", "constant_features")}
+    | {n: "split" for n in ("class_balance", "train_val_overlap", "data_order")}
+    | {n: "outcome" for n in ("init_loss", "overfit_tiny", "zero_input_baseline")}
+    | {n: "outcome" for n in ("short_fit_vs_baseline", "lr_range_test")}
+)
+_EXPLAINS = {
+    "poison": {"poison", "inputs", "split", "setup", "outcome"},
+    "inputs": {"setup", "outcome"},
+    "split": {"outcome"},
+    "setup": {"setup", "outcome"},
+    "outcome": {"outcome"},
+}
 
 
 def _cannot_run(name: str, task: Any) -> str | None:
@@ -110,7 +134,30 @@ def run_gate(
         if progress is not None:
             progress(finding)
     report.seconds = time.perf_counter() - t0
+    attribute(report)
     return report
+
+
+def attribute(report: Report) -> None:
+    """Mark each failure that an earlier failure explains with that failure's root cause: a
+    shape bug makes overfit_tiny fail too, and the user should read "shapes" first."""
+    roots: list[Finding] = []
+    raised = [f for f in report.failures if "raised" in f.details]
+    for f in report.failures:
+        if "raised" in f.details:
+            continue
+        stage = _STAGE.get(f.probe, "outcome")
+        root = next((r for r in roots if stage in _EXPLAINS[_STAGE.get(r.probe, "outcome")]), None)
+        if root is None:
+            roots.append(f)
+        else:
+            f.cause = root.probe
+    # A probe that crashed in the model or the loss says where, not why: a probe that found
+    # why (a shape or range the loss cannot take) is the root; else the first crash is.
+    for f in raised:
+        root = roots[0] if roots else (raised[0] if f is not raised[0] else None)
+        if root is not None:
+            f.cause = root.probe
 
 
 def _run_one(name: str, probe: Probe, ctx: Context) -> Finding:
@@ -126,6 +173,7 @@ def _run_one(name: str, probe: Probe, ctx: Context) -> Finding:
             f"{type(e).__name__}: {e}",
             "the probe runs",
             f"the model or loss raised{where}; fix that error first",
+            details={"raised": type(e).__name__},
         )
     finding.seconds = round(time.perf_counter() - t, 4)
     return finding

@@ -10,7 +10,7 @@ from sweeper.probes._context import Context
 from sweeper.probes._finding import Finding
 from sweeper.training import build_model, forward, resolve_loss
 
-_CE_FAMILY = ("cross_entropy", "nll", "bce")
+_CE_FAMILY = ("cross_entropy", "nll", "bce", "bce_prob")
 
 
 def expected_init_loss(ctx: Context, y: torch.Tensor) -> tuple[float, str]:
@@ -20,7 +20,7 @@ def expected_init_loss(ctx: Context, y: torch.Tensor) -> tuple[float, str]:
     if name in ("cross_entropy", "nll") or (name == "custom" and kind == "multiclass"):
         c = ctx.num_classes
         return math.log(c), f"ln C = ln {c}"
-    if name == "bce" or (name == "custom" and kind == "binary"):
+    if name in ("bce", "bce_prob") or (name == "custom" and kind == "binary"):
         return math.log(2), "ln 2"
     if name == "l1":
         return float(y.float().abs().mean()), "E[|y|]"
@@ -44,6 +44,16 @@ def init_loss_value(ctx: Context, params: dict | None = None, rows: int = 512) -
     return init_outputs(ctx, params, rows)[0]
 
 
+def prior_entropy(ctx: Context, y: torch.Tensor) -> float | None:
+    """Entropy of the training labels' class prior (None for regression or custom losses)."""
+    if ctx.kind == "regression" or ctx.loss_name not in _CE_FAMILY:
+        return None
+    counts = torch.bincount(y.long().flatten().clamp_min(0), minlength=ctx.num_classes)
+    p = counts.double() / counts.sum()
+    p = p[p > 0]
+    return float(-(p * p.log()).sum())
+
+
 def init_loss(ctx: Context, params: dict | None = None) -> Finding:
     _, y = ctx.data.train.head(512)
     expected, how = expected_init_loss(ctx, y)
@@ -51,6 +61,12 @@ def init_loss(ctx: Context, params: dict | None = None) -> Finding:
     s = ctx.settings
     lo, hi = expected * (1 - s.init_loss_tolerance), expected * (1 + s.init_loss_tolerance)
     exp_txt = f"≈ {expected:.3f} ({how}), within [{lo:.3f}, {hi:.3f}]"
+    prior = prior_entropy(ctx, y)
+    if prior is not None and prior < 0.9 * expected:
+        # a last-layer bias set to the class prior starts at the prior's entropy: as right
+        lo = prior * (1 - s.init_loss_tolerance)
+        tol = s.init_loss_tolerance
+        exp_txt = f"between H(prior) = {prior:.3f} and {how} = {expected:.3f}, ±{tol:.0%}"
     if not math.isfinite(measured):
         return Finding(
             "init_loss",

@@ -11,8 +11,6 @@ from sweeper.probes._context import Context
 from sweeper.probes._finding import Finding
 from sweeper.training import Inputs, build_model, forward, make_optimizer, resolve_loss
 
-CAP_FACTOR = 0.5  # the search's lr stays below half the divergence lr
-
 
 def _cycle(ctx: Context, batch_size: int) -> Iterator[tuple[Inputs, torch.Tensor]]:
     gen = torch.Generator().manual_seed(ctx.seed)
@@ -55,7 +53,7 @@ def lr_range_test(ctx: Context, lo: float = 1e-6, hi: float = 10.0, steps: int =
         opt.step()
     details = {"lrs": lrs, "losses": losses, "optimizer": str(params.get("optimizer", "adam"))}
     if diverged_at is not None:
-        details["cap"] = diverged_at * CAP_FACTOR
+        details["cap"] = diverged_at * ctx.settings.lr_cap_factor
     expected = f"loss falls, then diverges somewhere in [{lo:g}, {hi:g}]"
     measured = {
         "divergence_lr": diverged_at,
@@ -72,7 +70,7 @@ def lr_range_test(ctx: Context, lo: float = 1e-6, hi: float = 10.0, steps: int =
         )
     hint = (
         f"lr diverges from about {diverged_at:.3g}; the search's lr stays below "
-        f"{diverged_at * CAP_FACTOR:.3g}"
+        f"{diverged_at * ctx.settings.lr_cap_factor:.3g}"
         if diverged_at
         else "no divergence up to lr = 10"
     )

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import copy
+import math
+from typing import Any
 
 import torch
 
@@ -74,6 +76,90 @@ def gradient_flow(ctx: Context) -> Finding:
     return Finding("gradient_flow", "pass", {"parameters": total}, expected)
 
 
+# layers whose gradients are sparse or small by design
+_NOT_DEPTH = (
+    torch.nn.Embedding,
+    torch.nn.EmbeddingBag,
+    torch.nn.LayerNorm,
+    torch.nn.GroupNorm,
+    torch.nn.modules.batchnorm._NormBase,
+)
+
+
+def gradient_depth(ctx: Context) -> Finding:
+    """Vanishing or exploding gradients across depth at init: the gradient's RMS at the output
+    of the first weight layer against the last (in the order forward calls them), named by
+    layer. Embeddings and normalization layers are left out."""
+    model = _fresh(ctx)
+    model.train()
+    outputs: dict[str, torch.Tensor] = {}
+
+    def keep(name: str) -> Any:
+        def hook(_m: torch.nn.Module, _args: Any, out: Any) -> None:
+            t = out[0] if isinstance(out, (tuple, list)) else out
+            if name not in outputs and isinstance(t, torch.Tensor) and t.requires_grad:
+                t.retain_grad()
+                outputs[name] = t
+
+        return hook
+
+    hooks = [
+        m.register_forward_hook(keep(n or type(m).__name__))
+        for n, m in model.named_modules()
+        if not isinstance(m, _NOT_DEPTH) and any(p.ndim >= 2 for p in m.parameters(recurse=False))
+    ]
+    try:
+        x, y = ctx.data.train.head(64)
+        resolve_loss(ctx.task.loss)(forward(model, x), y).backward()
+    finally:
+        for h in hooks:
+            h.remove()
+    rms = {
+        n: float(t.grad.float().pow(2).mean().sqrt())
+        for n, t in outputs.items()
+        if t.grad is not None
+    }
+    limit = ctx.settings.gradient_ratio_max
+    expected = (
+        f"gradient RMS at the first layer's output within {1 / limit:g}–{limit:g}x the last's"
+    )
+    if len(rms) < 2:
+        return Finding("gradient_depth", "skip", f"{len(rms)} weight layer(s)", expected)
+    names = list(rms)
+    first, last = names[0], names[-1]
+    if rms[last] == 0 or rms[first] == 0 or not all(map(math.isfinite, rms.values())):
+        return Finding(
+            "gradient_depth", "skip", "zero or non-finite gradients", "see gradient_flow"
+        )
+    ratio = rms[first] / rms[last]
+    measured = {first: rms[first], last: rms[last], "ratio": ratio}
+    details = {"gradient_rms": rms}
+    where = f"{first} gets {ratio:.2g}x the gradient of {last} across {len(names)} weight layers"
+    if ratio < 1 / limit:
+        return Finding(
+            "gradient_depth",
+            "fail",
+            measured,
+            expected,
+            f"gradients vanish with depth: {where}; saturating activations (sigmoid/tanh) or "
+            "too small an init shrink the signal at every layer: use ReLU/GELU with He init, "
+            "normalization layers, or residual connections",
+            details=details,
+        )
+    if ratio > limit:
+        return Finding(
+            "gradient_depth",
+            "fail",
+            measured,
+            expected,
+            f"gradients explode with depth: {where}; every layer amplifies the signal "
+            "(weights too large for their fan-in): use He/Xavier init, normalization, or "
+            "residual connections",
+            details=details,
+        )
+    return Finding("gradient_depth", "pass", measured, expected, details=details)
+
+
 @torch.no_grad()
 def batch_independence(ctx: Context) -> Finding:
     """In eval mode, the output for sample 0 must not change when the other samples do.
@@ -84,24 +170,30 @@ def batch_independence(ctx: Context) -> Finding:
     model.eval()
     x, _ = ctx.data.train.head(8)
     n = rows(x)
-    expected = "out[0] unchanged when the other rows of the batch change (eval mode)"
+    expected = "out[0] and out[-1] unchanged when the other rows of the batch change (eval mode)"
     if n < 3:
         return Finding("batch_independence", "skip", f"{n} training rows", expected)
     half = n // 2
     a = tree_map(lambda t: t[:half], x)
+    if float((_first_rows(forward(model, a)) - _first_rows(forward(model, a))).abs().max()) > 0:
+        return Finding("batch_independence", "skip", "outputs vary between passes", expected)
+    # row 0 with other rows after it, and the last row with other rows before it
     b = tree_map(lambda t: torch.cat([t[:1], t[half : 2 * half - 1]]), x)
-    out_a, out_b = _first_row(forward(model, a)), _first_row(forward(model, b))
-    leak = float((out_a - out_b).abs().max())
-    scale = float(out_a.abs().max())
+    c = tree_map(lambda t: torch.cat([t[half : 2 * half - 1], t[half - 1 : half]]), x)
+    out_a, out_b = _row(forward(model, a), 0), _row(forward(model, b), 0)
+    last_a, last_c = _row(forward(model, a), -1), _row(forward(model, c), -1)
+    leak = max(float((out_a - out_b).abs().max()), float((last_a - last_c).abs().max()))
+    scale = max(float(out_a.abs().max()), float(last_a.abs().max()))
     measured = f"max |Δout[0]| = {leak:.3g}"
-    if leak > 1e-4 * max(scale, 1.0):
+    if leak > ctx.settings.batch_independence_tol * max(scale, 1.0):
         return Finding(
             "batch_independence",
             "fail",
             measured,
             expected,
             "the model mixes samples across the batch in eval mode (a mean/sum over "
-            "dim 0, a reshape that crosses samples, or a view(-1, …) on the wrong axis)",
+            "dim 0, a reshape that crosses samples, a view(-1, …) on the wrong axis, or an "
+            "RNN/attention layer without batch_first=True reading (batch, time, …) input)",
         )
     return Finding("batch_independence", "pass", measured, expected)
 
@@ -114,11 +206,11 @@ def _first_rows(out: object) -> torch.Tensor:
     return torch.cat([p.float().flatten() for p in parts if isinstance(p, torch.Tensor)])
 
 
-def _first_row(out: object) -> torch.Tensor:
+def _row(out: object, i: int) -> torch.Tensor:
     if isinstance(out, torch.Tensor):
-        return out[0].float()
+        return out[i].float()
     parts = list(out.values()) if isinstance(out, dict) else list(out)  # type: ignore[call-overload]
-    return torch.cat([p[0].float().flatten() for p in parts if isinstance(p, torch.Tensor)])
+    return torch.cat([p[i].float().flatten() for p in parts if isinstance(p, torch.Tensor)])
 
 
 @torch.no_grad()
@@ -129,7 +221,7 @@ def eval_determinism(ctx: Context) -> Finding:
     x, _ = ctx.data.train.head(64)
     diff = float((_first_rows(forward(model, x)) - _first_rows(forward(model, x))).abs().max())
     expected = "identical outputs from two eval-mode passes"
-    if diff > 1e-5:
+    if diff > ctx.settings.eval_determinism_tol:
         return Finding(
             "eval_determinism",
             "fail",

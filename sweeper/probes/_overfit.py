@@ -71,10 +71,11 @@ def overfit_tiny(ctx: Context) -> Finding:
     details = {"curve": r["curve"], "steps": r["steps"], "samples": len(y)}
     start = r["curve"][0] if r["curve"] else float("nan")
     if ctx.kind == "regression":
-        target = 0.05 * max(start, 1e-12)
+        target = s.overfit_regression_ratio * max(start, 1e-12)
         measured = r["loss"]
         expected = (
-            f"loss ≤ {target:.4g} (5% of the initial {start:.4g}) within {s.overfit_steps} steps"
+            f"loss ≤ {target:.4g} ({s.overfit_regression_ratio:.0%} of the initial {start:.4g}) "
+            f"within {s.overfit_steps} steps"
         )
         if math.isfinite(measured) and measured <= target:
             return Finding("overfit_tiny", "pass", measured, expected, "", details=details)

@@ -40,6 +40,7 @@ class TrialMonitor:
         ratio_range: tuple[float, float] = (1e-4, 1e-1),
         first_forward: bool = False,
         init: str = "none",
+        dead_max: float = 0.5,
     ) -> None:
         self.window = window
         self.every = every
@@ -48,6 +49,7 @@ class TrialMonitor:
         self.ratio_range = ratio_range
         self.first_forward = first_forward
         self.init = init
+        self.dead_max = dead_max
         self.ratios: list[list[float]] = []  # per step, per parameter group
         self.snapshot: list[list[tuple[torch.Tensor, torch.Tensor]]] = []
         self.ema: float | None = None
@@ -228,7 +230,7 @@ class TrialMonitor:
         self.findings.append(Finding("update_ratio", "pass", high, expected))
 
     def _judge_first_forward(self, model: torch.nn.Module, rec: ActivationRecorder) -> None:
-        found = judge_activations(model, rec, self.init)
+        found = judge_activations(model, rec, self.init, dead_max=self.dead_max)
         self.findings.extend(found)
         failed = [f for f in found if f.verdict == "fail"]
         if failed:
@@ -247,7 +249,9 @@ class ActivationRecorder:
 
     def __init__(self, model: torch.nn.Module) -> None:
         self.stds: dict[str, float] = {}
-        self.gains: dict[str, float] = {}  # output std / input std
+        # output std / input RMS: what the layer's weights multiply; an input's mean counts too
+        # (a sigmoid's outputs are mostly mean), as a layer sees it as signal
+        self.gains: dict[str, float] = {}
         self.dead: dict[str, float] = {}
         self.hooks = []
         for name, m in model.named_modules():
@@ -261,8 +265,8 @@ class ActivationRecorder:
             if name not in self.stds:
                 self.stds[name] = float(out.detach().float().std())
                 if inputs and isinstance(inputs[0], torch.Tensor):
-                    in_std = float(inputs[0].detach().float().std())
-                    self.gains[name] = self.stds[name] / max(in_std, 1e-12)
+                    in_rms = float(inputs[0].detach().float().pow(2).mean().sqrt())
+                    self.gains[name] = self.stds[name] / max(in_rms, 1e-12)
 
         return hook
 
@@ -297,7 +301,11 @@ def init_label(init: str) -> str:
 
 
 def judge_activations(
-    model: torch.nn.Module, rec: ActivationRecorder, init: str, probe_prefix: str = "trial_"
+    model: torch.nn.Module,
+    rec: ActivationRecorder,
+    init: str,
+    probe_prefix: str = "trial_",
+    dead_max: float = 0.5,
 ) -> list[Finding]:
     """Findings on what a recorder saw: constant (symmetric) hidden weights and dead ReLU units
     fail; layer output stds outside [0.5, 2.0] warn."""
@@ -319,13 +327,13 @@ def judge_activations(
             )
         )
     worst_dead = max(rec.dead.items(), key=lambda kv: kv[1], default=("", 0.0))
-    if worst_dead[1] > 0.5:
+    if worst_dead[1] > dead_max:
         out.append(
             Finding(
                 f"{probe_prefix}dead_units",
                 "fail",
                 {worst_dead[0]: round(worst_dead[1], 3)},
-                "≤ 50% of ReLU units dead at init",
+                f"≤ {dead_max:.0%} of ReLU units dead at init",
                 f"{worst_dead[1]:.0%} of units after {worst_dead[0]} never fire under "
                 f"{label}: a large negative bias or a broken scale",
             )
@@ -366,7 +374,8 @@ def activation_stats(ctx: Context, rows: int = 256) -> list[Finding]:
     """Under the trial's init: output std of each Linear/Conv layer, weights with zero variance,
     and the share of ReLU units that are zero for every sample (dead)."""
     model, rec = record_activations(ctx, ctx.params, rows)
-    return judge_activations(model, rec, str(ctx.params.get("init", "none")))
+    init = str(ctx.params.get("init", "none"))
+    return judge_activations(model, rec, init, dead_max=ctx.settings.dead_relu_max)
 
 
 def trial_start_checks(ctx: Context) -> list[Finding]:

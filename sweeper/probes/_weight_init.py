@@ -6,8 +6,6 @@ from sweeper.probes._context import Context
 from sweeper.probes._finding import Finding
 from sweeper.probes._trial import init_label, judge_activations, record_activations
 
-MAX_GAIN = 4.0  # a layer multiplying its input's std by more than this at init explodes
-
 
 def weight_init(ctx: Context, rows: int = 256) -> Finding:
     """Constant hidden weights, mostly dead ReLUs, or a layer whose weights are too large for
@@ -16,14 +14,22 @@ def weight_init(ctx: Context, rows: int = 256) -> Finding:
     init = str(ctx.params.get("init", "none"))
     model, rec = record_activations(ctx, {**ctx.params, "dropout": 0.0}, rows)
     label = init_label(init)
-    expected = f"varied weights, ≤ 50% dead ReLU units, each layer's gain ≤ {MAX_GAIN:g}"
+    s = ctx.settings
+    expected = (
+        f"varied weights, ≤ {s.dead_relu_max:.0%} dead ReLU units, "
+        f"each layer's gain ≤ {s.max_layer_gain:g}"
+    )
     gains = {n: round(g, 3) for n, g in rec.gains.items()}
     details = {"std": {n: round(s, 4) for n, s in rec.stds.items()}, "gain": gains}
-    failed = [f for f in judge_activations(model, rec, init, "") if f.verdict == "fail"]
+    failed = [
+        f
+        for f in judge_activations(model, rec, init, "", dead_max=s.dead_relu_max)
+        if f.verdict == "fail"
+    ]
     if failed:
         f = failed[0]
         return Finding("weight_init", "fail", f.measured, expected, f.hint, details=details)
-    big = {n: g for n, g in gains.items() if g > MAX_GAIN}
+    big = {n: g for n, g in gains.items() if g > s.max_layer_gain}
     if big:
         name, gain = max(big.items(), key=lambda kv: kv[1])
         return Finding(

@@ -9,7 +9,7 @@ from typing import Any
 
 import optuna
 
-from sweeper.probes._finding import fmt
+from sweeper.probes._finding import fmt, hint_text, root_causes
 from sweeper.report._gate_plots import gate_plots
 
 # no emoji: fonts vary
@@ -29,13 +29,20 @@ def gate_note(gate: dict[str, Any], plots: list[str] | None = None) -> str:
         f"{len(gate['findings'])} probes on the reference config "
         f"`{_cell(gate.get('reference_params', {}))}` in {gate.get('seconds', 0):.1f}s.",
         "",
+    ]
+    roots = root_causes(gate)
+    for f in roots:
+        lines.append(f"**Root cause: {f['probe']}**: {_cell(f.get('hint', ''))}")
+    if roots:
+        lines += ["", "The other failures follow from it; fix the root cause first.", ""]
+    lines += [
         "| probe | verdict | measured | expected | hint |",
         "| --- | --- | --- | --- | --- |",
     ]
     for f in gate["findings"]:
         lines.append(
             f"| {f['probe']} | {ICON.get(f['verdict'], f['verdict'])} | {_cell(f['measured'])} "
-            f"| {_cell(f['expected'])} | {_cell(f.get('hint', ''))} |"
+            f"| {_cell(f['expected'])} | {_cell(hint_text(f))} |"
         )
     if plots:
         lines += ["", "Plots (in this study's Artifacts): " + ", ".join(f"`{p}`" for p in plots)]

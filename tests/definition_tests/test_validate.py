@@ -212,3 +212,28 @@ def test_definition_numbers_read_as_written() -> None:
     assert spec.search.lr.low == 1e-4  # YAML 1.1 reads 1e-4 as a string
     assert spec.budget.trials == 10  # not octal 8
     assert spec.sampler.seed == 15
+
+
+def test_definition_probe_thresholds_are_set_and_checked() -> None:
+    """Every probe threshold is settable under `probes:` and validated like the rest."""
+    from sweeper.probes import Settings
+
+    base = "name: x\ntask: m:f\nbudget: {trials: 1, epochs: 5}\n"
+    search = "search: {lr: 0.01, batch_size: 8, dropout: 0.0, init: default}\n"
+    spec = parse_definition(
+        base + search + "probes: {target_scale_max: 100, gradient_ratio_max: 1e4}\n"
+    )
+    settings = Settings.from_spec(spec.probes)
+    assert settings.target_scale_max == 100 and settings.gradient_ratio_max == 1e4
+    with pytest.raises(DefinitionError, match="probes.overlap_fail"):
+        parse_definition(base + search + "probes: {overlap_fail: 2}\n")
+    with pytest.raises(DefinitionError, match="probes.gradient_ratio"):
+        parse_definition(base + search + "probes: {gradient_ratio: 10}\n")
+
+
+def test_readme_lists_every_probe_threshold_with_its_default() -> None:
+    from sweeper.probes._settings import reference
+
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    for name, default, meaning in reference():
+        assert f"| `{name}` | {default:g} | {meaning} |" in readme, name

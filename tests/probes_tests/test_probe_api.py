@@ -14,38 +14,57 @@ def test_probe_healthy_digits_mlp_passes_with_full_findings() -> None:
     report = sweeper.probe(mlp_task())
     assert report.verdict == "pass", [(f.probe, f.verdict, f.hint) for f in report.findings]
     for f in report.findings:
-        assert f.verdict in ("pass", "warn", "fail")
+        assert f.verdict in ("pass", "skip", "warn", "fail")
         assert f.expected is not None
         assert isinstance(f.hint, str)
     init = report["init_loss"]
     assert init.measured == pytest.approx(np.log(10), rel=0.2)
 
 
-def test_probe_softmax_before_cross_entropy_is_named_by_its_floor() -> None:
+def test_probe_softmax_before_cross_entropy_is_the_root_cause_and_overfit_follows() -> None:
     task = mlp_task()
     build = task.build_model
     task.build_model = lambda p: nn.Sequential(build(p), nn.Softmax(dim=-1))
     report = sweeper.probe(task)
-    f = report["overfit_tiny"]
-    assert f.verdict == "fail"
-    assert "softmax" in f.hint
+    root = report.root_cause
+    assert root is not None and root.probe == "output_range"
+    assert "softmax" in root.hint and "probabilities" in root.hint
+    f = report["overfit_tiny"]  # the symptom still says what it saw, marked as following
+    assert f.verdict == "fail" and f.cause == "output_range"
     assert f.measured["loss"] == pytest.approx(np.log(np.e + 9) - 1, abs=0.1)
 
 
-def test_probe_unnormalized_inputs_fail_init_loss() -> None:
+def test_probe_unnormalized_inputs_fail_init_loss_as_a_consequence_of_data_scale() -> None:
     x_tr, x_va, y_tr, y_va = digits_split()
     task = mlp_task()
     task.train = (x_tr * 40 + 100, y_tr)
     report = sweeper.probe(task)
+    assert report.root_cause is not None and report.root_cause.probe == "data_scale"
     f = report["init_loss"]
-    assert f.verdict == "fail"
+    assert f.verdict == "fail" and f.cause == "data_scale"
     assert "normalized" in f.hint
 
 
-def test_probe_raw_logits_into_nll_fail_init_loss_below_zero() -> None:
+def test_probe_raw_logits_into_nll_named_by_the_output_range() -> None:
     task = mlp_task()
     task.loss = "nll"
     report = sweeper.probe(task)
-    f = report["init_loss"]
-    assert f.verdict == "fail"
-    assert "log_softmax" in f.hint
+    root = report.root_cause
+    assert root is not None and root.probe == "output_range"
+    assert "log_softmax" in root.hint
+    assert report["init_loss"].cause == "output_range"
+
+
+def test_probe_thresholds_are_the_settings_the_probes_use() -> None:
+    """A threshold set per study changes the verdict: the unscaled digits pass data_scale
+    once its fail bound is above their scale, and warn instead."""
+    from sweeper.probes import Settings
+
+    x_tr, _, y_tr, _ = digits_split()
+    task = mlp_task()
+    task.train = (x_tr * 40 + 100, y_tr)
+    assert sweeper.probe(task)["data_scale"].verdict == "fail"
+    loose = Settings(data_scale_fail=1e4, feature_spread_fail=1e9)
+    assert sweeper.probe(task, settings=loose)["data_scale"].verdict == "warn"
+    tight = Settings(gradient_ratio_max=1.0001)  # any depth at all now "vanishes or explodes"
+    assert sweeper.probe(mlp_task(), settings=tight)["gradient_depth"].verdict == "fail"

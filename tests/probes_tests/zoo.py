@@ -99,6 +99,113 @@ class ResidualMLP(nn.Module):
         return self.out(h)
 
 
+class ViewFlattensBatch(nn.Module):
+    """A classifier head reshaped with view(-1, 5): two rows of 5 per sample."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.mlp = MLP(64, 0.0)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.mlp(x).view(-1, 5)
+
+
+def _deep(
+    depth: int, act: Callable[[], nn.Module], width: int = 32, gain: float = 1.0
+) -> nn.Module:
+    layers: list[nn.Module] = []
+    fan_in = 64
+    for _ in range(depth):
+        lin = nn.Linear(fan_in, width)
+        if gain != 1.0:
+            nn.init.normal_(lin.weight, std=gain * (2 / fan_in) ** 0.5)
+            nn.init.zeros_(lin.bias)
+        layers += [lin, act()]
+        fan_in = width
+    return nn.Sequential(*layers, nn.Linear(fan_in, 10))
+
+
+class SeqGRU(nn.Module):
+    """Digits as 8 time steps of 8 pixels; the last step's hidden state classifies."""
+
+    def __init__(self, batch_first: bool = True) -> None:
+        super().__init__()
+        self.gru = nn.GRU(8, 32, batch_first=batch_first)
+        self.head = nn.Linear(32, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out, _ = self.gru(x)
+        return self.head(out[:, -1])
+
+
+class SeqConv(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Sequential(
+            nn.Conv1d(8, 32, 3, padding=1), nn.ReLU(), nn.Conv1d(32, 32, 3, padding=1), nn.ReLU()
+        )
+        self.head = nn.Linear(32, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.conv(x.transpose(1, 2)).mean(-1))
+
+
+class TokenEmbedding(nn.Module):
+    """Pixel intensities 0–16 as token ids: an embedding per position, flattened."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.emb = nn.Embedding(17, 8)
+        self.head = nn.Sequential(nn.Linear(64 * 8, 64), nn.ReLU(), nn.Linear(64, 10))
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        return self.head(self.emb(ids).flatten(1))
+
+
+class TinyTransformer(nn.Module):
+    """Each image row a token (8 pixels projected to d), learned positions, one encoder layer."""
+
+    def __init__(self, d: int = 32) -> None:
+        super().__init__()
+        self.proj = nn.Linear(8, d)
+        self.pos = nn.Parameter(torch.randn(8, d) * 0.1)
+        layer = nn.TransformerEncoderLayer(d, 4, 64, dropout=0.0, batch_first=True)
+        self.enc = nn.TransformerEncoder(layer, 1, enable_nested_tensor=False)
+        self.head = nn.Linear(8 * d, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.enc(self.proj(x) + self.pos).flatten(1))
+
+
+def _tokens() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    x, y = load_digits(return_X_y=True)
+    return train_test_split(x.astype(np.int64), y, test_size=0.2, random_state=0, stratify=y)
+
+
+def _sequences() -> Task:
+    x_tr, x_va, y_tr, y_va = digits_split()
+    return dict(train=(x_tr.reshape(-1, 8, 8), y_tr), val=(x_va.reshape(-1, 8, 8), y_va))
+
+
+def _cancer(balanced: bool = True) -> tuple[np.ndarray, ...]:
+    x, y = load_breast_cancer(return_X_y=True)
+    if not balanced:
+        keep = np.concatenate([np.where(y == 1)[0], np.where(y == 0)[0][:20]])  # ~95% positive
+        x, y = x[keep], y[keep]
+    x_tr, x_va, y_tr, y_va = train_test_split(x, y, test_size=0.25, random_state=0, stratify=y)
+    x_tr, x_va = _standardize(x_tr, x_va)
+    return x_tr, x_va, y_tr.astype(np.float32), y_va.astype(np.float32)
+
+
+def _binary(build: Callable[[dict[str, Any]], nn.Module], **kw: Any) -> Task:
+    x_tr, x_va, y_tr, y_va = _cancer()
+    args: dict[str, Any] = dict(
+        build_model=build, train=(x_tr, y_tr), val=(x_va, y_va), loss="bce", kind="binary"
+    )
+    args.update(kw)
+    return Task(**args)
+
+
 # -- broken ------------------------------------------------------------------------------------
 def unnormalized_inputs() -> Task:
     x, y = load_digits(return_X_y=True)
@@ -187,6 +294,124 @@ def dropout_at_eval() -> Task:
     return _digits(build=lambda p: EvalDropout())
 
 
+# Shapes, output range, target scale and degenerate outputs: the bugs people post most about
+# (StackOverflow "Using a target size that is different to the input size", "Expected input
+# batch_size to match target batch_size", "all elements of input should be between 0 and 1",
+# double sigmoid with BCEWithLogitsLoss; DeepLocalize/AutoTrainer's vanishing and exploding
+# gradients, dying ReLUs; unscaled regression targets).
+def mse_output_target_broadcast() -> Task:
+    # nn.MSELoss on an (N, 1) output and an (N,) target: broadcasts to (N, N)
+    return _diabetes(
+        lambda p: nn.Sequential(nn.Linear(10, 64), nn.ReLU(), nn.Linear(64, 1)),
+        loss=nn.MSELoss(),
+    )
+
+
+def l1_flat_output_column_target() -> Task:
+    # the reverse: the model squeezes to (N,), the targets were kept as an (N, 1) column
+    task = _diabetes(
+        lambda p: nn.Sequential(nn.Linear(10, 64), nn.ReLU(), nn.Linear(64, 1), nn.Flatten(0)),
+        loss=nn.L1Loss(),
+    )
+    (x_tr, y_tr), (x_va, y_va) = task.train, task.val
+    return _diabetes(
+        task.build_model,
+        loss=nn.L1Loss(),
+        train=(x_tr, y_tr.reshape(-1, 1)),
+        val=(x_va, y_va.reshape(-1, 1)),
+    )
+
+
+def sigmoid_then_bce_with_logits() -> Task:
+    return _binary(
+        lambda p: nn.Sequential(nn.Linear(30, 32), nn.ReLU(), nn.Linear(32, 1), nn.Sigmoid())
+    )
+
+
+def logits_into_bce_loss() -> Task:
+    # nn.BCELoss takes probabilities; the model returns raw logits
+    return _binary(
+        lambda p: nn.Sequential(nn.Linear(30, 32), nn.ReLU(), nn.Linear(32, 1), nn.Flatten(0)),
+        loss=nn.BCELoss(),
+    )
+
+
+def bce_with_two_outputs() -> Task:
+    return _binary(lambda p: nn.Sequential(nn.Linear(30, 32), nn.ReLU(), nn.Linear(32, 2)))
+
+
+def single_logit_cross_entropy() -> Task:
+    x_tr, x_va, y_tr, y_va = _cancer()
+    return Task(
+        build_model=lambda p: nn.Sequential(nn.Linear(30, 32), nn.ReLU(), nn.Linear(32, 1)),
+        train=(x_tr, y_tr.astype(np.int64)),
+        val=(x_va, y_va.astype(np.int64)),
+        loss="cross_entropy",
+        kind="multiclass",
+        num_classes=2,
+    )
+
+
+def unscaled_regression_targets() -> Task:
+    x, y = load_diabetes(return_X_y=True)  # y: disease progression, mean 152, std 77
+    x_tr, x_va, y_tr, y_va = train_test_split(x, y, test_size=0.25, random_state=0)
+    x_tr, x_va = _standardize(x_tr, x_va)
+    return Task(
+        build_model=lambda p: nn.Sequential(nn.Linear(10, 64), nn.ReLU(), nn.Linear(64, 1)),
+        train=(x_tr, y_tr.astype(np.float32)),
+        val=(x_va, y_va.astype(np.float32)),
+        loss="mse",
+        kind="regression",
+    )
+
+
+def too_few_outputs() -> Task:
+    # num_classes off by one in the model: 9 outputs for labels 0..9
+    return _digits(build=lambda p: nn.Sequential(nn.Linear(64, 64), nn.ReLU(), nn.Linear(64, 9)))
+
+
+def view_flattens_batch() -> Task:
+    return _digits(build=lambda p: ViewFlattensBatch())
+
+
+def log_softmax_over_batch() -> Task:
+    return _digits(
+        build=lambda p: nn.Sequential(MLP(64, p["dropout"]), nn.LogSoftmax(dim=0)), loss="nll"
+    )
+
+
+def vanishing_sigmoid_stack() -> Task:
+    return _digits(build=lambda p: _deep(12, nn.Sigmoid))
+
+
+def exploding_deep_relu() -> Task:
+    return _digits(build=lambda p: _deep(20, nn.ReLU, gain=1.6))
+
+
+def dead_relu_negative_bias() -> Task:
+    def build(p: dict[str, Any]) -> nn.Module:
+        model = MLP(64, p["dropout"])
+        nn.init.constant_(model.net[0].bias, -10.0)
+        return model
+
+    return _digits(build=build)
+
+
+def unscaled_tabular_features() -> Task:
+    x, y = load_breast_cancer(return_X_y=True)  # areas in the thousands, smoothness ~0.1
+    x_tr, x_va, y_tr, y_va = train_test_split(x, y, test_size=0.25, random_state=0, stratify=y)
+    return _binary(
+        lambda p: nn.Sequential(nn.Linear(30, 32), nn.ReLU(), nn.Linear(32, 1)),
+        train=(x_tr.astype(np.float32), y_tr.astype(np.float32)),
+        val=(x_va.astype(np.float32), y_va.astype(np.float32)),
+    )
+
+
+def gru_without_batch_first() -> Task:
+    # (batch, time, features) input into a GRU that reads (time, batch, features)
+    return _digits(build=lambda p: SeqGRU(batch_first=False), **_sequences())
+
+
 # -- healthy -----------------------------------------------------------------------------------
 def healthy_mlp() -> Task:
     return _digits()
@@ -215,18 +440,20 @@ def healthy_imbalanced_binary_bce() -> Task:
     )
 
 
-def _diabetes(build: Callable[[dict[str, Any]], nn.Module]) -> Task:
+def _diabetes(build: Callable[[dict[str, Any]], nn.Module], **kw: Any) -> Task:
     x, y = load_diabetes(return_X_y=True)
     x_tr, x_va, y_tr, y_va = train_test_split(x, y, test_size=0.25, random_state=0)
     x_tr, x_va = _standardize(x_tr, x_va)
     mu, sd = y_tr.mean(), y_tr.std()
-    return Task(
+    args: dict[str, Any] = dict(
         build_model=build,
         train=(x_tr, ((y_tr - mu) / sd).astype(np.float32)),
         val=(x_va, ((y_va - mu) / sd).astype(np.float32)),
         loss="mse",
         kind="regression",
     )
+    args.update(kw)
+    return Task(**args)
 
 
 def healthy_regression_mse() -> Task:
@@ -237,16 +464,58 @@ def healthy_deep_residual() -> Task:
     return _digits(build=lambda p: ResidualMLP())
 
 
+def healthy_embedding_tokens() -> Task:
+    x_tr, x_va, y_tr, y_va = _tokens()
+    return _digits(build=lambda p: TokenEmbedding(), train=(x_tr, y_tr), val=(x_va, y_va))
+
+
+def healthy_gru_sequence() -> Task:
+    return _digits(build=lambda p: SeqGRU(), **_sequences())
+
+
+def healthy_conv1d_sequence() -> Task:
+    return _digits(build=lambda p: SeqConv(), **_sequences())
+
+
+def healthy_small_transformer() -> Task:
+    return _digits(build=lambda p: TinyTransformer(), **_sequences())
+
+
+def healthy_prior_bias_imbalanced() -> Task:
+    # ~95% positive; the last layer's bias starts at the prior's log-odds (Karpathy's recipe)
+    x_tr, x_va, y_tr, y_va = _cancer(balanced=False)
+    prior = float(y_tr.mean())
+
+    def build(p: dict[str, Any]) -> nn.Module:
+        model = nn.Sequential(nn.Linear(30, 32), nn.ReLU(), nn.Linear(32, 1))
+        nn.init.constant_(model[2].bias, float(np.log(prior / (1 - prior))))
+        return model
+
+    return _binary(build, train=(x_tr, y_tr), val=(x_va, y_va))
+
+
+def healthy_regression_l1() -> Task:
+    return _diabetes(
+        lambda p: nn.Sequential(nn.Linear(10, 64), nn.ReLU(), nn.Linear(64, 1)), loss="l1"
+    )
+
+
+def healthy_log_softmax_nll() -> Task:
+    return _digits(
+        build=lambda p: nn.Sequential(MLP(64, p["dropout"]), nn.LogSoftmax(dim=-1)), loss="nll"
+    )
+
+
 # case -> the probe that must name its cause
 BROKEN: dict[Callable[[], Task], str] = {
     unnormalized_inputs: "data_scale",
     zeroed_inputs: "constant_features",
     misaligned_labels: "short_fit_vs_baseline",
-    all_zero_init: "gradient_flow",
+    all_zero_init: "degenerate_output",
     init_std_too_large: "init_loss",
-    softmax_before_cross_entropy: "overfit_tiny",
-    relu_on_regression_output: "overfit_tiny",
-    raw_logits_into_nll: "init_loss",
+    softmax_before_cross_entropy: "output_range",
+    relu_on_regression_output: "output_range",
+    raw_logits_into_nll: "output_range",
     frozen_layer: "gradient_flow",
     detached_layer: "gradient_flow",
     batch_mixing_layer: "batch_independence",
@@ -255,6 +524,21 @@ BROKEN: dict[Callable[[], Task], str] = {
     train_val_overlap: "train_val_overlap",
     sorted_unshuffled_labels: "data_order",
     dropout_at_eval: "eval_determinism",
+    mse_output_target_broadcast: "loss_shapes",
+    l1_flat_output_column_target: "loss_shapes",
+    sigmoid_then_bce_with_logits: "output_range",
+    logits_into_bce_loss: "output_range",
+    bce_with_two_outputs: "loss_shapes",
+    single_logit_cross_entropy: "degenerate_output",
+    unscaled_regression_targets: "target_scale",
+    too_few_outputs: "loss_shapes",
+    view_flattens_batch: "loss_shapes",
+    log_softmax_over_batch: "output_range",
+    vanishing_sigmoid_stack: "gradient_depth",
+    exploding_deep_relu: "gradient_depth",
+    dead_relu_negative_bias: "weight_init",
+    unscaled_tabular_features: "data_scale",
+    gru_without_batch_first: "batch_independence",
 }
 HEALTHY: list[Callable[[], Task]] = [
     healthy_mlp,
@@ -263,4 +547,11 @@ HEALTHY: list[Callable[[], Task]] = [
     healthy_imbalanced_binary_bce,
     healthy_regression_mse,
     healthy_deep_residual,
+    healthy_embedding_tokens,
+    healthy_gru_sequence,
+    healthy_conv1d_sequence,
+    healthy_small_transformer,
+    healthy_prior_bias_imbalanced,
+    healthy_regression_l1,
+    healthy_log_softmax_nll,
 ]

@@ -1,0 +1,156 @@
+"""Every probe threshold, with its default and its meaning. No torch: the study definition's
+`probes:` section is validated against these fields, and the README's reference lists them."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class Thresholds(BaseModel):
+    """The numbers the probes judge by. Each can be set per study under `probes:`."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+    # data
+    data_scale_warn: float = Field(
+        default=3.0,
+        gt=0,
+        description="median absolute mean or std of the input features above this warns",
+    )
+    data_scale_fail: float = Field(
+        default=20.0,
+        gt=0,
+        description="median absolute mean or std of the input features above this fails",
+    )
+    feature_spread_warn: float = Field(
+        default=100.0, gt=1, description="largest/smallest feature std above this warns"
+    )
+    feature_spread_fail: float = Field(
+        default=1e4, gt=1, description="largest/smallest feature std above this fails"
+    )
+    constant_features_warn: float = Field(
+        default=0.1, ge=0, le=1, description="share of constant input features above this warns"
+    )
+    class_balance_warn: float = Field(
+        default=0.5, ge=0, le=1, description="class balance (e^H-1)/(C-1) below this warns"
+    )
+    overlap_warn: float = Field(
+        default=0.01,
+        ge=0,
+        le=1,
+        description="share of validation rows also in train above this warns",
+    )
+    overlap_fail: float = Field(
+        default=0.05,
+        ge=0,
+        le=1,
+        description="share of validation rows also in train above this fails",
+    )
+    # outputs, targets and the loss
+    target_scale_max: float = Field(
+        default=30.0,
+        gt=1,
+        description="regression: target scale over the output's at init above this fails",
+    )
+    constant_output_tol: float = Field(
+        default=1e-6,
+        ge=0,
+        description="output spread over a batch at init, over its size: at or below, constant",
+    )
+    # the model at init
+    max_layer_gain: float = Field(
+        default=4.0,
+        gt=1,
+        description="a layer's output std over its input's RMS at init above this fails",
+    )
+    dead_relu_max: float = Field(
+        default=0.5, gt=0, le=1, description="share of dead ReLU units at init above this fails"
+    )
+    gradient_ratio_max: float = Field(
+        default=1e3,
+        gt=1,
+        description="first/last layer output-gradient RMS ratio beyond this, either way",
+    )
+    init_loss_tolerance: float = Field(
+        default=0.5,
+        gt=0,
+        description="loss at init within expected x (1 ± this) passes, outside warns",
+    )
+    init_loss_fail_ratio: float = Field(
+        default=3.0, gt=1, description="loss at init above expected x this fails"
+    )
+    batch_independence_tol: float = Field(
+        default=1e-4,
+        ge=0,
+        description="change of out[0] or out[-1] when the other rows change, over the output size",
+    )
+    eval_determinism_tol: float = Field(
+        default=1e-5, ge=0, description="difference between two eval-mode passes above this fails"
+    )
+    # short fits
+    overfit_samples: int = Field(
+        default=16, ge=2, le=256, description="rows the tiny fit memorises"
+    )
+    overfit_steps: int = Field(
+        default=200, ge=10, description="full-batch Adam steps of the tiny fit"
+    )
+    overfit_lr: float = Field(default=3e-3, gt=0, description="the tiny fit's Adam learning rate")
+    overfit_min_accuracy: float = Field(
+        default=0.95, gt=0, le=1, description="train accuracy the tiny fit must reach"
+    )
+    overfit_regression_ratio: float = Field(
+        default=0.05,
+        gt=0,
+        lt=1,
+        description="regression: the tiny fit's final loss over its first must fall to this",
+    )
+    baseline_min_ratio: float = Field(
+        default=1.5,
+        gt=1,
+        description="zero-input loss over real-input loss must reach this (or the gap below)",
+    )
+    baseline_min_gap: float = Field(
+        default=0.1, gt=0, description="zero-input loss minus real-input loss that also passes"
+    )
+    short_fit_min_steps: int = Field(
+        default=150, ge=1, description="optimizer steps of the short fit on the full train split"
+    )
+    short_fit_margin: float = Field(
+        default=0.05,
+        ge=0,
+        lt=1,
+        description="accuracy the short fit must beat the majority class by (at least)",
+    )
+    lr_cap_factor: float = Field(
+        default=0.5,
+        gt=0,
+        le=1,
+        description="the search's lr stays below this x the lr where the range test diverges",
+    )
+    # during trials
+    loss_growth: float = Field(
+        default=2.0,
+        gt=1,
+        description="a trial whose smoothed loss grows past this x its start diverges",
+    )
+
+
+class Settings(Thresholds):
+    """The thresholds plus the probes a study turns off."""
+
+    disabled: tuple[str, ...] = ()
+
+    @classmethod
+    def from_spec(cls, spec: Any) -> Settings:
+        """From a definition's `probes:` section (None: every default)."""
+        if spec is None:
+            return cls()
+        values = {name: getattr(spec, name) for name in Thresholds.model_fields}
+        return cls(**values, disabled=tuple(spec.disable))
+
+
+def reference() -> list[tuple[str, Any, str]]:
+    """(name, default, meaning) of every threshold, for the README and `sweeper probe --help`."""
+    return [(n, f.default, f.description or "") for n, f in Thresholds.model_fields.items()]
