@@ -7,7 +7,7 @@ import math
 import torch
 
 from sweeper.probes._context import Context
-from sweeper.probes._finding import Finding
+from sweeper.probes._finding import Finding, fmt
 from sweeper.training import Inputs, leaves
 
 
@@ -238,7 +238,7 @@ def data_order(ctx: Context, batch: int = 32, batches: int = 4) -> Finding:
             "fail",
             measured,
             expected,
-            f"validation has classes {unseen[:5]} that training never shows: the data "
+            f"validation has classes {fmt(unseen[:5])} that training never shows: the data "
             "are sorted by label and were split by position; shuffle before splitting "
             "(stratify=y)",
         )

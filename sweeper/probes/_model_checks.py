@@ -9,7 +9,7 @@ from typing import Any
 import torch
 
 from sweeper.probes._context import Context
-from sweeper.probes._finding import Finding
+from sweeper.probes._finding import Finding, fmt
 from sweeper.training import build_model, forward, is_plain_float, resolve_loss, rows, tree_map
 
 
@@ -43,7 +43,7 @@ def gradient_flow(ctx: Context) -> Finding:
             "fail",
             measured,
             expected,
-            f"non-finite gradients in {nonfinite[:4]} after one step: a log of zero, "
+            f"non-finite gradients in {fmt(nonfinite[:4])} after one step: a log of zero, "
             "a division, or an overflow in the model or loss",
         )
     if none:
@@ -52,7 +52,7 @@ def gradient_flow(ctx: Context) -> Finding:
             "fail",
             measured,
             expected,
-            f"no gradient reaches {none[:4]}: a .detach()/.data/no_grad in forward, "
+            f"no gradient reaches {fmt(none[:4])}: a .detach()/.data/no_grad in forward, "
             "or a layer that is never used",
         )
     if frozen:
@@ -61,7 +61,7 @@ def gradient_flow(ctx: Context) -> Finding:
             "fail",
             measured,
             expected,
-            f"parameters {frozen[:4]} are frozen (requires_grad=False) and will never "
+            f"parameters {fmt(frozen[:4])} are frozen (requires_grad=False) and will never "
             "train; unfreeze them, or disable this probe if that is intended",
         )
     if zero:
@@ -70,7 +70,7 @@ def gradient_flow(ctx: Context) -> Finding:
             "fail",
             measured,
             expected,
-            f"gradients are exactly zero in {zero[:4]}: a zero/constant init makes "
+            f"gradients are exactly zero in {fmt(zero[:4])}: a zero/constant init makes "
             "units symmetric or dead; use a random init scheme",
         )
     return Finding("gradient_flow", "pass", {"parameters": total}, expected)

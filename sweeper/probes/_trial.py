@@ -14,7 +14,7 @@ import torch
 
 from sweeper.errors import TrialStopped
 from sweeper.probes._context import Context
-from sweeper.probes._finding import Finding, Verdict
+from sweeper.probes._finding import Finding, Verdict, fmt
 from sweeper.probes._init_loss import expected_init_loss, init_loss_value
 from sweeper.training import build_model, forward
 
@@ -322,7 +322,7 @@ def judge_activations(
                 "fail",
                 symmetric,
                 "weights with variance",
-                f"hidden layers {symmetric[:3]} have constant weights under {label}: every "
+                f"hidden layers {fmt(symmetric[:3])} have constant weights under {label}: every "
                 "unit computes the same thing",
             )
         )

@@ -68,3 +68,24 @@ def test_probe_thresholds_are_the_settings_the_probes_use() -> None:
     assert sweeper.probe(task, settings=loose)["data_scale"].verdict == "warn"
     tight = Settings(gradient_ratio_max=1.0001)  # any depth at all now "vanishes or explodes"
     assert sweeper.probe(mlp_task(), settings=tight)["gradient_depth"].verdict == "fail"
+
+
+def test_root_cause_leads_the_dashboard_note_and_the_gate_table() -> None:
+    from rich.console import Console
+
+    from sweeper.cli._display import gate_table
+    from sweeper.report._dashboard import gate_note
+
+    task = mlp_task()
+    build = task.build_model
+    task.build_model = lambda p: nn.Sequential(build(p), nn.Softmax(dim=-1))
+    report = sweeper.probe(task).to_dict()
+    note = gate_note(report)
+    root_at, table_at = note.index("**Root cause: output_range**"), note.index("| probe |")
+    assert root_at < table_at
+    assert "follows from output_range" in note  # overfit_tiny's row
+    console = Console(width=100, record=True)
+    console.print(gate_table(report))
+    text = console.export_text()
+    assert text.index("Root cause: output_range") < text.index("overfit_tiny")
+    assert "{'" not in text and "['" not in text  # no dict or list reprs
