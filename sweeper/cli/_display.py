@@ -91,7 +91,7 @@ class ConsoleProgress:
         self.console.print(
             f"trial {number:>4} [{style}]{state:<8}[/]{val}  {params_text(params)}{why}",
             highlight=False,
-            soft_wrap=True,
+            soft_wrap=self.mode == "plain",  # one line per trial in a log; wrapped on a terminal
         )
 
     def tick(self, counts: dict[str, int], best: float | None, elapsed: float, target: int) -> None:

@@ -77,7 +77,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from sweeper.definition import load_definition
 
     loaded = load_definition(args.definition)  # before any heavy import: a bad file fails fast
-    from sweeper.cli._display import ConsoleProgress
+    from sweeper.cli._display import ConsoleProgress, params_text
     from sweeper.errors import GateFailedError
     from sweeper.orchestrator import run_study
     from sweeper.orchestrator._jobs import STORAGE_ENV  # set by `sweeper submit` for its job
@@ -114,9 +114,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         console.print(f"[yellow]stopped early:[/] {out.stopped_reason}")
     if out.best_value is not None:
         console.print(
-            f"best {spec.objective.metric} = {out.best_value:.4f} (trial {out.best_number})"
+            f"best {spec.objective.metric} = {out.best_value:.4f} (trial {out.best_number}): "
+            + params_text(out.best_params or {}),
+            highlight=False,
         )
-        console.print_json(json.dumps(out.best_params, default=str))
     storage_arg = "" if spec.storage == DEFAULT_STORAGE else f" --storage '{_redact(spec.storage)}'"
     console.print(f"best config:  sweeper best {spec.name}{storage_arg} --format json")
     console.print(f"dashboard:    sweeper dashboard{storage_arg}")
@@ -236,7 +237,20 @@ def cmd_status(args: argparse.Namespace) -> int:
         if flagged:
             console.print(gate_table({**gate, "findings": flagged}, title="not passed"))
     stopped = [t for t in recent if attrs.STOPPED in t.user_attrs or attrs.ERROR in t.user_attrs]
+    by_pruner = [
+        t
+        for t in stopped
+        if str(t.user_attrs.get(attrs.STOPPED, "")).startswith("pruned by the pruner")
+    ]
+    if by_pruner:  # the search working as meant: one line, not one per trial
+        epochs = sorted({t.last_step + 1 for t in by_pruner if t.last_step is not None})
+        span = f", at epochs {epochs[0]}–{epochs[-1]}" if len(epochs) > 1 else ""
+        console.print(
+            f"pruned by the pruner{span}: trials {', '.join(str(t.number) for t in by_pruner)}"
+        )
     for t in stopped:
+        if t in by_pruner:
+            continue
         why = t.user_attrs.get(attrs.ERROR) or t.user_attrs.get(attrs.STOPPED)
         console.print(f"trial {t.number} {t.state.name.lower()}: {why}")
     return 0

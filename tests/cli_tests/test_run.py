@@ -187,7 +187,8 @@ def test_run_strict_gate_failure_stops_before_any_trial(tmp_path: Path) -> None:
     write_study(tmp_path, name="broken", task="broken:task")
     out = run_cli("run", "broken.yaml", "--plain", cwd=tmp_path)
     assert out.returncode == 3, out.stdout + out.stderr
-    assert "overfit_tiny" in out.stdout and "softmax" in out.stdout
+    assert "Root cause: output_range" in out.stdout and "softmax" in out.stdout
+    assert "follows from output_range" in out.stdout  # overfit_tiny, the symptom
     assert _trials(tmp_path, "broken") == []
 
 
