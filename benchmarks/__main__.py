@@ -25,6 +25,7 @@ COMPARISONS = {
     "door_fuzz": "6. Fuzzing the door (definitions)",
     "checkpoint_cost": "7. Checkpoint cost and resume savings (digits CNN)",
     "chaos_soak": "8. Chaos soak (random kills, SQLite and PostgreSQL)",
+    "cluster_sim": "9. Simulated cluster (one driver, sleeping trials)",
 }
 NEEDS_RAY = {"overhead", "gate_savings", "search_quality"}
 

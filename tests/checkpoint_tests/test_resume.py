@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import io
 import re
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +24,7 @@ def _runner(folder: Path, task: str = "sweeper.examples.digits:mlp_task") -> Tri
         task,
         {},
         [],
-        asdict(Settings()),
+        Settings().model_dump(),
         False,
         1,
         {"location": str(folder), "study": "s", "every_epochs": 2, "keep_weights": True},
