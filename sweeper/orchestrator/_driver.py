@@ -7,9 +7,14 @@ reach the store.
 
 from __future__ import annotations
 
+import concurrent.futures
+import contextlib
+import importlib.util
 import logging
+import os
 import re
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +33,7 @@ from sweeper.orchestrator._cluster import concurrency, init_ray
 from sweeper.orchestrator._recovery import driver_token, recover
 from sweeper.orchestrator._search import Outcome, Progress, Search
 from sweeper.orchestrator._workers import Workers
+from sweeper.probes._finding import root_causes
 from sweeper.probes._settings import Settings
 from sweeper.report import publish_gate
 from sweeper.search import (
@@ -113,29 +119,16 @@ def run_study(
     # cluster are known good: a typo costs the message, not a study that remembers it.
     paths = search_paths(loaded.path)
     add_search_paths(paths)
-    load_task(spec.task, spec.task_args)  # in this process: any error, at once, exit 2
     ck_settings = checkpoint_settings(spec)  # before Ray: a job's driver may lose its cwd
     catch_sigterm()
-    init_ray(address, spec.task, paths)
-    catch_sigterm()  # again: ray.init installs its own handler, which would exit at once
+    with _loading_task(spec, address) as task_loaded:  # the task loads while Ray starts
+        init_ray(address, spec.task, paths)
+        catch_sigterm()  # again: ray.init installs its own handler, which would exit at once
+    task_loaded()  # any error in the task: at once, exit 2
     fits = concurrency(spec)
     n_runners = fits if trials is None else min(fits, trials)
-
-    storage = open_storage(spec.storage)
-    study = retrying(open_study, loaded, storage, progress, what="opening the study")
-    for number, why in retrying(recover, study, me, what="checking for orphaned trials"):
-        if progress:
-            progress.note(f"trial {number} failed and re-queued: {why}")
     runner_cls = remote_runner(spec.resources.cpus, spec.resources.gpus)
     probe_settings = Settings.from_spec(spec.probes).model_dump()
-    if ck_settings is not None:
-        retrying(
-            attrs.set_study_attr,
-            study,
-            attrs.CHECKPOINT_STORE,
-            ck_settings["location"],
-            what="recording the checkpoint store",
-        )
 
     def make_runner() -> Any:
         return runner_cls.remote(
@@ -148,9 +141,23 @@ def run_study(
             ck_settings,
         )
 
+    # the runners start (a process each: import torch, load the task) while the store opens
     workers = Workers(make_runner, max(1, n_runners), progress.note if progress else log.info)
     try:
         refs = [r.load.remote() for r in workers.runners]  # all load at once
+        storage = open_storage(spec.storage)
+        study = retrying(open_study, loaded, storage, progress, what="opening the study")
+        for number, why in retrying(recover, study, me, what="checking for orphaned trials"):
+            if progress:
+                progress.note(f"trial {number} failed and re-queued: {why}")
+        if ck_settings is not None:
+            retrying(
+                attrs.set_study_attr,
+                study,
+                attrs.CHECKPOINT_STORE,
+                ck_settings["location"],
+                what="recording the checkpoint store",
+            )
         for i, ref in enumerate(refs):
             loaded_ = workers.get(i, "load", ref=ref, what="loading the task")
             if "error" in loaded_:
@@ -170,6 +177,29 @@ def run_study(
     finally:  # give the CPUs/GPUs back now, not when the handles are garbage-collected
         workers.kill_all()
     return search.outcome(gate)
+
+
+@contextlib.contextmanager
+def _loading_task(spec: Any, address: str | None) -> Iterator[Callable[[], Any]]:
+    """Load the task in a thread while the caller starts Ray (both take seconds: importing
+    torch and the user's data, starting Ray's processes); yields a function that returns
+    the task or raises its error. A module that cannot be found fails at once, before Ray."""
+    if address is not None or os.environ.get("RAY_ADDRESS"):
+        # on a cluster, or as a Ray job's driver: ray.init may change this process's working
+        # directory (a job's runtime env), which an import running beside it would lose
+        task = load_task(spec.task, spec.task_args)
+        yield lambda: task
+        return
+    module = spec.task.partition(":")[0]
+    try:
+        found = importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):
+        found = False
+    if not found:
+        load_task(spec.task, spec.task_args)  # raises the TaskError naming the module
+    with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="sweeper-load") as pool:
+        future = pool.submit(load_task, spec.task, spec.task_args)
+        yield future.result
 
 
 def checkpoint_settings(spec: Any) -> dict[str, Any] | None:
@@ -260,7 +290,15 @@ def _apply_lr_cap(
 
 
 def _gate_message(gate: dict[str, Any]) -> str:
-    lines = [f"{f['probe']}: {f['hint']}" for f in gate["findings"] if f["verdict"] == "fail"]
+    """The root causes with what to fix, then the failures that follow from them, by name."""
+    roots = root_causes(gate)
+    lines = [f"{f['probe']}: {f['hint']}" for f in roots]
+    follow = [f["probe"] for f in gate["findings"] if f["verdict"] == "fail" and f.get("cause")]
+    if follow:
+        lines.append(
+            f"(follows from {'the above' if len(roots) > 1 else roots[0]['probe']}: "
+            f"{', '.join(follow)})"
+        )
     return (
         "the study gate failed, so no search was run (gate mode: strict):\n  "
         + "\n  ".join(lines)
