@@ -317,6 +317,9 @@ class Sampler(_Strict):
     type: Literal["tpe", "random"] = "tpe"
     seed: int | None = None
     startup_trials: int = Field(default=10, ge=0)
+    # TPE fits on the `window` most recent finished trials (plus the best tenth as many of the
+    # older ones): asks stay cheap in studies of many thousands (sweeper.search._window)
+    window: int | None = Field(default=None, ge=20)
 
 
 class Pruner(_Strict):

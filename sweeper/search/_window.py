@@ -1,0 +1,93 @@
+"""TPE on a bounded window of trials: what keeps an ask cheap in a study of many thousands.
+
+Optuna's TPE fits its two densities on every finished trial, so each ask costs time linear in
+the study's size (about 50 ms at 1,000 trials and 215 ms at 10,000 on a 2-core machine). With
+`sampler: {window: N}` TPE sees the N most recent finished trials, plus the best N/10 of the
+older ones (so what was learnt early is not forgotten), plus every running trial (constant
+liar). Everything else (the pruner, `best`, the store) still sees the whole study.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Container, Sequence
+from typing import Any
+
+import optuna
+from optuna.distributions import BaseDistribution
+from optuna.trial import FrozenTrial, TrialState
+
+
+def recent(trials: Sequence[FrozenTrial], size: int, maximize: bool) -> list[FrozenTrial]:
+    """The `size` most recent finished trials, the best `size // 10` older complete ones, and
+    every unfinished trial, in their original order."""
+    finished = [t for t in trials if t.state.is_finished()]
+    if len(finished) <= size:
+        return list(trials)
+    cut = heapq.nlargest(size, (t.number for t in finished))[-1]
+    older = [t for t in finished if t.number < cut and t.state == TrialState.COMPLETE]
+    key = (lambda t: t.value) if maximize else (lambda t: -t.value)
+    best = {t.number for t in heapq.nlargest(size // 10, older, key=key)}
+    return [t for t in trials if not t.state.is_finished() or t.number >= cut or t.number in best]
+
+
+class _Window:
+    """A study seen through `recent`: what the sampler reads; the rest is the study itself."""
+
+    def __init__(self, study: optuna.Study, size: int) -> None:
+        self._study = study
+        self._size = size
+        self._maximize = study.direction == optuna.study.StudyDirection.MAXIMIZE
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._study, name)
+
+    def _get_trials(
+        self,
+        deepcopy: bool = True,
+        states: Container[TrialState] | None = None,
+        use_cache: bool = False,
+    ) -> list[FrozenTrial]:
+        trials = self._study._get_trials(deepcopy=deepcopy, states=states, use_cache=use_cache)
+        return recent(trials, self._size, self._maximize)
+
+    def get_trials(
+        self, deepcopy: bool = True, states: Container[TrialState] | None = None
+    ) -> list[FrozenTrial]:
+        return recent(self._study.get_trials(deepcopy, states), self._size, self._maximize)
+
+    @property
+    def trials(self) -> list[FrozenTrial]:
+        return self.get_trials()
+
+
+class WindowedTPESampler(optuna.samplers.TPESampler):
+    """Optuna's TPESampler fitted on a bounded window of the study's trials (see above)."""
+
+    def __init__(self, *args: Any, window: int, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.window = window
+
+    def infer_relative_search_space(
+        self, study: optuna.Study, trial: FrozenTrial
+    ) -> dict[str, BaseDistribution]:
+        return super().infer_relative_search_space(_Window(study, self.window), trial)  # type: ignore[arg-type]
+
+    def sample_relative(
+        self, study: optuna.Study, trial: FrozenTrial, search_space: dict[str, BaseDistribution]
+    ) -> dict[str, Any]:
+        return super().sample_relative(_Window(study, self.window), trial, search_space)  # type: ignore[arg-type]
+
+    def sample_independent(
+        self,
+        study: optuna.Study,
+        trial: FrozenTrial,
+        param_name: str,
+        param_distribution: BaseDistribution,
+    ) -> Any:
+        return super().sample_independent(
+            _Window(study, self.window),  # type: ignore[arg-type]
+            trial,
+            param_name,
+            param_distribution,
+        )
