@@ -5,9 +5,10 @@ epoch, so the only real costs are sweeper's: the driver's ask, report, pruning d
 tell, and Ray's round trips. Every run is sweeper's own `run_study` on an SQLite store, with
 multivariate TPE (constant liar) and the median pruner, probes off.
 
-- busy share = the slot time spent sleeping ÷ (slots × the search's wall time, from the first
-  trial's start to the last trial's end, both from the store): what is not busy is waiting on
-  the driver or on Ray.
+- busy share = the slot time spent sleeping ÷ (slots × the time from the first trial's start to
+  the last trial's start, from the store), over that steady-state span in which every slot has
+  work: what is not busy is waiting on the driver or on Ray. "busy incl. tail" runs to the last
+  trial's end, so it also counts slots left idle because the budget had no trial left to give.
 - events/s = (epochs reported + trials asked) ÷ that wall time: what the driver sustained.
 - "in study" = finished trials already in the study before the run (TPE reads them all).
 """
@@ -92,6 +93,17 @@ def _one(folder: Path, slots: int, epoch_s: float, in_study: int, new: int) -> d
     wall = (end - start).total_seconds()
     epochs = sum(len(t.intermediate_values) for t in ended)
     busy = epochs * epoch_s / (slots * wall)
+    # steady state: until the last trial starts, every slot should be busy; a trial's busy
+    # seconds are spread evenly over its run, the part inside the window counted
+    last = max(t.datetime_start for t in ended)  # type: ignore[type-var]
+    span = (last - start).total_seconds()
+    inside = 0.0
+    for t in ended:
+        run = (t.datetime_complete - t.datetime_start).total_seconds()  # type: ignore[operator]
+        overlap = (min(t.datetime_complete, last) - t.datetime_start).total_seconds()  # type: ignore[type-var, operator]
+        if run > 0 and overlap > 0:
+            inside += len(t.intermediate_values) * epoch_s * overlap / run
+    steady = inside / (slots * span) if span > 0 else float("nan")
     failed = sum(t.state == TrialState.FAIL for t in ran)
     return {
         "slots": slots,
@@ -100,7 +112,8 @@ def _one(folder: Path, slots: int, epoch_s: float, in_study: int, new: int) -> d
         "trials": len(ended),
         "failed": failed,
         "search wall s": round(wall, 1),
-        "busy share": round(busy, 3),
+        "busy share": round(steady, 3),
+        "busy incl. tail": round(busy, 3),
         "events/s": round((epochs + len(ended)) / wall, 1),
         "start-up s": round(total_s - wall, 1),
         "fill s": round(fill_s, 1),

@@ -78,8 +78,32 @@ def _measure(url: str, name: str) -> dict[str, float]:
         "sweeper best": _time(lambda: top_configs(name, url, 1)),
         "sweeper status": _time(status),
         "TPE ask()": _time(ask, repeat=1),
+        "TPE warm ask": _warm_ask(url, name, None),
+        "warm ask, window 1000": _warm_ask(url, name, 1000),
         "optuna best_trial": _time(optuna_best),
     }
+
+
+def _warm_ask(url: str, name: str, window: int | None) -> float:
+    """One driver's ask + tell once the study is loaded (its first ask reads every trial):
+    the median of 5, with sweeper's TPE, windowed or not."""
+    from sweeper.search._window import WindowedTPESampler
+
+    kwargs: dict[str, Any] = dict(seed=0, multivariate=True, constant_liar=True)
+    sampler = (
+        WindowedTPESampler(window=window, **kwargs)
+        if window
+        else optuna.samplers.TPESampler(**kwargs)
+    )
+    study = optuna.load_study(study_name=name, storage=url, sampler=sampler)
+    times = []
+    for i in range(6):
+        t0 = time.perf_counter()
+        trial = study.ask(DISTS)
+        study.tell(trial, state=TrialState.FAIL)
+        if i:  # the first ask loads the study
+            times.append(time.perf_counter() - t0)
+    return sorted(times)[len(times) // 2]
 
 
 def run(quick: bool) -> dict[str, Any]:

@@ -23,6 +23,7 @@ from sweeper.orchestrator._recovery import recover, requeue
 from sweeper.orchestrator._retention import Retention
 from sweeper.report import trial_summary
 from sweeper.search import distributions
+from sweeper.search._view import read_through
 from sweeper.store import attrs
 from sweeper.store._retry import first_line, retrying
 from sweeper.store._storage import GRACE_S, HEARTBEAT_S, state_counts, trials_in_states
@@ -121,6 +122,8 @@ class Search:
         self.last_recovery = time.monotonic()
         self.saved_seconds = 0.0
         self.best: float | None = self._best_value()
+        # the sampler and the pruner read one snapshot of the study, not a query per call
+        self.view = read_through(study)
         self.outage_noted = False
         self.retention: Retention | None = None
         if checkpoints is not None:
@@ -299,6 +302,10 @@ class Search:
             what="recording the trial's driver",
         )
         self._db(self.storage.record_heartbeat, trial._trial_id, what="recording heartbeats")
+        frozen = getattr(trial, "_cached_frozen_trial", None)
+        if frozen is None:
+            frozen = self._db(self.storage.get_trial, trial._trial_id, what="reading a trial")
+        self.view.running(frozen)  # the next ask sees it running at once (constant liar)
         params = {**self.fixed, **trial.params}
         slot.trial, slot.params, slot.epoch = trial, params, 0
         slot.started = time.perf_counter()
@@ -604,6 +611,8 @@ class Search:
             )
 
     def _release(self, slot: _Slot) -> None:
+        if slot.trial is not None:
+            self.view.done(slot.trial._trial_id)
         slot.trial, slot.ref, slot.phase = None, None, ""
 
     def _abandon(self, why: str) -> None:
