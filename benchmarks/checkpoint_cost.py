@@ -11,7 +11,6 @@ from __future__ import annotations
 import statistics
 import tempfile
 import time
-from dataclasses import asdict
 from typing import Any
 
 TASK = "sweeper.examples.digits:cnn_task"
@@ -25,7 +24,7 @@ def _runner(folder: str | None, every: int) -> Any:
     ck = None
     if folder is not None:
         ck = {"location": folder, "study": "bench", "every_epochs": every, "keep_weights": True}
-    return TrialRunner(TASK, {}, [], asdict(Settings()), True, 1, ck)
+    return TrialRunner(TASK, {}, [], Settings().model_dump(), True, 1, ck)
 
 
 def _trial(runner: Any, number: int, epochs: int, resume: Any = None) -> tuple[float, float]:
