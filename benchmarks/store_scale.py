@@ -86,16 +86,12 @@ def _measure(url: str, name: str) -> dict[str, float]:
 
 def _warm_ask(url: str, name: str, window: int | None) -> float:
     """One driver's ask + tell once the study is loaded (its first ask reads every trial):
-    the median of 5, with sweeper's TPE, windowed or not."""
-    from sweeper.search._window import WindowedTPESampler
+    the median of 5, through the driver's study view, windowed or not."""
+    from sweeper.search._view import read_through
 
-    kwargs: dict[str, Any] = dict(seed=0, multivariate=True, constant_liar=True)
-    sampler = (
-        WindowedTPESampler(window=window, **kwargs)
-        if window
-        else optuna.samplers.TPESampler(**kwargs)
-    )
+    sampler = optuna.samplers.TPESampler(seed=0, multivariate=True, constant_liar=True)
     study = optuna.load_study(study_name=name, storage=url, sampler=sampler)
+    read_through(study, window=window)
     times = []
     for i in range(6):
         t0 = time.perf_counter()

@@ -238,15 +238,13 @@ def cmd_status(args: argparse.Namespace) -> int:
             console.print(gate_table({**gate, "findings": flagged}, title="not passed"))
     stopped = [t for t in recent if attrs.STOPPED in t.user_attrs or attrs.ERROR in t.user_attrs]
     by_pruner = [
-        t
-        for t in stopped
-        if str(t.user_attrs.get(attrs.STOPPED, "")).startswith("pruned by the pruner")
+        t for t in stopped if str(t.user_attrs.get(attrs.STOPPED, "")).startswith(attrs.BY_PRUNER)
     ]
     if by_pruner:  # the search working as meant: one line, not one per trial
         epochs = sorted({t.last_step + 1 for t in by_pruner if t.last_step is not None})
         span = f", at epochs {epochs[0]}–{epochs[-1]}" if len(epochs) > 1 else ""
         console.print(
-            f"pruned by the pruner{span}: trials {', '.join(str(t.number) for t in by_pruner)}"
+            f"{attrs.BY_PRUNER}{span}: trials {', '.join(str(t.number) for t in by_pruner)}"
         )
     for t in stopped:
         if t in by_pruner:

@@ -123,7 +123,7 @@ class Search:
         self.saved_seconds = 0.0
         self.best: float | None = self._best_value()
         # the sampler and the pruner read one snapshot of the study, not a query per call
-        self.view = read_through(study)
+        self.view = read_through(study, window=spec.sampler.window)
         self.outage_noted = False
         self.retention: Retention | None = None
         if checkpoints is not None:
@@ -511,9 +511,7 @@ class Search:
         elif self.spec.pruner.type != "none" and self._db(
             slot.trial.should_prune, what="asking the pruner"
         ):
-            self._finish(
-                slot, TrialState.PRUNED, None, f"pruned by the pruner at epoch {slot.epoch}"
-            )
+            self._finish(slot, TrialState.PRUNED, None, f"{attrs.BY_PRUNER} at epoch {slot.epoch}")
         else:
             slot.ref, slot.phase = slot.runner.epoch.remote(), "epoch"
 

@@ -11,6 +11,8 @@ import torch
 from sweeper.probes._settings import Settings
 from sweeper.training import Data
 
+# The layers whose weights and activations the probes judge (init gain, dead units, last layer)
+LAYERS = (torch.nn.Linear, torch.nn.Conv1d, torch.nn.Conv2d, torch.nn.Conv3d)
 # Params for a probe run when the user gives none: a safe, ordinary configuration.
 REFERENCE_PARAMS: dict[str, Any] = {"lr": 1e-3, "batch_size": 32, "dropout": 0.0, "init": "none"}
 
@@ -23,6 +25,7 @@ class Context:
     device: torch.device
     settings: Settings = field(default_factory=Settings)
     seed: int = 0
+    cache: dict[str, Any] = field(default_factory=dict)  # what several probes read, made once
 
     @property
     def kind(self) -> str:

@@ -154,10 +154,10 @@ def attribute(report: Report) -> None:
             f.cause = root.probe
     # A probe that crashed in the model or the loss says where, not why: a probe that found
     # why (a shape or range the loss cannot take) is the root; else the first crash is.
+    first = roots[0] if roots else (raised[0] if raised else None)
     for f in raised:
-        root = roots[0] if roots else (raised[0] if f is not raised[0] else None)
-        if root is not None:
-            f.cause = root.probe
+        if f is not first and first is not None:
+            f.cause = first.probe
 
 
 def _run_one(name: str, probe: Probe, ctx: Context) -> Finding:

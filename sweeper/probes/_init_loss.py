@@ -8,7 +8,8 @@ import torch
 
 from sweeper.probes._context import Context
 from sweeper.probes._finding import Finding
-from sweeper.training import build_model, forward, resolve_loss
+from sweeper.probes._outputs import init_outputs
+from sweeper.training import resolve_loss
 
 _CE_FAMILY = ("cross_entropy", "nll", "bce", "bce_prob")
 
@@ -28,20 +29,10 @@ def expected_init_loss(ctx: Context, y: torch.Tensor) -> tuple[float, str]:
 
 
 @torch.no_grad()
-def init_outputs(
-    ctx: Context, params: dict | None = None, rows: int = 512
-) -> tuple[float, torch.Tensor]:
-    """(loss, model outputs) of a freshly initialised model on the first training rows."""
-    torch.manual_seed(ctx.seed)
-    model = build_model(ctx.task, params or ctx.params, ctx.device)
-    model.eval()
-    x, y = ctx.data.train.head(rows)
-    out = forward(model, x)
-    return float(resolve_loss(ctx.task.loss)(out, y).item()), out
-
-
-def init_loss_value(ctx: Context, params: dict | None = None, rows: int = 512) -> float:
-    return init_outputs(ctx, params, rows)[0]
+def init_loss_value(ctx: Context) -> float:
+    """The task's loss on the fresh model's output at init (see init_outputs)."""
+    o = init_outputs(ctx)
+    return float(resolve_loss(ctx.task.loss)(o.out, o.y).item())
 
 
 def prior_entropy(ctx: Context, y: torch.Tensor) -> float | None:
@@ -54,10 +45,10 @@ def prior_entropy(ctx: Context, y: torch.Tensor) -> float | None:
     return float(-(p * p.log()).sum())
 
 
-def init_loss(ctx: Context, params: dict | None = None) -> Finding:
+def init_loss(ctx: Context) -> Finding:
     _, y = ctx.data.train.head(512)
     expected, how = expected_init_loss(ctx, y)
-    measured, out = init_outputs(ctx, params)
+    measured, out = init_loss_value(ctx), init_outputs(ctx).out
     s = ctx.settings
     lo, hi = expected * (1 - s.init_loss_tolerance), expected * (1 + s.init_loss_tolerance)
     exp_txt = f"≈ {expected:.3f} ({how}), within [{lo:.3f}, {hi:.3f}]"

@@ -9,29 +9,34 @@ from typing import Any
 
 import torch
 
-from sweeper.probes._context import Context
+from sweeper.probes._context import LAYERS, Context
 from sweeper.probes._finding import Finding
-from sweeper.training import Inputs, build_model, forward, resolve_loss
+from sweeper.training import build_model, forward, resolve_loss
 
-_LOGIT_LOSSES = ("cross_entropy", "bce")  # apply their own softmax / sigmoid
 _CLASS_LOSSES = ("cross_entropy", "nll")  # out (N, C), target (N,) class indices
 _ELEMENTWISE = ("mse", "l1", "bce", "bce_prob")  # out and target of one shape
-_LAYERS = (torch.nn.Linear, torch.nn.Conv1d, torch.nn.Conv2d, torch.nn.Conv3d)
 
 
 @dataclass
 class Outputs:
     """A fresh model's output on the first training rows, with the input of its last layer."""
 
-    x: Inputs
     y: torch.Tensor
     out: Any
     last_input: torch.Tensor | None  # what the last Linear/Conv called received, if any
     last_layer: str
 
 
+def init_outputs(ctx: Context) -> Outputs:
+    """The fresh model's output on the first 512 training rows: made once per context, read by
+    the output probes and init_loss."""
+    if "init_outputs" not in ctx.cache:
+        ctx.cache["init_outputs"] = _init_outputs(ctx, rows=512)
+    return ctx.cache["init_outputs"]
+
+
 @torch.no_grad()
-def init_outputs(ctx: Context, rows: int = 64) -> Outputs:
+def _init_outputs(ctx: Context, rows: int) -> Outputs:
     torch.manual_seed(ctx.seed)
     model = build_model(ctx.task, {**ctx.params, "dropout": 0.0}, ctx.device)
     model.eval()
@@ -47,7 +52,7 @@ def init_outputs(ctx: Context, rows: int = 64) -> Outputs:
     hooks = [
         m.register_forward_hook(record(n))
         for n, m in model.named_modules()
-        if isinstance(m, _LAYERS)
+        if isinstance(m, LAYERS)
     ]
     try:
         x, y = ctx.data.train.head(rows)
@@ -55,7 +60,7 @@ def init_outputs(ctx: Context, rows: int = 64) -> Outputs:
     finally:
         for h in hooks:
             h.remove()
-    return Outputs(x, y, out, seen.get("input"), seen.get("layer", ""))
+    return Outputs(y, out, seen.get("input"), seen.get("layer", ""))
 
 
 def _shape(t: torch.Tensor) -> str:
@@ -272,7 +277,7 @@ def target_scale(ctx: Context) -> Finding:
     output's scale at init (about 1 for a standard init)."""
     if ctx.kind != "regression":
         return Finding("target_scale", "skip", "not a regression", "—")
-    o = init_outputs(ctx, rows=512)
+    o = init_outputs(ctx)
     _, y = ctx.data.train.head(4096)
     y = y.double()
     mean, std = float(y.mean()), float(y.std()) if y.numel() > 1 else 0.0

@@ -13,12 +13,10 @@ from typing import Any
 import torch
 
 from sweeper.errors import TrialStopped
-from sweeper.probes._context import Context
+from sweeper.probes._context import LAYERS, Context
 from sweeper.probes._finding import Finding, Verdict, fmt
 from sweeper.probes._init_loss import expected_init_loss, init_loss_value
 from sweeper.training import build_model, forward
-
-_LAYERS = (torch.nn.Linear, torch.nn.Conv1d, torch.nn.Conv2d, torch.nn.Conv3d)
 
 
 class TrialMonitor:
@@ -255,7 +253,7 @@ class ActivationRecorder:
         self.dead: dict[str, float] = {}
         self.hooks = []
         for name, m in model.named_modules():
-            if isinstance(m, _LAYERS):
+            if isinstance(m, LAYERS):
                 self.hooks.append(m.register_forward_hook(self._std_hook(name)))
             elif isinstance(m, torch.nn.ReLU):
                 self.hooks.append(m.register_forward_hook(self._dead_hook(name)))
@@ -311,7 +309,7 @@ def judge_activations(
     fail; layer output stds outside [0.5, 2.0] warn."""
     label = init_label(init)
     layers: list[tuple[str, Any]] = [
-        (n, m) for n, m in model.named_modules() if isinstance(m, _LAYERS)
+        (n, m) for n, m in model.named_modules() if isinstance(m, LAYERS)
     ]
     symmetric = _constant_layers(layers)
     out: list[Finding] = []

@@ -12,14 +12,10 @@ def make_sampler(spec: Definition, parallel: bool) -> optuna.samplers.BaseSample
     if s.type == "random":
         return optuna.samplers.RandomSampler(seed=s.seed)
     # constant liar: parallel asks see running trials as bad, so they spread out
-    kwargs = dict(
+    # (`window:` bounds what it reads: the driver's study view applies it, sweeper.search._view)
+    return optuna.samplers.TPESampler(
         seed=s.seed, n_startup_trials=s.startup_trials, multivariate=True, constant_liar=parallel
     )
-    if s.window is not None:
-        from sweeper.search._window import WindowedTPESampler
-
-        return WindowedTPESampler(window=s.window, **kwargs)
-    return optuna.samplers.TPESampler(**kwargs)  # type: ignore[arg-type]
 
 
 def make_pruner(spec: Definition) -> optuna.pruners.BasePruner:

@@ -20,6 +20,8 @@ import optuna
 from optuna.distributions import BaseDistribution
 from optuna.trial import FrozenTrial, TrialState
 
+from sweeper.search._window import Window
+
 
 class StudyView:
     def __init__(self, study: optuna.Study, every: float = 0.5) -> None:
@@ -82,21 +84,24 @@ class StudyView:
 
 
 class ViewSampler(optuna.samplers.BaseSampler):
-    """The study's sampler, choosing from the view; it learns of finished trials as before."""
+    """The study's sampler, choosing from the view (or a window of it: `sampler: {window: N}`);
+    it learns of finished trials as before."""
 
-    def __init__(self, inner: optuna.samplers.BaseSampler, view: StudyView) -> None:
+    def __init__(
+        self, inner: optuna.samplers.BaseSampler, view: StudyView, window: int | None = None
+    ) -> None:
         self.inner = inner
-        self.view = view
+        self.view: Any = view if window is None else Window(view, window)
 
     def infer_relative_search_space(
         self, study: optuna.Study, trial: FrozenTrial
     ) -> dict[str, BaseDistribution]:
-        return self.inner.infer_relative_search_space(self.view, trial)  # type: ignore[arg-type]
+        return self.inner.infer_relative_search_space(self.view, trial)
 
     def sample_relative(
         self, study: optuna.Study, trial: FrozenTrial, search_space: dict[str, BaseDistribution]
     ) -> dict[str, Any]:
-        return self.inner.sample_relative(self.view, trial, search_space)  # type: ignore[arg-type]
+        return self.inner.sample_relative(self.view, trial, search_space)
 
     def sample_independent(
         self,
@@ -106,7 +111,7 @@ class ViewSampler(optuna.samplers.BaseSampler):
         param_distribution: BaseDistribution,
     ) -> Any:
         return self.inner.sample_independent(
-            self.view,  # type: ignore[arg-type]
+            self.view,
             trial,
             param_name,
             param_distribution,
@@ -139,11 +144,12 @@ class ViewPruner(optuna.pruners.BasePruner):
         return self.inner.prune(self.view, trial)  # type: ignore[arg-type]
 
 
-def read_through(study: optuna.Study, every: float = 0.5) -> StudyView:
+def read_through(study: optuna.Study, every: float = 0.5, window: int | None = None) -> StudyView:
     """Make `study`'s sampler and its median/percentile pruner read one shared view (other
-    pruners, such as Hyperband's brackets, keep reading the study itself)."""
+    pruners, such as Hyperband's brackets, keep reading the study itself); with `window`, the
+    sampler sees only that window of it."""
     view = StudyView(study, every)
-    study.sampler = ViewSampler(study.sampler, view)
+    study.sampler = ViewSampler(study.sampler, view, window)
     if isinstance(study.pruner, optuna.pruners.PercentilePruner):  # MedianPruner is one
         study.pruner = ViewPruner(study.pruner, view)
     return view

@@ -19,6 +19,7 @@ FINDINGS = "sweeper:findings"
 VERDICT = "sweeper:verdict"  # worst verdict of the trial's probes
 PROBES = "sweeper:probes"  # the trial's probe results as one readable line
 STOPPED = "sweeper:stopped"
+BY_PRUNER = "pruned by the pruner"  # how STOPPED starts when the pruner, not a probe, stopped it
 METRICS = "sweeper:metrics"  # every metric of the trial's last reported epoch
 ERROR = "sweeper:error"
 WORKER = "sweeper:worker"  # where the trial ran: device, Ray node, pid, torch version

@@ -1,5 +1,5 @@
-"""TPE on a bounded window: it fits on the recent trials plus the best older ones, and the
-definition's `sampler: {window: N}` builds it."""
+"""TPE on a bounded window: it fits on the recent trials plus the best older ones, through the
+driver's study view, as the definition's `sampler: {window: N}` asks."""
 
 from __future__ import annotations
 
@@ -10,17 +10,15 @@ import pytest
 from optuna.distributions import FloatDistribution
 from optuna.trial import create_trial
 
-from sweeper.search._window import WindowedTPESampler, recent
+from sweeper.search._view import read_through
+from sweeper.search._window import Window, recent
 
 DISTS = {"x": FloatDistribution(0.0, 1.0)}
 
 
 def _study(n: int, window: int | None) -> optuna.Study:
-    kwargs = dict(seed=0, n_startup_trials=5, multivariate=True, constant_liar=True)
-    sampler = (
-        WindowedTPESampler(window=window, **kwargs)
-        if window
-        else optuna.samplers.TPESampler(**kwargs)
+    sampler = optuna.samplers.TPESampler(
+        seed=0, n_startup_trials=5, multivariate=True, constant_liar=True
     )
     study = optuna.create_study(sampler=sampler, direction="minimize")
     rng = random.Random(0)
@@ -32,6 +30,7 @@ def _study(n: int, window: int | None) -> optuna.Study:
             for _ in range(n)
         ]
     )
+    read_through(study, every=0.0, window=window)  # as the driver does
     return study
 
 
@@ -68,14 +67,13 @@ def test_windowed_tpe_fits_on_the_window_only(monkeypatch: pytest.MonkeyPatch) -
         assert sum(seen[:2]) == expected  # below + above: every trial, or the window (+ best)
 
 
-def test_definition_window_builds_the_windowed_sampler() -> None:
+def test_definition_window_reaches_the_drivers_sampler_view() -> None:
     from sweeper.definition import parse_definition
-    from sweeper.search import make_sampler
 
     base = "name: x\ntask: m:f\nbudget: {trials: 1, epochs: 5}\n"
     search = "search: {lr: {type: float, low: 0.001, high: 0.1}, batch_size: 8, dropout: 0.0}\n"
     spec = parse_definition(base + search + "sampler: {type: tpe, window: 500}\n")
-    sampler = make_sampler(spec, parallel=True)
-    assert isinstance(sampler, WindowedTPESampler) and sampler.window == 500
-    plain = make_sampler(parse_definition(base + search), parallel=True)
-    assert type(plain) is optuna.samplers.TPESampler
+    assert spec.sampler.window == 500
+    study = optuna.create_study()
+    read_through(study, window=spec.sampler.window)
+    assert isinstance(study.sampler.view, Window) and study.sampler.view._size == 500  # type: ignore[attr-defined]
