@@ -4,9 +4,10 @@ Optuna's cached storage re-reads every running trial from the database on each c
 lists trials. The pruner lists them at every epoch of every trial, TPE with constant liar at
 every ask, so with 32 trials running each call rebuilds 32 trials from SQL: at 32 slots of 0.5 s
 epochs that was most of the driver's time, and slots waited on it (BENCHMARKS §9). Here the
-sampler and the pruner see one snapshot of the study, refreshed at most every `every` seconds,
-with this driver's own running trials kept exact (added as they are asked, dropped as they are
-told), so parallel asks still see each other at once.
+sampler and the pruner see one snapshot of the study, taken again when this driver tells a
+trial and at most every `every` seconds otherwise (for other drivers' trials), with this
+driver's own running trials kept exact (added as they are asked), so parallel asks still see
+each other at once.
 """
 
 from __future__ import annotations
@@ -42,9 +43,12 @@ class StudyView:
         self._merged = None
 
     def done(self, trial_id: int) -> None:
-        """It was told: it shows again with the next snapshot, finished."""
+        """It was told: the next read takes a new snapshot, so the sampler and the pruner see
+        it finished exactly when Optuna itself would (with one driver, the sampler proposes
+        what it would without the view)."""
         if self._own.pop(trial_id, None) is not None:
             self._merged = None
+            self._at = -float("inf")
 
     def _trials(self) -> list[FrozenTrial]:
         now = time.monotonic()

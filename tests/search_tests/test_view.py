@@ -44,8 +44,11 @@ def test_view_reads_one_snapshot_per_interval_and_sees_own_running_trials(tmp_pa
     view.running(study._storage.get_trial(trial._trial_id))
     running = view.get_trials(states=(TrialState.RUNNING,))
     assert [t.number for t in running] == [trial.number]
-    view.done(trial._trial_id)
+    study.tell(trial, 0.5)
+    view.done(trial._trial_id)  # told: the next read is a new snapshot, with it finished
     assert view.get_trials(states=(TrialState.RUNNING,)) == []
+    assert view.reads == reads + 1
+    assert trial.number in [t.number for t in view.get_trials(states=(TrialState.COMPLETE,))]
 
 
 def test_view_prunes_as_the_study_itself_would(tmp_path) -> None:  # type: ignore[no-untyped-def]
