@@ -16,6 +16,7 @@ from optuna.storages import RDBStorage
 
 from sweeper._redact import redact
 from sweeper.errors import StoreError
+from sweeper.store._bulk import Storage
 from sweeper.store._retry import (
     describe_store,
     fault_error,
@@ -246,7 +247,7 @@ def open_storage(url: str, heartbeat: bool = True, create: bool = True) -> RDBSt
         try:
             if path is not None:
                 _prepare_sqlite(path, write=create)
-            storage = RDBStorage(url, engine_kwargs=engine_kwargs(url), **kwargs)
+            storage = Storage(url, engine_kwargs=engine_kwargs(url), **kwargs)
             if path is not None:
                 _tune_sqlite(storage)
             return storage
