@@ -83,7 +83,7 @@ def _one(folder: Path, slots: int, epoch_s: float, in_study: int, new: int) -> d
     _grow(study, in_study, random.Random(0))
     fill_s = time.perf_counter() - t_fill
     t0 = time.perf_counter()
-    run_study(loaded, progress=None, trials=new)
+    run_study(loaded, progress=None)  # the budget counts the whole study, as `sweeper run`
     total_s = time.perf_counter() - t0
     study = optuna.load_study(study_name=name, storage=loaded.spec.storage)
     ran = [t for t in study.get_trials(deepcopy=False) if t.number >= in_study]

@@ -44,6 +44,7 @@ from sweeper.search import (
     make_sampler,
     reference_params,
 )
+from sweeper.search._view import read_ahead
 from sweeper.store import artifact_dir, attrs, open_storage
 from sweeper.store._retry import retrying
 from sweeper.store._storage import state_counts
@@ -150,6 +151,7 @@ def run_study(
         for number, why in retrying(recover, study, me, what="checking for orphaned trials"):
             if progress:
                 progress.note(f"trial {number} failed and re-queued: {why}")
+        read_ahead(study)  # while the runners load and the gate runs
         if ck_settings is not None:
             retrying(
                 attrs.set_study_attr,

@@ -25,6 +25,7 @@ from sweeper.report import trial_summary
 from sweeper.search import distributions
 from sweeper.search._view import read_through
 from sweeper.store import attrs
+from sweeper.store._bulk import record_heartbeats, set_trial_attrs
 from sweeper.store._retry import first_line, retrying
 from sweeper.store._storage import GRACE_S, HEARTBEAT_S, state_counts, trials_in_states
 
@@ -34,6 +35,7 @@ COUNTED = (TrialState.COMPLETE, TrialState.PRUNED)
 BUILTIN_METRICS = {"train_loss", "val_loss", "val_accuracy"}
 REVIVE_S = 120.0  # how long to wait for a dead worker to come back when no other can run
 REVIVES = 8  # failed revive calls in a row before a slot is given up
+COUNT_S = 0.5  # how old the study's count of taken trials may be (other drivers' trials)
 
 
 class Progress(Protocol):
@@ -120,9 +122,10 @@ class Search:
         self.stop_reason = ""
         self.last_heartbeat = 0.0
         self.last_recovery = time.monotonic()
+        self.taken, self.counted_at = 0, -float("inf")  # see _taken
         self.saved_seconds = 0.0
         self.best: float | None = self._best_value()
-        # the sampler and the pruner read one snapshot of the study, not a query per call
+        # the sampler, the pruner and ask() list trials from one snapshot, not a query per call
         self.view = read_through(study, window=spec.sampler.window)
         self.outage_noted = False
         self.retention: Retention | None = None
@@ -174,9 +177,19 @@ class Search:
             return 0
         if self.quota is not None:
             return self.quota - self.own_finished - len(self._busy())
-        counts = self._db(state_counts, self.storage, self.study._study_id, what="counting trials")
-        taken = sum(counts.get(s, 0) for s in ("complete", "pruned", "running"))
-        return int(self.spec.budget.trials) - taken
+        return int(self.spec.budget.trials) - self._taken()
+
+    def _taken(self) -> int:
+        """Trials of the whole study finished or running: counted by the database at most every
+        COUNT_S (other drivers' trials), this driver's own starts added as they happen."""
+        now = time.monotonic()
+        if now - self.counted_at >= COUNT_S:
+            counts = self._db(
+                state_counts, self.storage, self.study._study_id, what="counting trials"
+            )
+            self.taken = sum(counts.get(s, 0) for s in ("complete", "pruned", "running"))
+            self.counted_at = now
+        return self.taken
 
     # -- the loop ----------------------------------------------------------------------------
     def loop(self) -> None:
@@ -273,11 +286,9 @@ class Search:
         now = time.monotonic()
         if now - self.last_heartbeat >= HEARTBEAT_S / 2:
             self.last_heartbeat = now
-            for slot in self._busy():
-                assert slot.trial is not None
-                self._db(
-                    self.storage.record_heartbeat, slot.trial._trial_id, what="recording heartbeats"
-                )
+            ids = [s.trial._trial_id for s in self._busy() if s.trial is not None]
+            if ids:
+                self._db(record_heartbeats, self.storage, ids, what="recording heartbeats")
         if now - self.last_recovery >= GRACE_S / 2:
             self.last_recovery = now
             for number, why in self._db(recover, self.study, self.me, what="checking trials"):
@@ -294,14 +305,15 @@ class Search:
 
     def _launch(self, slot: _Slot) -> None:
         trial = self._db(self.study.ask, self.dists, what="asking for a trial")
+        self.taken += 1
         self._db(
-            self.storage.set_trial_system_attr,
+            set_trial_attrs,
+            self.storage,
             trial._trial_id,
-            attrs.DRIVER,
-            self.me,
+            system={attrs.DRIVER: self.me},
+            heartbeat=True,
             what="recording the trial's driver",
         )
-        self._db(self.storage.record_heartbeat, trial._trial_id, what="recording heartbeats")
         frozen = getattr(trial, "_cached_frozen_trial", None)
         if frozen is None:
             frozen = self._db(self.storage.get_trial, trial._trial_id, what="reading a trial")
@@ -523,23 +535,28 @@ class Search:
             spent = time.perf_counter() - slot.started
             saved = spent / done * (self.spec.budget.epochs - slot.epoch)
             self.saved_seconds += saved
-            self._db(
-                self.storage.set_trial_user_attr,
-                slot.trial._trial_id,
-                attrs.SECONDS_SAVED,
-                round(saved, 3),
-                what="recording a trial's result",
+            self._finish(
+                slot, TrialState.PRUNED, None, reason, {attrs.SECONDS_SAVED: round(saved, 3)}
             )
+            return
         self._finish(slot, TrialState.PRUNED, None, reason)
 
     def _fail(self, slot: _Slot, error: str) -> None:
         self._finish(slot, TrialState.FAIL, None, error)
 
-    def _finish(self, slot: _Slot, state: TrialState, value: float | None, note: str) -> None:
+    def _finish(
+        self,
+        slot: _Slot,
+        state: TrialState,
+        value: float | None,
+        note: str,
+        notes: dict[str, Any] | None = None,
+    ) -> None:
+        """Record the trial's result: its attributes in one transaction, then Optuna's tell."""
         trial = slot.trial
         assert trial is not None
         tid = trial._trial_id
-        notes: dict[str, Any] = {}
+        notes = dict(notes or {})
         if slot.probe_seconds:
             notes[attrs.PROBE_SECONDS] = round(slot.probe_seconds, 4)
         if slot.checkpoint_seconds:
@@ -553,10 +570,8 @@ class Search:
             notes[attrs.ERROR] = note[:2000]
         elif state == TrialState.PRUNED and note:
             notes[attrs.STOPPED] = note[:2000]
-        for key, val in notes.items():
-            self._db(
-                self.storage.set_trial_user_attr, tid, key, val, what="recording a trial's result"
-            )
+        if notes:
+            self._db(set_trial_attrs, self.storage, tid, notes, what="recording a trial's result")
         kept = None
         if (
             self.retention is not None
@@ -582,7 +597,7 @@ class Search:
         slot.runner.finish.remote()
         if self.retention is not None:
             self.retention.finished(trial.number, tid, value, kept, slot.checkpoints, slot.chain)
-        self._release(slot)
+        self._release(slot, told)
 
     def _count(self, slot: _Slot, state: TrialState, value: float | None, note: str) -> None:
         assert slot.trial is not None
@@ -608,9 +623,11 @@ class Search:
                 slot.trial.number, state.name.lower(), value, slot.params, note
             )
 
-    def _release(self, slot: _Slot) -> None:
+    def _release(self, slot: _Slot, told: Any = None) -> None:
         if slot.trial is not None:
-            self.view.done(slot.trial._trial_id)
+            self.view.done(slot.trial._trial_id, told)
+            if told is None or told.state not in COUNTED:
+                self.counted_at = -float("inf")  # a failed trial no longer counts: recount
         slot.trial, slot.ref, slot.phase = None, None, ""
 
     def _abandon(self, why: str) -> None:

@@ -1,159 +1,135 @@
-"""The study as the driver's sampler and pruner read it: one snapshot, not a query per call.
+"""The study as the driver reads it: one snapshot, not a query per call.
 
 Optuna's cached storage re-reads every running trial from the database on each call that
-lists trials. The pruner lists them at every epoch of every trial, TPE with constant liar at
-every ask, so with 32 trials running each call rebuilds 32 trials from SQL: at 32 slots of 0.5 s
-epochs that was most of the driver's time, and slots waited on it (BENCHMARKS §9). Here the
-sampler and the pruner see one snapshot of the study, taken again when this driver tells a
-trial and at most every `every` seconds otherwise (for other drivers' trials), with this
-driver's own running trials kept exact (added as they are asked), so parallel asks still see
-each other at once.
+lists trials: `ask()` looking for WAITING trials, TPE with constant liar at every ask, the
+median pruner at every epoch. With 32 trials running each call rebuilt 32 trials from SQL, and
+at 32 slots of 0.5 s epochs that was most of the driver's time (BENCHMARKS §9). Here the study's
+storage is wrapped so that every listing (the sampler's, the pruner's, `ask()`'s) reads one
+snapshot of the study:
+- this driver's own trials are exact: a trial is in it as soon as it is asked (constant liar
+  sees it at once), with its reports as they are made, and finished as soon as it is told;
+- other drivers' trials are at most `every` seconds old (a new snapshot is taken then);
+- a trial enqueued from here (a re-queue) is in the next listing, and a trial this driver
+  finished outside a tell (failed and re-queued) makes the next listing a new snapshot.
+With one driver the sampler and the pruner therefore see exactly what Optuna's own storage
+would show them, and propose and prune the same (tested); every other store call goes to
+Optuna's storage unchanged.
 """
 
 from __future__ import annotations
 
 import copy
+import threading
 import time
 from collections.abc import Container
 from typing import Any
 
 import optuna
-from optuna.distributions import BaseDistribution
 from optuna.trial import FrozenTrial, TrialState
 
-from sweeper.search._window import Window
+from sweeper.search._window import WindowSampler
 
 
 class StudyView:
-    def __init__(self, study: optuna.Study, every: float = 0.5) -> None:
-        self._study = study
+    """A stand-in for the study's storage (`study._storage`), answering trial listings of the
+    study from the snapshot and passing everything else through."""
+
+    def __init__(self, storage: Any, study_id: int, every: float = 0.5) -> None:
+        self._storage = storage
+        self._study_id = study_id
         self._every = every
         self._at = -float("inf")
-        self._snapshot: list[FrozenTrial] = []
-        self._own: dict[int, FrozenTrial] = {}
-        self._merged: list[FrozenTrial] | None = None
-        self.reads = 0  # snapshots taken (for the benchmarks)
+        self._trials: list[FrozenTrial | None] = []  # by trial number
+        self._own: dict[int, FrozenTrial] = {}  # this driver's running trials, by id
+        self._listing: list[FrozenTrial] | None = None
+        self.reads = 0  # snapshots taken (for the tests and the benchmarks)
 
     def __getattr__(self, name: str) -> Any:
-        return getattr(self._study, name)
+        return getattr(self._storage, name)
 
+    # -- what the driver tells the view --------------------------------------------------------
     def running(self, trial: FrozenTrial) -> None:
-        """One of this driver's trials was asked: the sampler sees it at once."""
+        """One of this driver's trials was asked. `trial` is the Optuna trial's own frozen
+        copy (`trial._cached_frozen_trial`), which its reports update in place."""
         self._own[trial._trial_id] = trial
-        self._merged = None
+        self._place(trial)
 
-    def done(self, trial_id: int) -> None:
-        """It was told: the next read takes a new snapshot, so the sampler and the pruner see
-        it finished exactly when Optuna itself would (with one driver, the sampler proposes
-        what it would without the view)."""
-        if self._own.pop(trial_id, None) is not None:
-            self._merged = None
+    def done(self, trial_id: int, told: FrozenTrial | None = None) -> None:
+        """One of this driver's trials finished: `told` is what `study.tell` returned. Without
+        it (failed and re-queued outside a tell), the next listing is a new snapshot."""
+        if self._own.pop(trial_id, None) is None:
+            return
+        if told is not None and told.state.is_finished():
+            self._place(told)
+        else:
             self._at = -float("inf")
 
-    def _trials(self) -> list[FrozenTrial]:
+    def _place(self, trial: FrozenTrial) -> None:
+        n = trial.number
+        if n >= len(self._trials):
+            self._trials.extend([None] * (n + 1 - len(self._trials)))
+        self._trials[n] = trial
+        self._listing = None
+
+    # -- the listing ---------------------------------------------------------------------------
+    def _snapshot(self) -> list[FrozenTrial]:
         now = time.monotonic()
         if now - self._at >= self._every:
-            self._snapshot = self._study._storage.get_all_trials(
-                self._study._study_id, deepcopy=False
-            )
-            self._at, self._merged = now, None
+            fresh = self._storage.get_all_trials(self._study_id, deepcopy=False)
+            self._trials = []
+            for t in fresh:
+                if t._trial_id not in self._own:
+                    self._place(t)
+            for t in self._own.values():
+                self._place(t)
+            self._at, self._listing = now, None
             self.reads += 1
-        if self._merged is None:
-            mine = self._own
-            merged = [t for t in self._snapshot if t._trial_id not in mine]
-            if mine:
-                merged = sorted([*merged, *mine.values()], key=lambda t: t.number)
-            self._merged = merged
-        return self._merged
+        if self._listing is None:
+            self._listing = [t for t in self._trials if t is not None]
+        return self._listing
 
-    def _get_trials(
+    def get_all_trials(
         self,
+        study_id: int,
         deepcopy: bool = True,
         states: Container[TrialState] | None = None,
-        use_cache: bool = False,
     ) -> list[FrozenTrial]:
-        trials = self._trials()
+        if study_id != self._study_id:
+            return list(self._storage.get_all_trials(study_id, deepcopy=deepcopy, states=states))
+        trials = self._snapshot()
         if states is not None:
             trials = [t for t in trials if t.state in states]
         return copy.deepcopy(trials) if deepcopy else list(trials)
 
-    def get_trials(
-        self, deepcopy: bool = True, states: Container[TrialState] | None = None
-    ) -> list[FrozenTrial]:
-        return self._get_trials(deepcopy, states)
-
-    @property
-    def trials(self) -> list[FrozenTrial]:
-        return self.get_trials()
-
-
-class ViewSampler(optuna.samplers.BaseSampler):
-    """The study's sampler, choosing from the view (or a window of it: `sampler: {window: N}`);
-    it learns of finished trials as before."""
-
-    def __init__(
-        self, inner: optuna.samplers.BaseSampler, view: StudyView, window: int | None = None
-    ) -> None:
-        self.inner = inner
-        self.view: Any = view if window is None else Window(view, window)
-
-    def infer_relative_search_space(
-        self, study: optuna.Study, trial: FrozenTrial
-    ) -> dict[str, BaseDistribution]:
-        return self.inner.infer_relative_search_space(self.view, trial)
-
-    def sample_relative(
-        self, study: optuna.Study, trial: FrozenTrial, search_space: dict[str, BaseDistribution]
-    ) -> dict[str, Any]:
-        return self.inner.sample_relative(self.view, trial, search_space)
-
-    def sample_independent(
-        self,
-        study: optuna.Study,
-        trial: FrozenTrial,
-        param_name: str,
-        param_distribution: BaseDistribution,
-    ) -> Any:
-        return self.inner.sample_independent(
-            self.view,
-            trial,
-            param_name,
-            param_distribution,
-        )
-
-    def before_trial(self, study: optuna.Study, trial: FrozenTrial) -> None:
-        self.inner.before_trial(study, trial)
-
-    def after_trial(
-        self,
-        study: optuna.Study,
-        trial: FrozenTrial,
-        state: TrialState,
-        values: Any,
-    ) -> None:
-        self.inner.after_trial(study, trial, state, values)
-
-    def reseed_rng(self) -> None:
-        self.inner.reseed_rng()
-
-
-class ViewPruner(optuna.pruners.BasePruner):
-    """A pruner that compares with other trials (median, percentile), reading the view."""
-
-    def __init__(self, inner: optuna.pruners.BasePruner, view: StudyView) -> None:
-        self.inner = inner
-        self.view = view
-
-    def prune(self, study: optuna.Study, trial: FrozenTrial) -> bool:
-        return self.inner.prune(self.view, trial)  # type: ignore[arg-type]
+    def create_new_trial(self, study_id: int, template_trial: FrozenTrial | None = None) -> int:
+        trial_id = self._storage.create_new_trial(study_id, template_trial)
+        if template_trial is not None:  # enqueued or added: in the next listing
+            self._at = -float("inf")
+        return int(trial_id)
 
 
 def read_through(study: optuna.Study, every: float = 0.5, window: int | None = None) -> StudyView:
-    """Make `study`'s sampler and its median/percentile pruner read one shared view (other
-    pruners, such as Hyperband's brackets, keep reading the study itself); with `window`, the
-    sampler sees only that window of it."""
-    view = StudyView(study, every)
-    study.sampler = ViewSampler(study.sampler, view, window)
-    if isinstance(study.pruner, optuna.pruners.PercentilePruner):  # MedianPruner is one
-        study.pruner = ViewPruner(study.pruner, view)
+    """Make `study` list its trials from a `StudyView` (sampler, pruner and `ask()` alike);
+    with `window`, the sampler sees only that window of it (`sampler: {window: N}`)."""
+    view = StudyView(study._storage, study._study_id, every)
+    study._storage = view  # type: ignore[assignment]
+    if window is not None:
+        study.sampler = WindowSampler(study.sampler, window)
     return view
+
+
+def read_ahead(study: optuna.Study) -> threading.Thread:
+    """Read the study's trials into Optuna's cache in a thread while the runners start and the
+    gate runs, so a resumed study's first ask reads only what changed since (BENCHMARKS §4: a
+    10,000-trial study takes about a second to read). A store error here is left to the
+    driver's own first read, which rides it out or reports it."""
+
+    def read() -> None:
+        try:
+            study._storage.get_all_trials(study._study_id, deepcopy=False)
+        except Exception:
+            pass
+
+    thread = threading.Thread(target=read, name="sweeper-read-ahead", daemon=True)
+    thread.start()
+    return thread

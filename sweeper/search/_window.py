@@ -5,8 +5,8 @@ the study (BENCHMARKS §4: a warm ask took 25 ms at 1,000 trials, 96 ms at 10,00
 window of 1,000; the rest is Optuna passing over the whole trial list). With
 `sampler: {window: N}` the driver's sampler sees the N most recent finished trials, plus the
 best N/10 of the older ones (so what was learnt early is not forgotten), plus every running
-trial (constant liar), through `Window` over the study view (sweeper.search._view). Everything
-else (the pruner, `best`, the store) still sees the whole study.
+trial (constant liar): `WindowSampler` hands any sampler the study seen through `Window`.
+Everything else (the pruner, `best`, the store) still sees the whole study.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from collections.abc import Container, Sequence
 from typing import Any
 
 import optuna
+from optuna.distributions import BaseDistribution
 from optuna.trial import FrozenTrial, TrialState
 
 
@@ -60,3 +61,46 @@ class Window:
     @property
     def trials(self) -> list[FrozenTrial]:
         return self.get_trials()
+
+
+class WindowSampler(optuna.samplers.BaseSampler):
+    """The study's sampler, choosing from a `Window` of the study; it learns of finished
+    trials from the whole study as before."""
+
+    def __init__(self, inner: optuna.samplers.BaseSampler, size: int) -> None:
+        self.inner = inner
+        self.size = size
+
+    def _window(self, study: optuna.Study) -> Any:
+        return Window(study, self.size)
+
+    def infer_relative_search_space(
+        self, study: optuna.Study, trial: FrozenTrial
+    ) -> dict[str, BaseDistribution]:
+        return self.inner.infer_relative_search_space(self._window(study), trial)
+
+    def sample_relative(
+        self, study: optuna.Study, trial: FrozenTrial, search_space: dict[str, BaseDistribution]
+    ) -> dict[str, Any]:
+        return self.inner.sample_relative(self._window(study), trial, search_space)
+
+    def sample_independent(
+        self,
+        study: optuna.Study,
+        trial: FrozenTrial,
+        param_name: str,
+        param_distribution: BaseDistribution,
+    ) -> Any:
+        window = self._window(study)
+        return self.inner.sample_independent(window, trial, param_name, param_distribution)
+
+    def before_trial(self, study: optuna.Study, trial: FrozenTrial) -> None:
+        self.inner.before_trial(study, trial)
+
+    def after_trial(
+        self, study: optuna.Study, trial: FrozenTrial, state: TrialState, values: Any
+    ) -> None:
+        self.inner.after_trial(study, trial, state, values)
+
+    def reseed_rng(self) -> None:
+        self.inner.reseed_rng()

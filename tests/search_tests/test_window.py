@@ -11,7 +11,7 @@ from optuna.distributions import FloatDistribution
 from optuna.trial import create_trial
 
 from sweeper.search._view import read_through
-from sweeper.search._window import Window, recent
+from sweeper.search._window import WindowSampler, recent
 
 DISTS = {"x": FloatDistribution(0.0, 1.0)}
 
@@ -76,4 +76,4 @@ def test_definition_window_reaches_the_drivers_sampler_view() -> None:
     assert spec.sampler.window == 500
     study = optuna.create_study()
     read_through(study, window=spec.sampler.window)
-    assert isinstance(study.sampler.view, Window) and study.sampler.view._size == 500  # type: ignore[attr-defined]
+    assert isinstance(study.sampler, WindowSampler) and study.sampler.size == 500
