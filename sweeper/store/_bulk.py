@@ -67,84 +67,20 @@ class Storage(RDBStorage):
             newer = trial.c.trial_id > trial_id_greater_than
             # the running trials to re-read are few (one per slot): bound as parameters
             where.append(or_(trial.c.trial_id.in_(included), newer) if included else newer)
-        ids = select(trial.c.trial_id).where(*where)
         with self.engine.connect() as con:
             study = models.StudyModel.__table__
             exists = select(study.c.study_id).where(study.c.study_id == study_id)
             if con.execute(exists).first() is None:
                 raise KeyError(models.NOT_FOUND_MSG)
-            rows = con.execute(
-                select(
-                    trial.c.trial_id,
-                    trial.c.number,
-                    trial.c.state,
-                    trial.c.datetime_start,
-                    trial.c.datetime_complete,
-                )
-                .where(*where)
-                .order_by(trial.c.trial_id)
-            ).all()
-            values: dict[int, dict[int, float]] = {}
-            params: dict[int, dict[str, Any]] = {}
-            dists: dict[int, dict[str, distributions.BaseDistribution]] = {}
-            steps: dict[int, dict[int, float]] = {}
-            attrs: dict[str, dict[int, dict[str, Any]]] = {"user": {}, "system": {}}
+            return _read(con, where)
 
-            def children(model: Any, *columns: str) -> list[Any]:
-                table = model.__table__
-                key = table.primary_key.columns.values()[0]
-                query = select(table.c.trial_id, *(table.c[c] for c in columns))
-                return list(con.execute(query.where(table.c.trial_id.in_(ids)).order_by(key)).all())
-
-            parsed: dict[str, distributions.BaseDistribution] = {}
-            for tid, name, value, text in children(
-                models.TrialParamModel, "param_name", "param_value", "distribution_json"
-            ):
-                dist = parsed.get(text)
-                if dist is None:
-                    dist = parsed[text] = distributions.json_to_distribution(text)
-                params.setdefault(tid, {})[name] = dist.to_external_repr(value)
-                dists.setdefault(tid, {})[name] = dist
-            to_value = models.TrialValueModel.stored_repr_to_value
-            for tid, objective, value, kind in children(
-                models.TrialValueModel, "objective", "value", "value_type"
-            ):
-                values.setdefault(tid, {})[objective] = to_value(value, kind)
-            to_step = models.TrialIntermediateValueModel.stored_repr_to_intermediate_value
-            for tid, step, value, kind in children(
-                models.TrialIntermediateValueModel,
-                "step",
-                "intermediate_value",
-                "intermediate_value_type",
-            ):
-                steps.setdefault(tid, {})[step] = to_step(value, kind)
-            for model, into in (
-                (models.TrialUserAttributeModel, attrs["user"]),
-                (models.TrialSystemAttributeModel, attrs["system"]),
-            ):
-                for tid, key, text in children(model, "key", "value_json"):
-                    into.setdefault(tid, {})[key] = json.loads(text)
-        out = []
-        local = _LocalTime()
-        for tid, number, state, start, complete in rows:
-            own = values.get(tid)
-            out.append(
-                FrozenTrial(
-                    number=number,
-                    state=state,
-                    value=None,
-                    values=[own[k] for k in sorted(own)] if own else None,
-                    datetime_start=local(start),
-                    datetime_complete=local(complete),
-                    params=params.get(tid, {}),
-                    distributions=dists.get(tid, {}),
-                    user_attrs=attrs["user"].get(tid, {}),
-                    system_attrs=attrs["system"].get(tid, {}),
-                    intermediate_values=steps.get(tid, {}),
-                    trial_id=tid,
-                )
-            )
-        return out
+    def get_trial(self, trial_id: int) -> FrozenTrial:
+        trial = models.TrialModel.__table__
+        with self.engine.connect() as con:
+            found = _read(con, [trial.c.trial_id == trial_id])
+        if not found:
+            raise KeyError(models.NOT_FOUND_MSG)
+        return found[0]
 
     def set_trial_attrs(
         self,
@@ -174,6 +110,85 @@ class Storage(RDBStorage):
                 .where(beats.c.trial_id.in_(trial_ids))
                 .values(heartbeat=func.current_timestamp())
             )
+
+
+def _read(con: Any, where: list[Any]) -> list[FrozenTrial]:
+    """The trials matching `where` (conditions on the trials table), in trial id order: one
+    SELECT for the trials, then one per table of what they hold."""
+    trial = models.TrialModel.__table__
+    ids = select(trial.c.trial_id).where(*where)
+    rows = con.execute(
+        select(
+            trial.c.trial_id,
+            trial.c.number,
+            trial.c.state,
+            trial.c.datetime_start,
+            trial.c.datetime_complete,
+        )
+        .where(*where)
+        .order_by(trial.c.trial_id)
+    ).all()
+    values: dict[int, dict[int, float]] = {}
+    params: dict[int, dict[str, Any]] = {}
+    dists: dict[int, dict[str, distributions.BaseDistribution]] = {}
+    steps: dict[int, dict[int, float]] = {}
+    attrs: dict[str, dict[int, dict[str, Any]]] = {"user": {}, "system": {}}
+
+    def children(model: Any, *columns: str) -> list[Any]:
+        table = model.__table__
+        key = table.primary_key.columns.values()[0]
+        query = select(table.c.trial_id, *(table.c[c] for c in columns))
+        return list(con.execute(query.where(table.c.trial_id.in_(ids)).order_by(key)).all())
+
+    parsed: dict[str, distributions.BaseDistribution] = {}
+    for tid, name, value, text in children(
+        models.TrialParamModel, "param_name", "param_value", "distribution_json"
+    ):
+        dist = parsed.get(text)
+        if dist is None:
+            dist = parsed[text] = distributions.json_to_distribution(text)
+        params.setdefault(tid, {})[name] = dist.to_external_repr(value)
+        dists.setdefault(tid, {})[name] = dist
+    to_value = models.TrialValueModel.stored_repr_to_value
+    for tid, objective, value, kind in children(
+        models.TrialValueModel, "objective", "value", "value_type"
+    ):
+        values.setdefault(tid, {})[objective] = to_value(value, kind)
+    to_step = models.TrialIntermediateValueModel.stored_repr_to_intermediate_value
+    for tid, step, value, kind in children(
+        models.TrialIntermediateValueModel,
+        "step",
+        "intermediate_value",
+        "intermediate_value_type",
+    ):
+        steps.setdefault(tid, {})[step] = to_step(value, kind)
+    for model, into in (
+        (models.TrialUserAttributeModel, attrs["user"]),
+        (models.TrialSystemAttributeModel, attrs["system"]),
+    ):
+        for tid, key, text in children(model, "key", "value_json"):
+            into.setdefault(tid, {})[key] = json.loads(text)
+    out = []
+    local = _LocalTime()
+    for tid, number, state, start, complete in rows:
+        own = values.get(tid)
+        out.append(
+            FrozenTrial(
+                number=number,
+                state=state,
+                value=None,
+                values=[own[k] for k in sorted(own)] if own else None,
+                datetime_start=local(start),
+                datetime_complete=local(complete),
+                params=params.get(tid, {}),
+                distributions=dists.get(tid, {}),
+                user_attrs=attrs["user"].get(tid, {}),
+                system_attrs=attrs["system"].get(tid, {}),
+                intermediate_values=steps.get(tid, {}),
+                trial_id=tid,
+            )
+        )
+    return out
 
 
 def record_heartbeats(storage: Any, trial_ids: list[int]) -> None:

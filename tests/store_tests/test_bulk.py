@@ -100,6 +100,10 @@ def test_reads_what_optunas_reader_reads(store_url: str) -> None:
     assert {t._trial_id for t in picked} == {ids[2], *ids[21:]}
     with pytest.raises(KeyError):
         storage._get_trials(10_000, None, set(), -1)
+    for tid in ids:  # one trial, as Optuna's ask and tell read it
+        assert _plain(storage.get_trial(tid)) == _plain(RDBStorage.get_trial(storage, tid))
+    with pytest.raises(KeyError):
+        storage.get_trial(10_000)
 
 
 def test_a_loaded_study_reads_through_it(tmp_path) -> None:  # type: ignore[no-untyped-def]
