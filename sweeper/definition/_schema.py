@@ -318,7 +318,7 @@ class Sampler(_Strict):
     seed: int | None = None
     startup_trials: int = Field(default=10, ge=0)
     # TPE fits on the `window` most recent finished trials (plus the best tenth as many of the
-    # older ones), through the driver's study view (sweeper.search._window and _view)
+    # older ones): sweeper.search._window
     window: int | None = Field(default=None, ge=20)
 
 

@@ -12,7 +12,7 @@ def make_sampler(spec: Definition, parallel: bool) -> optuna.samplers.BaseSample
     if s.type == "random":
         return optuna.samplers.RandomSampler(seed=s.seed)
     # constant liar: parallel asks see running trials as bad, so they spread out
-    # (`window:` bounds what it reads: the driver's study view applies it, sweeper.search._view)
+    # (`window:` bounds what it reads: sweeper.search._window, applied with the study view)
     return optuna.samplers.TPESampler(
         seed=s.seed, n_startup_trials=s.startup_trials, multivariate=True, constant_liar=parallel
     )
