@@ -124,9 +124,12 @@ def read_ahead(study: optuna.Study) -> threading.Thread:
     10,000-trial study takes about a second to read). A store error here is left to the
     driver's own first read, which rides it out or reports it."""
 
+    storage = study._storage  # Optuna's cached storage itself: never the view, which the
+    # driver may install meanwhile and which is not shared between threads
+
     def read() -> None:
         try:
-            study._storage.get_all_trials(study._study_id, deepcopy=False)
+            storage.get_all_trials(study._study_id, deepcopy=False)
         except Exception:
             pass
 

@@ -132,7 +132,8 @@ def _read(con: Any, where: list[Any]) -> list[FrozenTrial]:
     params: dict[int, dict[str, Any]] = {}
     dists: dict[int, dict[str, distributions.BaseDistribution]] = {}
     steps: dict[int, dict[int, float]] = {}
-    attrs: dict[str, dict[int, dict[str, Any]]] = {"user": {}, "system": {}}
+    user: dict[int, dict[str, Any]] = {}
+    system: dict[int, dict[str, Any]] = {}
 
     def children(model: Any, *columns: str) -> list[Any]:
         table = model.__table__
@@ -163,8 +164,8 @@ def _read(con: Any, where: list[Any]) -> list[FrozenTrial]:
     ):
         steps.setdefault(tid, {})[step] = to_step(value, kind)
     for model, into in (
-        (models.TrialUserAttributeModel, attrs["user"]),
-        (models.TrialSystemAttributeModel, attrs["system"]),
+        (models.TrialUserAttributeModel, user),
+        (models.TrialSystemAttributeModel, system),
     ):
         for tid, key, text in children(model, "key", "value_json"):
             into.setdefault(tid, {})[key] = json.loads(text)
@@ -182,8 +183,8 @@ def _read(con: Any, where: list[Any]) -> list[FrozenTrial]:
                 datetime_complete=local(complete),
                 params=params.get(tid, {}),
                 distributions=dists.get(tid, {}),
-                user_attrs=attrs["user"].get(tid, {}),
-                system_attrs=attrs["system"].get(tid, {}),
+                user_attrs=user.get(tid, {}),
+                system_attrs=system.get(tid, {}),
                 intermediate_values=steps.get(tid, {}),
                 trial_id=tid,
             )
@@ -191,12 +192,17 @@ def _read(con: Any, where: list[Any]) -> list[FrozenTrial]:
     return out
 
 
+def _ours(storage: Any) -> Storage | None:
+    backend = getattr(storage, "_backend", storage)  # Optuna wraps RDBStorage in a cache
+    return backend if isinstance(backend, Storage) else None
+
+
 def record_heartbeats(storage: Any, trial_ids: list[int]) -> None:
     """Heartbeats of the driver's running trials: one statement on sweeper's store (each has a
     heartbeat row from its start), one call each on any other storage."""
-    backend = getattr(storage, "_backend", storage)
-    if isinstance(backend, Storage):
-        backend.record_heartbeats(trial_ids)
+    ours = _ours(storage)
+    if ours is not None:
+        ours.record_heartbeats(trial_ids)
         return
     for trial_id in trial_ids:
         storage.record_heartbeat(trial_id)
@@ -211,9 +217,9 @@ def set_trial_attrs(
 ) -> None:
     """A trial's attributes (and first heartbeat) in one transaction on sweeper's store; one
     call each on any other Optuna storage."""
-    backend = getattr(storage, "_backend", storage)  # Optuna wraps RDBStorage in a cache
-    if isinstance(backend, Storage):
-        backend.set_trial_attrs(trial_id, user or {}, system or {}, heartbeat)
+    ours = _ours(storage)
+    if ours is not None:
+        ours.set_trial_attrs(trial_id, user or {}, system or {}, heartbeat)
         return
     for key, value in (user or {}).items():
         storage.set_trial_user_attr(trial_id, key, value)
