@@ -25,7 +25,7 @@ from sweeper.report import trial_summary
 from sweeper.search import distributions
 from sweeper.search._view import read_through
 from sweeper.store import attrs
-from sweeper.store._bulk import record_heartbeats, set_trial_attrs
+from sweeper.store._bulk import record_heartbeats, record_reports, set_trial_attrs
 from sweeper.store._retry import first_line, retrying
 from sweeper.store._storage import GRACE_S, HEARTBEAT_S, state_counts, trials_in_states
 
@@ -124,6 +124,7 @@ class Search:
         self.last_recovery = time.monotonic()
         self.taken, self.counted_at = 0, -float("inf")  # see _taken
         self.saved_seconds = 0.0
+        self.reports: list[_Slot] = []  # slots whose epoch's report is not written yet
         self.best: float | None = self._best_value()
         # the sampler, the pruner and ask() list trials from one snapshot, not a query per call
         self.view = read_through(study, window=spec.sampler.window)
@@ -222,9 +223,13 @@ class Search:
                     revive_since = None
                 if not pending:
                     break
-                ready, _ = ray.wait(list(pending), num_returns=1, timeout=1.0)
+                ready, rest = ray.wait(list(pending), num_returns=1, timeout=1.0)
+                if ready and rest:  # everything else that is ready: its reports go together
+                    more, _ = ray.wait(rest, num_returns=len(rest), timeout=0)
+                    ready += more
                 for ref in ready:
                     self._handle(pending[ref], ref)
+                self._flush_reports()
                 self._housekeeping()
         except BaseException as e:
             if isinstance(e, Terminated):
@@ -359,10 +364,12 @@ class Search:
         the pruner judges one whole curve."""
         assert slot.trial is not None and slot.resume is not None
         earlier = self._db(self.storage.get_trial, slot.resume["trial_id"], what="reading a trial")
-        for step in sorted(earlier.intermediate_values):
-            if step < epoch:
-                value = earlier.intermediate_values[step]
-                self._db(slot.trial.report, value, step, what="reporting a trial's progress")
+        curve = {s: v for s, v in earlier.intermediate_values.items() if s < epoch}
+        tid = slot.trial._trial_id
+        reports = [(tid, step, value) for step, value in sorted(curve.items())]
+        if self._db(record_reports, self.storage, reports, what="reporting a trial's progress"):
+            raise UpdateFinishedTrialError(f"trial {slot.trial.number} is already finished")
+        slot.trial._cached_frozen_trial.intermediate_values.update(curve)
         slot.epoch = epoch
         self._db(
             self.storage.set_trial_user_attr,
@@ -516,7 +523,36 @@ class Search:
             self._prune(slot, f"{metric} became {value} at epoch {slot.epoch}", probed=True)
             return
         slot.metrics, slot.value = metrics, value
-        self._db(slot.trial.report, value, slot.epoch, what="reporting a trial's progress")
+        self.reports.append(slot)  # written with the others of this loop turn, then judged
+
+    def _flush_reports(self) -> None:
+        """Write the epochs reported in this loop turn in one transaction, then decide each
+        trial's next step (finish, prune or train on): the pruner sees every report."""
+        slots, self.reports = self.reports, []
+        if not slots:
+            return
+        reports = []
+        for slot in slots:
+            assert slot.trial is not None and slot.value is not None
+            reports.append((slot.trial._trial_id, slot.epoch, float(slot.value)))
+        finished = self._db(
+            record_reports, self.storage, reports, what="reporting the trials' progress"
+        )
+        for slot in slots:
+            assert slot.trial is not None and slot.value is not None
+            if slot.trial._trial_id in finished:
+                self._taken_over(slot)
+                continue
+            slot.trial._cached_frozen_trial.intermediate_values[slot.epoch] = float(slot.value)
+            try:
+                self._judge(slot)
+            except UpdateFinishedTrialError:
+                self._taken_over(slot)
+
+    def _judge(self, slot: _Slot) -> None:
+        """After an epoch's report: the trial completes, is pruned or trains another epoch."""
+        assert slot.trial is not None and slot.value is not None
+        value = slot.value
         slot.epoch += 1
         if slot.epoch >= self.spec.budget.epochs:
             self._finish(slot, TrialState.COMPLETE, value, "")

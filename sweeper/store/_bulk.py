@@ -9,8 +9,9 @@ the same call with one SELECT per table (six in all, however many trials) and bu
 
 `set_trial_attrs` writes several of a trial's attributes (and its first heartbeat) in one
 transaction, through Optuna's own per-attribute statements: the driver marks each trial it
-starts and finishes with several, and each was a commit of its own. Everything else is
-Optuna's own code.
+starts and finishes with several, and each was a commit of its own. `record_reports` writes
+the epochs that several trials finished together in one transaction (Optuna's `report` is two
+SELECTs, an INSERT and a commit for each). Everything else is Optuna's own code.
 """
 
 from __future__ import annotations
@@ -21,11 +22,12 @@ from collections.abc import Container, Iterable
 from typing import Any
 
 from optuna import distributions
+from optuna.exceptions import UpdateFinishedTrialError
 from optuna.storages import RDBStorage
 from optuna.storages._rdb import models
 from optuna.storages._rdb.storage import _create_scoped_session
 from optuna.trial import FrozenTrial, TrialState
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import func, insert, or_, select, update
 
 _UTC = dt.timezone.utc
 
@@ -100,6 +102,55 @@ class Storage(RDBStorage):
                     self._set_trial_attr_without_commit(session, model, trial_id, key, value)
             if heartbeat and models.TrialHeartbeatModel.where_trial_id(trial_id, session) is None:
                 session.add(models.TrialHeartbeatModel(trial_id=trial_id))
+
+    def record_reports(self, reports: list[tuple[int, int, float]]) -> set[int]:
+        """Write `(trial_id, step, value)` reports in one transaction: one SELECT of the trials'
+        states, one of the steps already there (a retried write whose first try did commit),
+        one INSERT for the rest. A trial that is no longer running (another driver failed it
+        after its heartbeat lapsed) gets none of its reports written: its id is returned, as
+        Optuna's own write would raise UpdateFinishedTrialError for it."""
+        trial = models.TrialModel.__table__
+        steps = models.TrialIntermediateValueModel.__table__
+        ids = sorted({tid for tid, _, _ in reports})
+        to_stored = models.TrialIntermediateValueModel.intermediate_value_to_stored_repr
+        with self.engine.begin() as con:
+            states = con.execute(
+                select(trial.c.trial_id, trial.c.state).where(trial.c.trial_id.in_(ids))
+            ).all()
+            missing = set(ids) - {tid for tid, _ in states}
+            if missing:
+                raise KeyError(f"{models.NOT_FOUND_MSG} (trial ids {sorted(missing)})")
+            finished = {tid for tid, state in states if TrialState(state).is_finished()}
+            there = set(
+                con.execute(
+                    select(steps.c.trial_id, steps.c.step).where(steps.c.trial_id.in_(ids))
+                ).all()
+            )
+            rows: list[dict[str, Any]] = []
+            updates: list[dict[str, Any]] = []
+            for tid, step, value in reports:
+                if tid in finished:
+                    continue
+                stored, kind = to_stored(value)
+                row = {
+                    "trial_id": tid,
+                    "step": step,
+                    "intermediate_value": stored,
+                    "intermediate_value_type": kind,
+                }
+                (updates if (tid, step) in there else rows).append(row)
+            if rows:
+                con.execute(insert(steps), rows)
+            for row in updates:
+                con.execute(
+                    update(steps)
+                    .where(steps.c.trial_id == row["trial_id"], steps.c.step == row["step"])
+                    .values(
+                        intermediate_value=row["intermediate_value"],
+                        intermediate_value_type=row["intermediate_value_type"],
+                    )
+                )
+        return finished
 
     def record_heartbeats(self, trial_ids: list[int]) -> None:
         """One heartbeat for each of `trial_ids` (the database's clock), in one statement."""
@@ -227,3 +278,23 @@ def set_trial_attrs(
         storage.set_trial_system_attr(trial_id, key, value)
     if heartbeat:
         storage.record_heartbeat(trial_id)
+
+
+def record_reports(storage: Any, reports: list[tuple[int, int, float]]) -> set[int]:
+    """Intermediate values `(trial_id, step, value)` of several trials: one transaction on
+    sweeper's store, one call each on any other storage. Returns the ids of the trials that
+    were already finished (none of their reports is written)."""
+    if not reports:
+        return set()
+    ours = _ours(storage)
+    if ours is not None:
+        return ours.record_reports(reports)
+    finished: set[int] = set()
+    for trial_id, step, value in reports:
+        if trial_id in finished:
+            continue
+        try:
+            storage.set_trial_intermediate_value(trial_id, step, value)
+        except UpdateFinishedTrialError:
+            finished.add(trial_id)
+    return finished

@@ -19,7 +19,7 @@ from optuna.trial import TrialState, create_trial
 from sqlalchemy import select
 
 from sweeper.store import open_storage
-from sweeper.store._bulk import Storage, record_heartbeats, set_trial_attrs
+from sweeper.store._bulk import Storage, record_heartbeats, record_reports, set_trial_attrs
 
 DISTS = {
     "lr": FloatDistribution(1e-5, 1.0, log=True),
@@ -164,3 +164,31 @@ def test_heartbeats_of_running_trials_in_one_statement(store_url: str) -> None:
     assert [after[i] > before[i] for i in ids] == [True, True, False]  # type: ignore[operator]
     # Optuna's own staleness test reads them: none of the three is stale
     assert storage._get_stale_trial_ids(study._study_id) == []
+
+
+def test_reports_of_several_trials_are_written_together(store_url: str) -> None:
+    storage = open_storage(store_url)
+    study = optuna.create_study(storage=storage)
+    a, b, c = (study.ask() for _ in range(3))
+    study.tell(c, 1.0)  # finished: another driver took it over
+    reports = [(a._trial_id, 0, 0.5), (b._trial_id, 0, math.inf), (a._trial_id, 1, -math.inf)]
+    assert record_reports(storage, reports + [(c._trial_id, 0, 2.0)]) == {c._trial_id}
+    assert record_reports(storage, reports[:1] + [(b._trial_id, 1, math.nan)]) == set()  # a retry
+    # what Optuna reads back is what its own report() would have written
+    plain = optuna.create_study()
+    pa, pb, pc = (plain.ask() for _ in range(3))
+    steps = [(pa, 0, 0.5), (pb, 0, math.inf), (pa, 1, -math.inf), (pb, 1, math.nan)]
+    for trial, step, value in steps:
+        trial.report(value, step)
+    for ours, theirs in ((a, pa), (b, pb)):
+        got = storage.get_trial(ours._trial_id).intermediate_values
+        want = plain._storage.get_trial(theirs._trial_id).intermediate_values
+        assert repr(sorted(got.items())) == repr(sorted(want.items())) and len(got) == 2
+    assert storage.get_trial(c._trial_id).intermediate_values == {}
+    # any other Optuna storage: one call each, a finished trial named the same way
+    plain.tell(pc, 1.0)
+    done = record_reports(plain._storage, [(pa._trial_id, 2, 0.1), (pc._trial_id, 0, 1.0)])
+    assert done == {pc._trial_id}
+    assert plain.trials[0].intermediate_values[2] == 0.1
+    with pytest.raises(KeyError):
+        record_reports(storage, [(10**9, 0, 1.0)])
