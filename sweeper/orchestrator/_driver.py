@@ -45,7 +45,7 @@ from sweeper.search import (
     reference_params,
 )
 from sweeper.search._view import read_ahead
-from sweeper.store import artifact_dir, attrs, open_storage
+from sweeper.store import artifact_dir, attrs, open_storage, sqlite_path
 from sweeper.store._retry import retrying
 from sweeper.store._storage import state_counts
 from sweeper.task import add_search_paths, load_task, search_paths
@@ -122,6 +122,10 @@ def run_study(
     add_search_paths(paths)
     ck_settings = checkpoint_settings(spec)  # before Ray: a job's driver may lose its cwd
     catch_sigterm()
+    if trials is None:
+        met = budget_met(loaded, t0, progress)
+        if met is not None:
+            return met
     with _loading_task(spec, address) as task_loaded:  # the task loads while Ray starts
         init_ray(address, spec.task, paths)
         catch_sigterm()  # again: ray.init installs its own handler, which would exit at once
@@ -179,6 +183,65 @@ def run_study(
     finally:  # give the CPUs/GPUs back now, not when the handles are garbage-collected
         workers.kill_all()
     return search.outcome(gate)
+
+
+def budget_met(
+    loaded: LoadedDefinition, t0: float, progress: Progress | None = None
+) -> Outcome | None:
+    """The outcome of a study that already has `budget.trials` finished trials and none
+    running or waiting: there is nothing to run, so no Ray, no runners and no gate (a re-run
+    of a finished study used to start them all to find that out). None when there is work
+    left, or when the store cannot tell at once (the full start opens it and says why)."""
+    spec = loaded.spec
+    path = sqlite_path(spec.storage)
+    try:
+        if path is not None and not path.exists():
+            return None
+        if path is None and not _has_studies(spec.storage):
+            return None  # a new database: no tables are written before the task loads
+        storage = open_storage(spec.storage)
+        try:
+            study_id = storage.get_study_id_from_name(spec.name)
+        except KeyError:
+            return None
+        system = storage.get_study_system_attrs(study_id)
+        if system.get(attrs.FINGERPRINT) != loaded.fingerprint:
+            return None  # the full start says why (a changed setup, or takes the fix)
+        counts = state_counts(storage, study_id)
+        finished = counts.get("complete", 0) + counts.get("pruned", 0)
+        if counts.get("running") or counts.get("waiting") or finished < spec.budget.trials:
+            return None
+        best = storage.get_best_trial(study_id) if counts.get("complete") else None
+    except Exception:
+        return None
+    if progress is not None:
+        progress.note(
+            f"study {spec.name!r} already has {finished} finished trials (budget.trials: "
+            f"{spec.budget.trials}): nothing to run. Raise budget.trials, or add --trials N "
+            "for N more"
+        )
+    fixed = system.get(attrs.FIXED) or {}
+    return Outcome(
+        spec.name,
+        spec.storage,
+        {state: counts.get(state, 0) for state in ("complete", "pruned", "fail")},
+        float(best.values[0]) if best is not None else None,
+        {**fixed, **best.params} if best is not None else None,
+        best.number if best is not None else None,
+        time.perf_counter() - t0,
+        None,
+    )
+
+
+def _has_studies(url: str) -> bool:
+    """Whether the database at `url` holds Optuna's tables (read without creating them)."""
+    import sqlalchemy
+
+    engine = sqlalchemy.create_engine(url)
+    try:
+        return bool(sqlalchemy.inspect(engine).has_table("studies"))
+    finally:
+        engine.dispose()
 
 
 @contextlib.contextmanager
