@@ -7,9 +7,10 @@ import pytest
 from tests.conftest import run_cli, write_study
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def finished_study(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """One small study, run once for every test here: a wide lr range (up to 3 with SGD and
+    """One small study, run once for every test of both modules here (they only read it and
+    write their own files beside it): a wide lr range (up to 3 with SGD and
     no cap), so some trials diverge and are stopped by the per-trial probes."""
     folder = tmp_path_factory.mktemp("study")
     write_study(
