@@ -1,8 +1,8 @@
 """TPE on a bounded window of trials: what keeps an ask cheap in a study of many thousands.
 
 Optuna's TPE fits its two densities on every finished trial, so that part of an ask grows with
-the study (BENCHMARKS §4: a warm ask took 25 ms at 1,000 trials, 96 ms at 10,000, 86 ms with a
-window of 1,000; the rest is Optuna passing over the whole trial list). With
+the study (BENCHMARKS §4: on PostgreSQL a warm ask took 56 ms at 1,000 trials, 143 ms at
+10,000, 121 ms with a window of 1,000; the rest is Optuna passing over the whole trial list). With
 `sampler: {window: N}` the driver's sampler sees the N most recent finished trials, plus the
 best N/10 of the older ones (so what was learnt early is not forgotten), plus every running
 trial (constant liar): `WindowSampler` hands any sampler the study seen through `Window`.
