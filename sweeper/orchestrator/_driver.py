@@ -26,6 +26,7 @@ from sweeper.definition import LoadedDefinition
 from sweeper.errors import (
     GateFailedError,
     StudyMismatchError,
+    SweeperError,
     TaskError,
     catch_sigterm,
 )
@@ -122,10 +123,14 @@ def run_study(
     add_search_paths(paths)
     ck_settings = checkpoint_settings(spec)  # before Ray: a job's driver may lose its cwd
     catch_sigterm()
+    storage = None
     if trials is None:
-        met = budget_met(loaded, t0, progress)
+        met, storage = budget_met(loaded, t0, progress)
         if met is not None:
             return met
+        if address is not None or os.environ.get("RAY_ADDRESS"):
+            storage = None  # ray.init may move this process to the job's working directory,
+            # where a relative SQLite path means another file: opened again after it
     with _loading_task(spec, address) as task_loaded:  # the task loads while Ray starts
         init_ray(address, spec.task, paths)
         catch_sigterm()  # again: ray.init installs its own handler, which would exit at once
@@ -150,7 +155,7 @@ def run_study(
     workers = Workers(make_runner, max(1, n_runners), progress.note if progress else log.info)
     try:
         refs = [r.load.remote() for r in workers.runners]  # all load at once
-        storage = open_storage(spec.storage)
+        storage = storage or open_storage(spec.storage)  # opened by budget_met, if it could
         study = retrying(open_study, loaded, storage, progress, what="opening the study")
         for number, why in retrying(recover, study, me, what="checking for orphaned trials"):
             if progress:
@@ -187,33 +192,37 @@ def run_study(
 
 def budget_met(
     loaded: LoadedDefinition, t0: float, progress: Progress | None = None
-) -> Outcome | None:
+) -> tuple[Outcome | None, Any]:
     """The outcome of a study that already has `budget.trials` finished trials and none
     running or waiting: there is nothing to run, so no Ray, no runners and no gate (a re-run
     of a finished study used to start them all to find that out). None when there is work
-    left, or when the store cannot tell at once (the full start opens it and says why)."""
+    left, or when the store cannot tell at once (the full start opens it and says why).
+    Also the storage, when it was opened, for the full start to use."""
+    from sqlalchemy.exc import SQLAlchemyError
+
     spec = loaded.spec
     path = sqlite_path(spec.storage)
+    storage = None
     try:
         if path is not None and not path.exists():
-            return None
+            return None, None
         if path is None and not _has_studies(spec.storage):
-            return None  # a new database: no tables are written before the task loads
+            return None, None  # a new database: no tables are written before the task loads
         storage = open_storage(spec.storage)
         try:
             study_id = storage.get_study_id_from_name(spec.name)
         except KeyError:
-            return None
+            return None, storage
         system = storage.get_study_system_attrs(study_id)
         if system.get(attrs.FINGERPRINT) != loaded.fingerprint:
-            return None  # the full start says why (a changed setup, or takes the fix)
+            return None, storage  # the full start says why (a changed setup, or takes the fix)
         counts = state_counts(storage, study_id)
         finished = counts.get("complete", 0) + counts.get("pruned", 0)
         if counts.get("running") or counts.get("waiting") or finished < spec.budget.trials:
-            return None
+            return None, storage
         best = storage.get_best_trial(study_id) if counts.get("complete") else None
-    except Exception:
-        return None
+    except (SweeperError, SQLAlchemyError, OSError):  # the full start rides it out or says why
+        return None, storage
     if progress is not None:
         progress.note(
             f"study {spec.name!r} already has {finished} finished trials (budget.trials: "
@@ -221,7 +230,7 @@ def budget_met(
             "for N more"
         )
     fixed = system.get(attrs.FIXED) or {}
-    return Outcome(
+    outcome = Outcome(
         spec.name,
         spec.storage,
         {state: counts.get(state, 0) for state in ("complete", "pruned", "fail")},
@@ -231,6 +240,7 @@ def budget_met(
         time.perf_counter() - t0,
         None,
     )
+    return outcome, storage
 
 
 def _has_studies(url: str) -> bool:

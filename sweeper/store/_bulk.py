@@ -112,6 +112,7 @@ class Storage(RDBStorage):
         trial = models.TrialModel.__table__
         steps = models.TrialIntermediateValueModel.__table__
         ids = sorted({tid for tid, _, _ in reports})
+        numbers = sorted({step for _, step, _ in reports})
         to_stored = models.TrialIntermediateValueModel.intermediate_value_to_stored_repr
         with self.engine.begin() as con:
             states = con.execute(
@@ -123,7 +124,9 @@ class Storage(RDBStorage):
             finished = {tid for tid, state in states if TrialState(state).is_finished()}
             there = set(
                 con.execute(
-                    select(steps.c.trial_id, steps.c.step).where(steps.c.trial_id.in_(ids))
+                    select(steps.c.trial_id, steps.c.step).where(
+                        steps.c.trial_id.in_(ids), steps.c.step.in_(numbers)
+                    )  # only the steps being written, however long the trials have run
                 ).all()
             )
             rows: list[dict[str, Any]] = []
