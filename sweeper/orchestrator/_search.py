@@ -182,9 +182,13 @@ class Search:
 
     def _taken(self) -> int:
         """Trials of the whole study finished or running: counted by the database at most every
-        COUNT_S (other drivers' trials), this driver's own starts added as they happen."""
+        COUNT_S (other drivers' trials), this driver's own starts added as they happen. Within
+        one round of slots of the budget it is counted at every call: a trial another driver
+        (or a cut-off ask) started since the last count would otherwise let this driver start
+        one trial too many, and a re-queued trial would then be left WAITING at the end."""
         now = time.monotonic()
-        if now - self.counted_at >= COUNT_S:
+        near_end = int(self.spec.budget.trials) - self.taken <= len(self.slots)
+        if near_end or now - self.counted_at >= COUNT_S:
             counts = self._db(
                 state_counts, self.storage, self.study._study_id, what="counting trials"
             )
