@@ -50,6 +50,11 @@ class StoreError(SweeperError):
     """The study store could not be opened or written."""
 
 
+class StoreFaultError(StoreError):
+    """The store cannot write for a reason only the user can fix (a full disk, a read-only
+    file or folder): waiting or retrying does not help."""
+
+
 class StudyNotFoundError(StoreError):
     """No study of that name in the store."""
 

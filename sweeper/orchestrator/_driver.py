@@ -25,6 +25,7 @@ from sweeper.checkpoint import Checkpoints
 from sweeper.definition import LoadedDefinition
 from sweeper.errors import (
     GateFailedError,
+    StoreFaultError,
     StudyMismatchError,
     SweeperError,
     TaskError,
@@ -203,25 +204,33 @@ def budget_met(
     spec = loaded.spec
     path = sqlite_path(spec.storage)
     storage = None
+    study_id: int | None = None
+    best, met = None, False
     try:
         if path is not None and not path.exists():
             return None, None
         if path is None and not _has_studies(spec.storage):
             return None, None  # a new database: no tables are written before the task loads
         storage = open_storage(spec.storage)
-        try:
+        with contextlib.suppress(KeyError):  # no such study yet
             study_id = storage.get_study_id_from_name(spec.name)
-        except KeyError:
-            return None, storage
-        system = storage.get_study_system_attrs(study_id)
-        if system.get(attrs.FINGERPRINT) != loaded.fingerprint:
-            return None, storage  # the full start says why (a changed setup, or takes the fix)
-        counts = state_counts(storage, study_id)
-        finished = counts.get("complete", 0) + counts.get("pruned", 0)
-        if counts.get("running") or counts.get("waiting") or finished < spec.budget.trials:
-            return None, storage
-        best = storage.get_best_trial(study_id) if counts.get("complete") else None
+        if study_id is not None:
+            system = storage.get_study_system_attrs(study_id)
+            counts = state_counts(storage, study_id)
+            finished = counts.get("complete", 0) + counts.get("pruned", 0)
+            met = (
+                system.get(attrs.FINGERPRINT) == loaded.fingerprint  # else the full start says why
+                and not counts.get("running")
+                and not counts.get("waiting")
+                and finished >= spec.budget.trials
+            )
+            if met and counts.get("complete"):
+                best = storage.get_best_trial(study_id)
+    except StoreFaultError:
+        raise  # a store it cannot write (full, read-only) fails now, not after Ray starts
     except (SweeperError, SQLAlchemyError, OSError):  # the full start rides it out or says why
+        return None, storage
+    if study_id is None or not met:
         return None, storage
     if progress is not None:
         progress.note(

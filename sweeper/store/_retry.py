@@ -11,7 +11,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from sweeper._redact import redact
-from sweeper.errors import StoreError
+from sweeper.errors import StoreError, StoreFaultError
 
 T = TypeVar("T")
 log = logging.getLogger("sweeper")
@@ -67,22 +67,22 @@ def store_fault(error: BaseException) -> str | None:
     return None
 
 
-def fault_error(error: BaseException, what: str) -> StoreError | None:
+def fault_error(error: BaseException, what: str) -> StoreFaultError | None:
     """The message for a store that cannot write (see `store_fault`), or None."""
     fault = store_fault(error)
     return None if fault is None else store_error(fault, first_line(error), what)
 
 
-def store_error(fault: str, detail: str, what: str) -> StoreError:
+def store_error(fault: str, detail: str, what: str) -> StoreFaultError:
     """A store that cannot write ('full' or 'read-only'), named, with the fix."""
     where = _STORE["where"]
     if fault == "full":
-        return StoreError(
+        return StoreFaultError(
             f"the disk holding the study store {where} is full ({detail}) while {what}. "
             "Trials already recorded are safe: free space on that disk (or set `storage:` "
             "to a store elsewhere), then run the same command to resume."
         )
-    return StoreError(
+    return StoreFaultError(
         f"the study store {where} is not writable ({detail}) while {what}. Give this user "
         "write permission on the file and its folder (SQLite writes -wal and -shm files "
         "beside it) or remount the disk read-write, then run the same command to resume."
