@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from optuna.trial import TrialState
 
-from tests.conftest import run_cli, trials_of, write_study
+from tests.conftest import run_cli, run_here, trials_of, write_study
 
 GOOD_TASK = """
 from sweeper.examples.digits import mlp_task
@@ -45,18 +45,23 @@ def _listing(folder: Path) -> list[str]:
     )
 
 
+@pytest.mark.usefixtures("local_ray")
 @pytest.mark.parametrize("kind", sorted(TYPOS))
 def test_door_a_task_typo_costs_only_the_message(tmp_path: Path, kind: str) -> None:
     ref, extra, words = TYPOS[kind]
     (tmp_path / "my_task.py").write_text(GOOD_TASK + extra)
     path = write_study(tmp_path, task=ref, trials=2, epochs=1)
     before = _listing(tmp_path)
-    out = run_cli("run", path.name, "--plain", cwd=tmp_path)
+    # one kind through a fresh process as a user starts it, the others through the same
+    # `main` in this process (they differ only in what the task loader raises)
+    run = run_cli if kind == "raises on import" else run_here
+    out = run("run", path.name, "--plain", cwd=tmp_path)
     assert out.returncode == 2, out.stdout + out.stderr
     assert words in out.stderr and "Traceback" not in out.stdout + out.stderr
     assert _listing(tmp_path) == before  # no sweeps.db, no study remembering the typo
 
 
+@pytest.mark.usefixtures("local_ray")
 def test_door_fixed_typo_runs_and_an_empty_study_takes_the_fix(tmp_path: Path) -> None:
     (tmp_path / "my_task.py").write_text(GOOD_TASK)
     path = write_study(
@@ -67,10 +72,10 @@ def test_door_fixed_typo_runs_and_an_empty_study_takes_the_fix(tmp_path: Path) -
         budget_extra=", max_consecutive_failures: 1",
         extra="task_args: {broken: true}\nprobes: {gate: 'off'}\n",
     )
-    first = run_cli("run", path.name, "--plain", cwd=tmp_path)
+    first = run_here("run", path.name, "--plain", cwd=tmp_path)
     assert first.returncode == 1 and "layer sizes do not match" in first.stdout
     path.write_text(path.read_text().replace("broken: true", "broken: false"))
-    again = run_cli("run", path.name, "--plain", cwd=tmp_path)
+    again = run_here("run", path.name, "--plain", cwd=tmp_path)
     assert again.returncode == 0, again.stdout + again.stderr
     assert "had no finished trial yet: it now uses this definition" in again.stdout
     states = [t.state for t in trials_of(f"sqlite:///{tmp_path / 'sweeps.db'}", "tiny")]
@@ -78,10 +83,11 @@ def test_door_fixed_typo_runs_and_an_empty_study_takes_the_fix(tmp_path: Path) -
     # (a study with finished trials is still protected: tests/cli_tests/test_run.py)
 
 
+@pytest.mark.usefixtures("local_ray")
 def test_door_a_gpu_request_without_gpus_writes_nothing(tmp_path: Path) -> None:
     path = write_study(tmp_path, extra="resources: {gpus: 1}\n")
     before = _listing(tmp_path)
-    out = run_cli("run", path.name, "--plain", cwd=tmp_path)
+    out = run_here("run", path.name, "--plain", cwd=tmp_path)
     assert out.returncode == 2, out.stdout + out.stderr
     assert "resources.gpus is 1 but the Ray cluster has 0 GPUs" in out.stderr
     assert _listing(tmp_path) == before
@@ -104,7 +110,7 @@ def test_door_strict_yaml_refuses_before_anything(
     path.write_text(path.read_text().replace(*change))
     before = _listing(tmp_path)
     for command in ("validate", "run"):
-        out = run_cli(command, path.name, cwd=tmp_path)
+        out = run_here(command, path.name, cwd=tmp_path)
         assert out.returncode == 2, out.stdout + out.stderr
         assert words in out.stderr
     assert _listing(tmp_path) == before
@@ -131,7 +137,7 @@ def test_door_installed_script_finds_a_task_in_the_working_directory(tmp_path: P
 def test_door_read_only_commands_never_create_a_store(tmp_path: Path, command: str) -> None:
     args = [command, "nope"] + (["--out", "x.csv"] if command == "export" else [])
     args += ["--out", "r.html"] if command == "report" else []
-    out = run_cli(*args, cwd=tmp_path)
+    out = run_here(*args, cwd=tmp_path)
     assert out.returncode == 1, out.stdout + out.stderr
     assert "no study store at" in out.stderr and "Traceback" not in out.stderr
     assert _listing(tmp_path) == []
@@ -141,7 +147,7 @@ def test_door_unknown_study_in_an_existing_store_names_the_ones_there(tmp_path: 
     import optuna
 
     optuna.create_study(study_name="there", storage=f"sqlite:///{tmp_path / 'sweeps.db'}")
-    out = run_cli("best", "nope", cwd=tmp_path)
+    out = run_here("best", "nope", cwd=tmp_path)
     assert out.returncode == 1
     assert "no study named 'nope' in the store; studies there: ['there']" in out.stderr
 
@@ -156,9 +162,9 @@ def test_door_read_only_commands_on_a_newer_schema_or_a_refusing_server(tmp_path
     optuna.create_study(study_name="s", storage=f"sqlite:///{tmp_path / 'sweeps.db'}")
     with sqlite3.connect(tmp_path / "sweeps.db") as con:
         con.execute("UPDATE alembic_version SET version_num = 'v99.0.0.a'")
-    out = run_cli("status", "s", cwd=tmp_path)
+    out = run_here("status", "s", cwd=tmp_path)
     assert out.returncode == 1 and "written by a newer Optuna" in out.stderr, out.stderr
     url = f"postgresql+psycopg://postgres@127.0.0.1:{free_port()}/nowhere"
-    out = run_cli("best", "s", "--storage", url, cwd=tmp_path)
+    out = run_here("best", "s", "--storage", url, cwd=tmp_path)
     assert out.returncode == 1 and "Connection refused" in out.stderr, out.stderr
     assert "Traceback" not in out.stderr

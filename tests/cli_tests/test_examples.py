@@ -1,5 +1,6 @@
-"""The three real-project examples, each from its shipped definition through the real CLI,
-on real Ray and SQLite (budgets cut down to keep the suite short)."""
+"""The three real-project examples, each from its shipped definition through the CLI's own
+`main` (in this process, on one local Ray for the module) on real Ray and SQLite (budgets cut
+down to keep the suite short)."""
 
 from __future__ import annotations
 
@@ -7,9 +8,12 @@ import json
 import re
 from pathlib import Path
 
+import pytest
 from optuna.trial import TrialState
 
-from tests.conftest import ROOT, run_cli, trials_of
+from tests.conftest import ROOT, run_here, trials_of
+
+pytestmark = pytest.mark.usefixtures("local_ray")
 
 
 def _study(tmp_path: Path, name: str, budget: str, extra: str = "", **replace: str) -> Path:
@@ -25,7 +29,7 @@ def _study(tmp_path: Path, name: str, budget: str, extra: str = "", **replace: s
 
 
 def _run(tmp_path: Path, path: Path, env: dict[str, str] | None = None) -> str:
-    out = run_cli("run", path.name, "--plain", cwd=tmp_path, env=env)
+    out = run_here("run", path.name, "--plain", cwd=tmp_path, env=env)
     assert out.returncode == 0, out.stdout[-4000:] + out.stderr[-4000:]
     assert "Traceback" not in out.stdout + out.stderr
     return out.stdout
@@ -49,12 +53,12 @@ def test_transformer_dict_batches_bf16_and_macro_f1_objective(tmp_path: Path) ->
         metrics = t.user_attrs["sweeper:metrics"]
         assert set(metrics) >= {"macro_f1", "val_accuracy", "val_loss", "train_loss"}
         assert t.value == metrics["macro_f1"] and 0.0 <= t.value <= 1.0
-    best = run_cli("best", "text-transformer", "--format", "json", cwd=tmp_path)
+    best = run_here("best", "text-transformer", "--format", "json", cwd=tmp_path)
     assert best.returncode == 0, best.stderr
     exported = json.loads(best.stdout)
     assert exported["params"]["precision"] == "bf16" and exported["params"]["init"] == "none"
     assert exported["metrics"]["macro_f1"] == exported["value"]
-    table = run_cli("export", "text-transformer", "--out", "trials.csv", cwd=tmp_path)
+    table = run_here("export", "text-transformer", "--out", "trials.csv", cwd=tmp_path)
     assert table.returncode == 0, table.stderr
     assert "metric_macro_f1" in (tmp_path / "trials.csv").read_text().splitlines()[0]
 
@@ -115,7 +119,7 @@ def test_an_objective_metric_the_task_never_reports_stops_the_study_at_once(
         epochs=1,
         extra="objective: {metric: macro_f1, direction: maximize}\nprobes: {gate: 'off'}\n",
     )
-    out = run_cli("run", path.name, "--plain", cwd=tmp_path)
+    out = run_here("run", path.name, "--plain", cwd=tmp_path)
     assert out.returncode == 1, out.stdout + out.stderr
     assert "objective.metric 'macro_f1' is not among the metrics this task reports" in out.stdout
     assert "['train_loss', 'val_accuracy', 'val_loss']" in out.stdout

@@ -1,4 +1,6 @@
-"""`sweeper run` end to end: real CLI in a subprocess, real Ray, a real SQLite/PostgreSQL store."""
+"""`sweeper run` end to end: the real CLI (in a subprocess where a fresh process matters: a
+user's first run, which modules a command imports; otherwise its own `main` in this process on
+one local Ray for the module), real Ray, a real SQLite/PostgreSQL store."""
 
 from __future__ import annotations
 
@@ -9,10 +11,13 @@ import textwrap
 from pathlib import Path
 
 import optuna
+import pytest
 import yaml
 from optuna.trial import TrialState
 
-from tests.conftest import run_cli, trials_of, write_study
+from tests.conftest import run_cli, run_here, trials_of, write_study
+
+pytestmark = pytest.mark.usefixtures("local_ray")
 
 
 def _trials(folder: Path, name: str) -> list[optuna.trial.FrozenTrial]:
@@ -45,7 +50,7 @@ def test_run_finishes_study_then_resumes_without_duplicates(tmp_path: Path, stor
     assert {f["probe"] for f in system["sweeper:gate"]["findings"]} >= {"init_loss", "overfit_tiny"}
 
     # Same command again: budget already met, nothing new, nothing lost.
-    again = run_cli("run", path.name, "--plain", cwd=tmp_path)
+    again = run_here("run", path.name, "--plain", cwd=tmp_path)
     assert again.returncode == 0, again.stderr
     assert len(trials_of(store_url, "tiny")) == 5
     # ... and says so, without running the gate (nor starting Ray and the runners before it)
@@ -55,7 +60,7 @@ def test_run_finishes_study_then_resumes_without_duplicates(tmp_path: Path, stor
 
     # A larger budget resumes the same study.
     path.write_text(path.read_text().replace("trials: 5", "trials: 7"))
-    more = run_cli("run", path.name, "--plain", cwd=tmp_path)
+    more = run_here("run", path.name, "--plain", cwd=tmp_path)
     assert more.returncode == 0, more.stderr
     after = trials_of(store_url, "tiny")
     assert len(after) == 7
@@ -65,17 +70,17 @@ def test_run_finishes_study_then_resumes_without_duplicates(tmp_path: Path, stor
 
     # `best` in both formats, `status`, and the optuna CLI on the same store.
     store = ("--storage", store_url)
-    best = run_cli("best", "tiny", "--format", "json", *store, cwd=tmp_path)
+    best = run_here("best", "tiny", "--format", "json", *store, cwd=tmp_path)
     assert best.returncode == 0, best.stderr
     data = json.loads(best.stdout)
     assert data["value"] == max(t.value for t in after)
     assert data["params"]["hidden"] == 64  # fixed params are part of the best config
     assert set(data["params"]) == {"lr", "batch_size", "dropout", "init", "hidden"}
     as_yaml = yaml.safe_load(
-        run_cli("best", "tiny", "--format", "yaml", *store, cwd=tmp_path).stdout
+        run_here("best", "tiny", "--format", "yaml", *store, cwd=tmp_path).stdout
     )
     assert as_yaml == data
-    status = run_cli("status", "tiny", "--json", *store, cwd=tmp_path)
+    status = run_here("status", "tiny", "--json", *store, cwd=tmp_path)
     status_json = json.loads(status.stdout)
     assert status_json["counts"] == {"complete": 7}
     assert status_json["probe_seconds_saved"] == 0  # healthy trials: nothing stopped
@@ -96,27 +101,35 @@ def test_run_finishes_study_then_resumes_without_duplicates(tmp_path: Path, stor
     assert [s["name"] for s in json.loads(listed.stdout)] == ["tiny"]
 
     # The read-only commands answer at once: they import neither torch nor ray.
+    # (one fresh interpreter runs them all, checking after each)
     light = (
-        "import sys; from sweeper.cli import main; code = main(sys.argv[1:]); "
-        "heavy = [m for m in ('torch', 'ray') if m in sys.modules]; "
-        "print('HEAVY', heavy); sys.exit(code)"
+        "import json, sys; from sweeper.cli import main\n"
+        "for args in json.loads(sys.argv[1]):\n"
+        "    code = main(args)\n"
+        "    heavy = [m for m in ('torch', 'ray') if m in sys.modules]\n"
+        "    print('DONE', args[0], code, 'HEAVY', heavy, flush=True)\n"
     )
-    for args in (
-        ("status", "tiny", *store),
-        ("status", "tiny", "--json", *store),
-        ("best", "tiny", *store),
-        ("export", "tiny", "--out", str(tmp_path / "t.csv"), *store),
-        ("validate", path.name),
-    ):
-        done = subprocess.run(
-            [sys.executable, "-c", light, *args], cwd=tmp_path, capture_output=True, text=True
-        )
-        assert done.returncode == 0, done.stdout + done.stderr
-        assert "HEAVY []" in done.stdout, (args, done.stdout[-300:])
+    commands = [
+        ["status", "tiny", *store],
+        ["status", "tiny", "--json", *store],
+        ["best", "tiny", *store],
+        ["export", "tiny", "--out", str(tmp_path / "t.csv"), *store],
+        ["validate", path.name],
+    ]
+    done = subprocess.run(
+        [sys.executable, "-c", light, json.dumps(commands)],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    for args in commands:
+        assert f"DONE {args[0]} 0 HEAVY []" in done.stdout, (args, done.stdout[-600:])
+    assert done.stdout.count("DONE") == len(commands)
 
     # A changed search space under the same name is refused, not mixed in.
     path.write_text(path.read_text().replace("high: 1.0e-2", "high: 1.0e-1"))
-    changed = run_cli("run", path.name, "--plain", cwd=tmp_path)
+    changed = run_here("run", path.name, "--plain", cwd=tmp_path)
     assert changed.returncode == 2
     assert "different task, objective, epochs or search space" in changed.stderr
     assert len(trials_of(store_url, "tiny")) == 7
@@ -158,7 +171,7 @@ def test_run_trial_out_of_gpu_memory_is_recorded_failed_and_study_goes_on(tmp_pa
                   hidden: {type: categorical, choices: [32, 7]}
                 """,
     )
-    out = run_cli("run", "flaky.yaml", "--plain", cwd=tmp_path)
+    out = run_here("run", "flaky.yaml", "--plain", cwd=tmp_path)
     assert out.returncode == 0, out.stdout + out.stderr
     trials = _trials(tmp_path, "flaky")
     complete = [t for t in trials if t.state == TrialState.COMPLETE]
@@ -189,7 +202,7 @@ def test_run_strict_gate_failure_stops_before_any_trial(tmp_path: Path) -> None:
     """)
     )
     write_study(tmp_path, name="broken", task="broken:task")
-    out = run_cli("run", "broken.yaml", "--plain", cwd=tmp_path)
+    out = run_here("run", "broken.yaml", "--plain", cwd=tmp_path)
     assert out.returncode == 3, out.stdout + out.stderr
     assert "Root cause: output_range" in out.stdout and "softmax" in out.stdout
     assert "(follows from output_range: overfit_tiny" in out.stdout  # the symptom, by name
@@ -198,7 +211,7 @@ def test_run_strict_gate_failure_stops_before_any_trial(tmp_path: Path) -> None:
 
 def test_run_missing_task_module_is_a_clear_error(tmp_path: Path) -> None:
     write_study(tmp_path, name="missing", task="nowhere_module:task")
-    out = run_cli("run", "missing.yaml", "--plain", cwd=tmp_path)
+    out = run_here("run", "missing.yaml", "--plain", cwd=tmp_path)
     assert out.returncode == 2
     assert "module 'nowhere_module' not found" in out.stderr
 
@@ -218,7 +231,7 @@ def test_run_per_trial_probe_stops_diverging_trials_as_pruned(tmp_path: Path) ->
     """,
         extra="probes: {gate: warn, lr_cap: false}\n",
     )
-    out = run_cli("run", "hot.yaml", "--plain", cwd=tmp_path)
+    out = run_here("run", "hot.yaml", "--plain", cwd=tmp_path)
     assert out.returncode == 0, out.stdout + out.stderr
     trials = _trials(tmp_path, "hot")
     assert len(trials) == 3
@@ -227,5 +240,5 @@ def test_run_per_trial_probe_stops_diverging_trials_as_pruned(tmp_path: Path) ->
         assert t.user_attrs["sweeper:stopped"].startswith("stopped by probe:")
         assert t.user_attrs["sweeper:seconds_saved"] > 0
         assert any(f["verdict"] == "fail" for f in t.user_attrs["sweeper:findings"])
-    status = json.loads(run_cli("status", "hot", "--json", cwd=tmp_path).stdout)
+    status = json.loads(run_here("status", "hot", "--json", cwd=tmp_path).stdout)
     assert status["probe_seconds_saved"] > 0
