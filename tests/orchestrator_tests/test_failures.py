@@ -303,4 +303,5 @@ def test_failures_two_drivers_on_one_study(tmp_path: Path, store_url: str) -> No
     if store_url.startswith("postgresql"):
         # a bounded pool each (4 + 4 overflow); nothing left open once the drivers exit
         assert 0 < peak <= 16
-        assert pg_connections(store_url) == 0
+        # (a server process ends a moment after its client hangs up, this test's reads too)
+        wait_until("the connections to close", lambda: pg_connections(store_url) == 0, 10)

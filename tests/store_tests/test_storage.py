@@ -12,7 +12,7 @@ import sqlalchemy
 from sweeper.errors import StoreError
 from sweeper.store import open_storage
 from sweeper.store._retry import is_transient, retrying
-from tests.conftest import pg_connections, run_cli, write_study
+from tests.conftest import pg_connections, run_cli, wait_until, write_study
 
 
 def test_storage_is_a_plain_optuna_store(store_url: str) -> None:
@@ -42,7 +42,8 @@ def test_storage_pool_is_bounded_and_reused(pg_url: str) -> None:
         study.tell(trial, trial.params["x"])
     assert 1 <= pg_connections(pg_url) <= 8
     storage.engine.dispose()
-    assert pg_connections(pg_url) == 0
+    # a server process ends a moment after its client hangs up: wait for that, briefly
+    wait_until("the pool's connections to close", lambda: pg_connections(pg_url) == 0, 10)
 
 
 def test_storage_sqlite_is_in_wal_mode(tmp_path: Path) -> None:
