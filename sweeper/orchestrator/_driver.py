@@ -230,7 +230,7 @@ def budget_met(
         raise  # a store it cannot write (full, read-only) fails now, not after Ray starts
     except (SweeperError, SQLAlchemyError, OSError):  # the full start rides it out or says why
         return None, storage
-    if study_id is None or not met:
+    if not met:
         return None, storage
     if progress is not None:
         progress.note(

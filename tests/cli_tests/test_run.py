@@ -50,12 +50,22 @@ def test_run_finishes_study_then_resumes_without_duplicates(tmp_path: Path, stor
     assert {f["probe"] for f in system["sweeper:gate"]["findings"]} >= {"init_loss", "overfit_tiny"}
 
     # Same command again: budget already met, nothing new, nothing lost.
-    again = run_here("run", path.name, "--plain", cwd=tmp_path)
-    assert again.returncode == 0, again.stderr
+    started = (
+        "import sys; from sweeper.cli import main; code = main(sys.argv[1:]); "
+        "ray = sys.modules.get('ray'); "
+        "print('RAY STARTED', bool(ray and ray.is_initialized())); sys.exit(code)"
+    )
+    again = subprocess.run(
+        [sys.executable, "-c", started, "run", path.name, "--plain"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+    )
+    assert again.returncode == 0, again.stdout + again.stderr
     assert len(trials_of(store_url, "tiny")) == 5
-    # ... and says so, without running the gate (nor starting Ray and the runners before it)
+    # ... and says so, without starting Ray (so neither runners nor the gate)
     assert "already has 5 finished trials (budget.trials: 5): nothing to run" in again.stdout
-    assert "Study gate" not in again.stdout
+    assert "RAY STARTED False" in again.stdout and "Study gate" not in again.stdout
     assert f"best val_accuracy = {max(t.value for t in first):.4f}" in again.stdout
 
     # A larger budget resumes the same study.
@@ -104,10 +114,10 @@ def test_run_finishes_study_then_resumes_without_duplicates(tmp_path: Path, stor
     # (one fresh interpreter runs them all, checking after each)
     light = (
         "import json, sys; from sweeper.cli import main\n"
-        "for args in json.loads(sys.argv[1]):\n"
+        "for i, args in enumerate(json.loads(sys.argv[1])):\n"
         "    code = main(args)\n"
         "    heavy = [m for m in ('torch', 'ray') if m in sys.modules]\n"
-        "    print('DONE', args[0], code, 'HEAVY', heavy, flush=True)\n"
+        "    print('DONE', i, code, 'HEAVY', heavy, flush=True)\n"
     )
     commands = [
         ["status", "tiny", *store],
@@ -123,9 +133,8 @@ def test_run_finishes_study_then_resumes_without_duplicates(tmp_path: Path, stor
         text=True,
     )
     assert done.returncode == 0, done.stdout + done.stderr
-    for args in commands:
-        assert f"DONE {args[0]} 0 HEAVY []" in done.stdout, (args, done.stdout[-600:])
-    assert done.stdout.count("DONE") == len(commands)
+    for i, args in enumerate(commands):
+        assert f"DONE {i} 0 HEAVY []" in done.stdout, (args, done.stdout[-600:])
 
     # A changed search space under the same name is refused, not mixed in.
     path.write_text(path.read_text().replace("high: 1.0e-2", "high: 1.0e-1"))
