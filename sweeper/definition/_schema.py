@@ -7,7 +7,7 @@ from typing import Annotated, Any, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
-from sweeper.probes._settings import Thresholds
+from sweeper.probes._settings import GATE_PROBES, Thresholds
 
 INIT_SCHEMES = (
     "none",
@@ -25,30 +25,6 @@ METRICS = ("val_accuracy", "val_loss", "train_loss")  # what sweeper's own loop 
 PRECISIONS = ("fp32", "bf16", "fp16")
 SCHEDULES = ("constant", "cosine", "linear")
 # The study gate's probes, in the order they run (sweeper.probes.GATE holds the code).
-GATE_PROBES = (
-    "data_finite",
-    "labels_in_range",
-    "data_scale",
-    "constant_features",
-    "class_balance",
-    "train_val_overlap",
-    "data_order",
-    "loss_shapes",
-    "weight_init",
-    "gradient_depth",
-    "degenerate_output",
-    "output_range",
-    "target_scale",
-    "gradient_flow",
-    "eval_determinism",
-    "batch_independence",
-    "gradcheck",
-    "init_loss",
-    "overfit_tiny",
-    "zero_input_baseline",
-    "short_fit_vs_baseline",
-    "lr_range_test",
-)
 PARAM_TYPES = ("float", "int", "categorical", "fixed")
 
 

@@ -9,7 +9,7 @@ from typing import Any
 import torch
 
 from sweeper.probes._settings import Settings
-from sweeper.training import Data
+from sweeper.training import Data, build_model, correct, decision_threshold, loss_name
 
 # The layers whose weights and activations the probes judge (init gain, dead units, last layer)
 LAYERS = (torch.nn.Linear, torch.nn.Conv1d, torch.nn.Conv2d, torch.nn.Conv3d)
@@ -36,26 +36,54 @@ class Context:
         return int(self.task.num_classes or 2)
 
     @property
+    def per_element(self) -> bool:
+        """Classes per token or per pixel: class-index targets with more than one per row."""
+        if "per_element" not in self.cache:
+            _, y = self.data.train.head(1)
+            self.cache["per_element"] = self.kind == "multiclass" and y.ndim > 1
+        return bool(self.cache["per_element"])
+
+    def fresh_model(self, seed: int | None = None, **params: Any) -> torch.nn.Module:
+        """The task's model for the reference params (dropout off unless given), seeded."""
+        torch.manual_seed(self.seed if seed is None else seed)
+        return build_model(self.task, {**self.params, "dropout": 0.0, **params}, self.device)
+
+    def fixed_parameters(self) -> set[str]:
+        """Parameters that come out the same from two builds with different seeds: loaded
+        from a checkpoint, or set by the model's code (zeros, a prior, a constant). What
+        the user chose, not what a random init drew."""
+        if "fixed" not in self.cache:
+            a = dict(self.fresh_model(seed=self.seed).named_parameters())
+            b = dict(self.fresh_model(seed=self.seed + 1).named_parameters())
+            self.cache["fixed"] = {
+                n for n, p in a.items() if n in b and bool(torch.equal(p.detach(), b[n].detach()))
+            }
+        return set(self.cache["fixed"])
+
+    def loaded_weights(self) -> list[str]:
+        """Weight matrices that every build gives the same varied values: loaded from a
+        checkpoint (a pretrained backbone), not drawn by a random init nor set to a constant."""
+        if "loaded" not in self.cache:
+            model = self.fresh_model()
+            fixed = self.fixed_parameters()
+            self.cache["loaded"] = [
+                n
+                for n, p in model.named_parameters()
+                if n in fixed and p.ndim >= 2 and float(p.detach().float().std()) > 0
+            ]
+        return list(self.cache["loaded"])
+
+    @property
     def loss_name(self) -> str:
-        loss = self.task.loss
-        if isinstance(loss, str):
-            return loss
-        name = type(loss).__name__ if not hasattr(loss, "__name__") else loss.__name__
-        known = {
-            "CrossEntropyLoss": "cross_entropy",
-            "cross_entropy": "cross_entropy",
-            "NLLLoss": "nll",
-            "nll_loss": "nll",
-            "BCEWithLogitsLoss": "bce",
-            "BCELoss": "bce_prob",
-            "binary_cross_entropy": "bce_prob",
-            "binary_cross_entropy_with_logits": "bce",
-            "MSELoss": "mse",
-            "mse_loss": "mse",
-            "L1Loss": "l1",
-            "l1_loss": "l1",
-        }
-        return known.get(name, "custom")
+        return loss_name(self.task.loss)
+
+    def accuracy(self, out: Any, y: torch.Tensor) -> float:
+        """Share of right predictions (per sample, token, pixel or label; nan when the output
+        is not one tensor or nothing is counted)."""
+        if not isinstance(out, torch.Tensor):
+            return float("nan")
+        right, counted = correct(out, y, decision_threshold(self.task.loss))
+        return float(right) / float(counted) if int(counted) else float("nan")
 
     @property
     def label_smoothing(self) -> float:

@@ -7,8 +7,8 @@ import math
 import torch
 
 from sweeper.probes._context import Context
-from sweeper.probes._finding import Finding, fmt
-from sweeper.training import Inputs, leaves
+from sweeper.probes._finding import Finding, Verdict, fmt
+from sweeper.training import IGNORE_INDEX, Inputs, leaves
 
 
 def _sample(ctx: Context, split: str, rows: int = 4096) -> tuple[Inputs, torch.Tensor]:
@@ -37,21 +37,27 @@ def data_finite(ctx: Context) -> Finding:
 
 
 def labels_in_range(ctx: Context) -> Finding:
-    if ctx.kind == "regression":
-        return Finding("labels_in_range", "pass", "regression", "any real target")
+    """Class indices in [0, num_classes) (-100, PyTorch's ignore_index, allowed), binary and
+    multi-label targets in {0, 1}."""
+    if ctx.kind in ("regression", "custom"):
+        return Finding("labels_in_range", "skip", f"{ctx.kind} task: no classes", "—")
     lo_ok, hi = 0, ctx.num_classes - 1
     seen: list[float] = []
     for split in ("train", "val"):
         _, y = _sample(ctx, split, rows=1 << 30)
         yf = y.float()
+        if ctx.kind == "multiclass":
+            yf = yf[yf != IGNORE_INDEX]
+            if yf.numel() == 0:
+                continue
         seen += [float(yf.min().item()), float(yf.max().item())]
-        if ctx.kind == "binary":
+        if ctx.kind in ("binary", "multilabel"):
             if not torch.all((yf == 0) | (yf == 1)):
                 return Finding(
                     "labels_in_range",
                     "fail",
                     sorted(set(seen)),
-                    "binary targets in {0, 1}",
+                    f"{ctx.kind} targets in {{0, 1}}",
                     f"{split} targets are not all 0/1: map the classes to 0 and 1",
                 )
         elif not torch.all((yf >= lo_ok) & (yf <= hi) & (yf == yf.round())):
@@ -66,7 +72,7 @@ def labels_in_range(ctx: Context) -> Finding:
     return Finding(
         "labels_in_range",
         "pass",
-        [min(seen), max(seen)],
+        [min(seen), max(seen)] if seen else "every target is -100 (ignored)",
         f"labels in [0, {hi}]" if ctx.kind == "multiclass" else "{0, 1}",
     )
 
@@ -76,10 +82,24 @@ def _float_leaves(x: Inputs) -> list[tuple[str, torch.Tensor]]:
 
 
 def _features(x: Inputs) -> torch.Tensor | None:
-    """The floating-point inputs as one (rows, features) matrix; None when there are none
-    (token ids, masks and other integer inputs are categories, not scaled quantities)."""
-    parts = [t.reshape(len(t), -1).double() for _, t in _float_leaves(x)]
-    return torch.cat(parts, dim=1) if parts else None
+    """The floating-point inputs as one (samples, features) matrix; None when there are none
+    (token ids, masks and other integer inputs are categories, not scaled quantities).
+
+    A feature is what shares one scale: a column of a table; a channel of an image or a
+    volume (N, C, H, W, ...), whose pixels are samples too (a frame's border is nearly
+    constant in any photo); the last axis of a sequence (N, T, F)."""
+    parts = []
+    for _, t in _float_leaves(x):
+        if t.ndim >= 4:
+            t = t.movedim(1, -1)
+        if t.ndim >= 3:
+            t = t.reshape(-1, t.shape[-1])
+        parts.append(t.reshape(len(t), -1).double())
+    if not parts:
+        return None
+    if len({len(p) for p in parts}) > 1:  # an image beside a table: judge the largest
+        parts = [max(parts, key=lambda p: p.shape[1])]
+    return torch.cat(parts, dim=1)
 
 
 def _integer_inputs(what: str) -> str:
@@ -162,10 +182,17 @@ def constant_features(ctx: Context) -> Finding:
 
 
 def class_balance(ctx: Context) -> Finding:
-    if ctx.kind == "regression":
-        return Finding("class_balance", "pass", "regression", "—")
+    """How evenly the classes are used, (e^H-1)/(C-1): 1 uniform, 0 a single class. Judged for
+    per-sample classes; tokens of a vocabulary follow Zipf's law by nature."""
+    if ctx.kind in ("regression", "custom", "multilabel"):
+        return Finding("class_balance", "skip", f"{ctx.kind} task", "—")
     _, y = _sample(ctx, "train", rows=1 << 30)
+    if ctx.per_element:
+        return Finding(
+            "class_balance", "skip", "per-token or per-pixel classes (imbalanced by nature)", "—"
+        )
     c = ctx.num_classes
+    y = y[y != IGNORE_INDEX]
     counts = torch.bincount(y.long().clamp(0, c - 1).flatten(), minlength=c).double()
     p = counts / counts.sum()
     h = float(-(p[p > 0] * p[p > 0].log()).sum())
@@ -222,27 +249,52 @@ def train_val_overlap(ctx: Context) -> Finding:
 
 
 def data_order(ctx: Context, batch: int = 32, batches: int = 4) -> Finding:
-    """The first batches of the stored order each hold a single label: the data are sorted."""
-    if ctx.kind == "regression":
-        return Finding("data_order", "pass", "regression", "—")
+    """The data sorted by label and split by position: the first batches each hold a single
+    label, and validation has classes training never shows.
+
+    Classes only in validation are normal for a vocabulary (rare words, Zipf's law): with
+    more than `vocabulary` classes and no sorted batches, they are noted, not judged."""
+    if ctx.kind in ("regression", "custom", "multilabel"):
+        return Finding("data_order", "skip", f"{ctx.kind} task", "—")
     _, y = _sample(ctx, "train", rows=batch * batches)
     _, y_va = _sample(ctx, "val", rows=1 << 30)
     _, y_tr = _sample(ctx, "train", rows=1 << 30)
-    single = sum(int(y[i : i + batch].unique().numel() == 1) for i in range(0, len(y), batch))
-    unseen = sorted(set(y_va.long().flatten().tolist()) - set(y_tr.long().flatten().tolist()))
+    single = sum(
+        int(_labels(y[i : i + batch]).unique().numel() == 1) for i in range(0, len(y), batch)
+    )
+    va = _labels(y_va)
+    unseen = sorted(set(va.tolist()) - set(_labels(y_tr).tolist()))
+    share = (
+        float(torch.isin(va, torch.tensor(unseen, dtype=va.dtype)).float().mean())
+        if unseen
+        else 0.0
+    )
     expected = "mixed labels in the first batches; every validation class seen in training"
-    measured = {"single-label batches": f"{single}/{batches}", "val classes unseen": unseen}
-    if unseen:
+    measured = {
+        "single-label batches": f"{single}/{batches}",
+        "val classes unseen": unseen,
+        "val targets of unseen classes": f"{share:.1%}",
+    }
+    sorted_data = single >= batches
+    vocabulary = ctx.num_classes > 100 or ctx.per_element
+    if unseen and (sorted_data or not vocabulary):
+        verdict: Verdict = "fail" if sorted_data or share > 0.2 else "warn"
         return Finding(
             "data_order",
-            "fail",
+            verdict,
             measured,
             expected,
-            f"validation has classes {fmt(unseen[:5])} that training never shows: the data "
-            "are sorted by label and were split by position; shuffle before splitting "
-            "(stratify=y)",
+            f"validation has classes {fmt(unseen[:5])} ({share:.0%} of its targets) that "
+            "training never shows: "
+            + (
+                "the data are sorted by label and were split by position; shuffle before "
+                "splitting (stratify=y)"
+                if sorted_data
+                else "the model cannot learn them; split with stratify=y, or check the "
+                "label encoding of the two splits"
+            ),
         )
-    if single >= batches:
+    if sorted_data:
         return Finding(
             "data_order",
             "warn",
@@ -251,4 +303,16 @@ def data_order(ctx: Context, batch: int = 32, batches: int = 4) -> Finding:
             "the data are sorted by label (unshuffled): sweeper shuffles its own "
             "batches, but shuffle before any split or loader of your own",
         )
-    return Finding("data_order", "pass", measured, expected)
+    hint = (
+        f"{len(unseen)} classes occur only in validation ({share:.1%} of its targets): usual "
+        "for a vocabulary"
+        if unseen
+        else ""
+    )
+    return Finding("data_order", "pass", measured, expected, hint)
+
+
+def _labels(y: torch.Tensor) -> torch.Tensor:
+    """Class indices, flattened, without the ignored ones (-100)."""
+    y = y.long().flatten()
+    return y[y != IGNORE_INDEX]

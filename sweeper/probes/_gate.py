@@ -22,6 +22,7 @@ from sweeper.probes._data_checks import (
 )
 from sweeper.probes._finding import Finding, Report
 from sweeper.probes._init_loss import init_loss
+from sweeper.probes._leakage import duplicate_samples, label_leakage
 from sweeper.probes._lr_range import lr_range_test
 from sweeper.probes._model_checks import (
     batch_independence,
@@ -32,37 +33,40 @@ from sweeper.probes._model_checks import (
 )
 from sweeper.probes._outputs import degenerate_output, loss_shapes, output_range, target_scale
 from sweeper.probes._overfit import overfit_tiny
+from sweeper.probes._settings import GATE_PROBES
 from sweeper.probes._weight_init import weight_init
 from sweeper.training import Data
 
 Probe = Callable[[Context], Finding]
 
-# Order matters: causes before their consequences (the data, then the model's wiring at init,
-# then what training shows), so the first failure is the root cause (see attribute()).
-GATE: list[tuple[str, Probe]] = [
-    ("data_finite", data_finite),
-    ("labels_in_range", labels_in_range),
-    ("data_scale", data_scale),
-    ("constant_features", constant_features),
-    ("class_balance", class_balance),
-    ("train_val_overlap", train_val_overlap),
-    ("data_order", data_order),
-    ("loss_shapes", loss_shapes),
-    ("weight_init", weight_init),
-    ("gradient_depth", gradient_depth),
-    ("degenerate_output", degenerate_output),
-    ("output_range", output_range),
-    ("target_scale", target_scale),
-    ("gradient_flow", gradient_flow),
-    ("eval_determinism", eval_determinism),
-    ("batch_independence", batch_independence),
-    ("gradcheck", gradcheck),
-    ("init_loss", init_loss),
-    ("overfit_tiny", overfit_tiny),
-    ("zero_input_baseline", zero_input_baseline),
-    ("short_fit_vs_baseline", short_fit_vs_baseline),
-    ("lr_range_test", lr_range_test),
-]
+_FUNCTIONS: dict[str, Probe] = {
+    "data_finite": data_finite,
+    "labels_in_range": labels_in_range,
+    "data_scale": data_scale,
+    "constant_features": constant_features,
+    "class_balance": class_balance,
+    "duplicate_samples": duplicate_samples,
+    "train_val_overlap": train_val_overlap,
+    "label_leakage": label_leakage,
+    "data_order": data_order,
+    "loss_shapes": loss_shapes,
+    "weight_init": weight_init,
+    "gradient_depth": gradient_depth,
+    "degenerate_output": degenerate_output,
+    "output_range": output_range,
+    "target_scale": target_scale,
+    "gradient_flow": gradient_flow,
+    "eval_determinism": eval_determinism,
+    "batch_independence": batch_independence,
+    "gradcheck": gradcheck,
+    "init_loss": init_loss,
+    "overfit_tiny": overfit_tiny,
+    "zero_input_baseline": zero_input_baseline,
+    "short_fit_vs_baseline": short_fit_vs_baseline,
+    "lr_range_test": lr_range_test,
+}
+# In GATE_PROBES' order (causes before consequences; see attribute()).
+GATE: list[tuple[str, Probe]] = [(name, _FUNCTIONS[name]) for name in GATE_PROBES]
 PROBE_NAMES = tuple(name for name, _ in GATE)
 _DATA_PROBES = {"data_finite", "labels_in_range"}
 _NEEDS_CLEAN_DATA = set(PROBE_NAMES) - _DATA_PROBES - {"data_scale", "constant_features"}
@@ -73,6 +77,7 @@ _STAGE.update(
     {n: "poison" for n in ("data_finite", "labels_in_range")}
     | {n: "inputs" for n in ("data_scale", "constant_features")}
     | {n: "split" for n in ("class_balance", "train_val_overlap", "data_order")}
+    | {n: "split" for n in ("duplicate_samples", "label_leakage")}
     | {n: "outcome" for n in ("init_loss", "overfit_tiny", "zero_input_baseline")}
     | {n: "outcome" for n in ("short_fit_vs_baseline", "lr_range_test")}
 )

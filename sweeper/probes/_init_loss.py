@@ -14,14 +14,17 @@ from sweeper.training import resolve_loss
 _CE_FAMILY = ("cross_entropy", "nll", "bce", "bce_prob")
 
 
-def expected_init_loss(ctx: Context, y: torch.Tensor) -> tuple[float, str]:
-    """(expected value, how it was derived) for the task's loss at init."""
+def expected_init_loss(ctx: Context, y: torch.Tensor) -> tuple[float, str] | None:
+    """(expected value, how it was derived) for the task's loss at init; None for a custom
+    task's loss, which has no expected value."""
     name = ctx.loss_name
     kind = ctx.kind
+    if kind == "custom":
+        return None
     if name in ("cross_entropy", "nll") or (name == "custom" and kind == "multiclass"):
         c = ctx.num_classes
         return math.log(c), f"ln C = ln {c}"
-    if name in ("bce", "bce_prob") or (name == "custom" and kind == "binary"):
+    if name in ("bce", "bce_prob") or (name == "custom" and kind in ("binary", "multilabel")):
         return math.log(2), "ln 2"
     if name == "l1":
         return float(y.float().abs().mean()), "E[|y|]"
@@ -39,16 +42,47 @@ def prior_entropy(ctx: Context, y: torch.Tensor) -> float | None:
     """Entropy of the training labels' class prior (None for regression or custom losses)."""
     if ctx.kind == "regression" or ctx.loss_name not in _CE_FAMILY:
         return None
-    counts = torch.bincount(y.long().flatten().clamp_min(0), minlength=ctx.num_classes)
+    if ctx.kind == "multilabel":
+        p1 = y.float().mean(0).clamp(1e-6, 1 - 1e-6)
+        return float(-(p1 * p1.log() + (1 - p1) * (1 - p1).log()).mean())
+    y = y.long().flatten()
+    counts = torch.bincount(y[y >= 0], minlength=ctx.num_classes)
     p = counts.double() / counts.sum()
     p = p[p > 0]
     return float(-(p * p.log()).sum())
 
 
+def output_scale(ctx: Context) -> float | None:
+    """The loss at init over its expected value (None when there is none)."""
+    _, y = ctx.data.train.head(512)
+    got = expected_init_loss(ctx, y)
+    if got is None or got[0] <= 0:
+        return None
+    value = init_loss_value(ctx)
+    return value / got[0] if math.isfinite(value) else math.inf
+
+
 def init_loss(ctx: Context) -> Finding:
     _, y = ctx.data.train.head(512)
-    expected, how = expected_init_loss(ctx, y)
+    got = expected_init_loss(ctx, y)
     measured, out = init_loss_value(ctx), init_outputs(ctx).out
+    if got is None:
+        if not math.isfinite(measured):
+            return Finding(
+                "init_loss",
+                "fail",
+                measured,
+                "a finite loss",
+                "the loss is not finite before any training: look for NaN/inf in the "
+                "inputs, a log of zero, or a division in the model or loss",
+            )
+        return Finding(
+            "init_loss",
+            "pass",
+            measured,
+            "finite (a custom task's loss has no expected value at init)",
+        )
+    expected, how = got
     s = ctx.settings
     lo, hi = expected * (1 - s.init_loss_tolerance), expected * (1 + s.init_loss_tolerance)
     exp_txt = f"≈ {expected:.3f} ({how}), within [{lo:.3f}, {hi:.3f}]"
@@ -93,6 +127,16 @@ def init_loss(ctx: Context) -> Finding:
             "value: inputs are not normalized (subtract the train-split mean, divide "
             "by its std) or the init makes outputs over-confident (lower the init "
             "scale, zero the last layer's bias)",
+        )
+    loaded = ctx.loaded_weights()
+    if measured > hi and loaded:
+        return Finding(
+            "init_loss",
+            "pass",
+            measured,
+            exp_txt,
+            f"above ln C, as usual when a model starts from loaded weights ({len(loaded)} "
+            f"weight matrices, e.g. {loaded[0]}): their features are not those of a fresh init",
         )
     if measured > hi:
         return Finding(

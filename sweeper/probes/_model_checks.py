@@ -18,25 +18,47 @@ def _fresh(ctx: Context) -> torch.nn.Module:
     return build_model(ctx.task, {**ctx.params, "dropout": 0.0}, ctx.device)
 
 
-def gradient_flow(ctx: Context) -> Finding:
-    """After one backward pass every trainable parameter has a finite, non-zero gradient."""
-    model = _fresh(ctx)
+def gradient_flow(ctx: Context, steps: int = 3) -> Finding:
+    """Every trainable parameter gets a finite gradient that is not zero, within the first
+    `steps` optimizer steps: a branch or head that starts at zero (ReZero, Fixup, zero-init
+    residuals, a zero head) passes gradient to the layers before it after one step.
+
+    A frozen parameter (requires_grad=False) is intended when it comes out of every build the
+    same (loaded or set: a pretrained backbone); frozen at a random init, it never learns."""
+    model = ctx.fresh_model()
     model.train()
     x, y = ctx.data.train.head(64)
-    resolve_loss(ctx.task.loss)(forward(model, x), y).backward()
-    none, zero, nonfinite, frozen = [], [], [], []
-    for name, p in model.named_parameters():
-        if not p.requires_grad:
-            frozen.append(name)
-        elif p.grad is None:
-            none.append(name)
-        elif not bool(torch.isfinite(p.grad).all()):
-            nonfinite.append(name)
-        elif float(p.grad.abs().max()) == 0.0:
-            zero.append(name)
+    loss_fn = resolve_loss(ctx.task.loss)
+    trainable = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    frozen = [n for n, p in model.named_parameters() if not p.requires_grad]
+    reached: set[str] = set()
+    none, nonfinite = [], []
+    opt = torch.optim.Adam([p for _, p in trainable], lr=1e-3) if trainable else None
+    for step in range(steps):
+        if opt is not None:
+            opt.zero_grad(set_to_none=True)
+        loss_fn(forward(model, x), y).backward()
+        for name, p in trainable:
+            if p.grad is None:
+                continue
+            if not bool(torch.isfinite(p.grad).all()):
+                nonfinite.append(name)
+            elif float(p.grad.abs().max()) > 0.0:
+                reached.add(name)
+        if step == 0:
+            none = [n for n, p in trainable if p.grad is None]
+        if nonfinite or none or len(reached) == len(trainable) or opt is None:
+            break
+        opt.step()
+    zero = [n for n, _ in trainable if n not in reached and n not in none and n not in nonfinite]
+    fixed = ctx.fixed_parameters()
+    random_frozen = [n for n in frozen if n not in fixed]
     total = sum(1 for _ in model.parameters())
     measured = {"no grad": none, "zero grad": zero, "non-finite": nonfinite, "frozen": frozen}
-    expected = f"all {total} parameters trainable with finite non-zero gradients"
+    expected = (
+        f"all {total} trainable parameters get finite non-zero gradients within {steps} "
+        "steps; frozen ones as loaded"
+    )
     if nonfinite:
         return Finding(
             "gradient_flow",
@@ -55,14 +77,15 @@ def gradient_flow(ctx: Context) -> Finding:
             f"no gradient reaches {fmt(none[:4])}: a .detach()/.data/no_grad in forward, "
             "or a layer that is never used",
         )
-    if frozen:
+    if random_frozen:
         return Finding(
             "gradient_flow",
             "fail",
             measured,
             expected,
-            f"parameters {fmt(frozen[:4])} are frozen (requires_grad=False) and will never "
-            "train; unfreeze them, or disable this probe if that is intended",
+            f"parameters {fmt(random_frozen[:4])} are frozen (requires_grad=False) at a random "
+            "init, so they stay random: unfreeze them, or load their trained weights before "
+            "freezing",
         )
     if zero:
         return Finding(
@@ -70,10 +93,11 @@ def gradient_flow(ctx: Context) -> Finding:
             "fail",
             measured,
             expected,
-            f"gradients are exactly zero in {fmt(zero[:4])}: a zero/constant init makes "
-            "units symmetric or dead; use a random init scheme",
+            f"gradients stay exactly zero in {fmt(zero[:4])} for {steps} steps: a zero/constant "
+            "init makes units symmetric or dead; use a random init scheme",
         )
-    return Finding("gradient_flow", "pass", {"parameters": total}, expected)
+    hint = f"{len(frozen)} frozen parameters kept as loaded ({fmt(frozen[:3])})" if frozen else ""
+    return Finding("gradient_flow", "pass", {"parameters": total}, expected, hint)
 
 
 # layers whose gradients are sparse or small by design
@@ -86,11 +110,27 @@ _NOT_DEPTH = (
 )
 
 
+def _is_norm(m: torch.nn.Module) -> bool:
+    return isinstance(m, _NOT_DEPTH[2:]) or type(m).__name__.endswith(
+        ("Norm", "Norm1d", "Norm2d", "Norm3d")
+    )
+
+
 def gradient_depth(ctx: Context) -> Finding:
     """Vanishing or exploding gradients across depth at init: the gradient's RMS at the output
     of the first weight layer against the last (in the order forward calls them), named by
     layer. Embeddings and normalization layers are left out."""
     model = _fresh(ctx)
+    norms = [n for n, m in model.named_modules() if _is_norm(m)]
+    if norms:
+        return Finding(
+            "gradient_depth",
+            "skip",
+            f"{len(norms)} normalization layers (e.g. {norms[0]})",
+            "—",
+            "normalization layers rescale activations and gradients at every depth; a "
+            "transformer's branches also start small by design",
+        )
     model.train()
     outputs: dict[str, torch.Tensor] = {}
 
@@ -121,21 +161,35 @@ def gradient_depth(ctx: Context) -> Finding:
     }
     limit = ctx.settings.gradient_ratio_max
     expected = (
-        f"gradient RMS at the first layer's output within {1 / limit:g}–{limit:g}x the last's"
+        f"gradient RMS at the first layers' outputs within {1 / limit:g}–{limit:g}x the last's"
     )
     if len(rms) < 2:
         return Finding("gradient_depth", "skip", f"{len(rms)} weight layer(s)", expected)
     names = list(rms)
-    first, last = names[0], names[-1]
-    if rms[last] == 0 or rms[first] == 0 or not all(map(math.isfinite, rms.values())):
+    last = names[-1]
+    # the first quarter of the layers, not one: attention's query and key projections get
+    # almost no gradient at init by design (near-uniform attention), their neighbours do
+    early = names[: max(1, (len(names) - 1) // 4)]
+    if rms[last] == 0 or not all(map(math.isfinite, rms.values())):
         return Finding(
             "gradient_depth", "skip", "zero or non-finite gradients", "see gradient_flow"
         )
-    ratio = rms[first] / rms[last]
+    strongest = max(early, key=lambda n: rms[n])
+    if rms[strongest] == 0:
+        return Finding(
+            "gradient_depth",
+            "skip",
+            "no gradient at the first layers at init",
+            "see gradient_flow (a layer that starts at zero downstream passes none yet)",
+        )
+    # vanishing: even the strongest early layer gets almost nothing; exploding: one gets far
+    # too much (the first, usually)
+    low = high = rms[strongest] / rms[last]
+    first, ratio = strongest, low
     measured = {first: rms[first], last: rms[last], "ratio": ratio}
     details = {"gradient_rms": rms}
     where = f"{first} gets {ratio:.2g}x the gradient of {last} across {len(names)} weight layers"
-    if ratio < 1 / limit:
+    if low < 1 / limit:
         return Finding(
             "gradient_depth",
             "fail",
@@ -146,7 +200,7 @@ def gradient_depth(ctx: Context) -> Finding:
             "normalization layers, or residual connections",
             details=details,
         )
-    if ratio > limit:
+    if high > limit:
         return Finding(
             "gradient_depth",
             "fail",
@@ -238,6 +292,10 @@ def gradcheck(ctx: Context) -> Finding:
     model = copy.deepcopy(_fresh(ctx)).double().eval()
     n_params = sum(p.numel() for p in model.parameters())
     x, _ = ctx.data.train.head(2)
+    if is_plain_float(x) and not isinstance(forward(model, x.double()), torch.Tensor):
+        return Finding(
+            "gradcheck", "skip", "the model returns several outputs", "analytic = numeric gradients"
+        )
     if not is_plain_float(x):
         return Finding(
             "gradcheck",

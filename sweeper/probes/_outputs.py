@@ -3,6 +3,7 @@ output that cannot carry information. Each names the cause, not the symptom."""
 
 from __future__ import annotations
 
+import math
 import warnings
 from dataclasses import dataclass
 from typing import Any
@@ -259,7 +260,44 @@ def output_range(ctx: Context) -> Finding:
                 "the targets into (0, 1))",
             )
         return Finding("output_range", "pass", measured, expected)
+    if name == "custom" and ctx.kind == "multiclass":
+        return _custom_class_loss(ctx, out, o.y, measured)
     return Finding("output_range", "skip", f"loss {name!r}: no range rule", "—")
+
+
+def _custom_class_loss(ctx: Context, out: torch.Tensor, y: torch.Tensor, measured: Any) -> Finding:
+    """A custom classification loss judged by what it does, not its name: when the model
+    already outputs probabilities, a confidently wrong prediction must cost the loss more
+    than a uniform guess would (log-loss does; MSE on probabilities, or cross_entropy
+    applying a second softmax, do not: they saturate and learn slowly)."""
+    c = ctx.num_classes
+    expected = "a confident mistake costs more than ln C over a confident right answer"
+    dims = [d for d in range(1, out.ndim) if out.shape[d] == c]
+    if not dims or y.is_floating_point():
+        return Finding("output_range", "skip", "custom loss: no class dimension found", "—")
+    dim = dims[-1] if out.ndim == y.ndim + 1 and dims[-1] == out.ndim - 1 else dims[0]
+    probs = bool(((out >= 0) & (out <= 1)).all()) and bool(
+        ((out.sum(dim=dim) - 1).abs() < 1e-3).all()
+    )
+    if not probs:
+        return Finding("output_range", "pass", measured, "logits (the loss's own business)")
+    labels = y.long().clamp_min(0)
+    right = torch.nn.functional.one_hot(labels, c).float().movedim(-1, dim)
+    wrong = torch.nn.functional.one_hot((labels + 1) % c, c).float().movedim(-1, dim)
+    loss = resolve_loss(ctx.task.loss)
+    with torch.no_grad():
+        cost = float(loss(wrong, y)) - float(loss(right, y))
+    m = {**measured, "confident mistake costs": cost}
+    if math.isfinite(cost) and cost < math.log(c):
+        return _range_fail(
+            m,
+            expected,
+            f"the model outputs probabilities (a softmax) and the loss charges a confident "
+            f"mistake only {cost:.3g} more than a right answer (ln C = {math.log(c):.3g}): a "
+            "softmax before a loss that applies its own (cross_entropy), or MSE/L1 on "
+            "softmax outputs; return raw logits and use cross_entropy",
+        )
+    return Finding("output_range", "pass", m, expected)
 
 
 _OVER_BATCH = (
@@ -297,6 +335,18 @@ def target_scale(ctx: Context) -> Finding:
             f"output starts near {out_rms:.2g}: the loss is dominated by the scale and the "
             "model spends its training reaching it; standardize y with the train split's "
             "mean and std (and undo it on predictions)",
+        )
+    values = y.unique()
+    if y.ndim == 1 and 3 <= len(values) <= 20 and bool((values == values.round()).all()):
+        return Finding(
+            "target_scale",
+            "warn",
+            {**measured, "distinct targets": len(values)},
+            expected,
+            f"the targets are {len(values)} distinct whole numbers ({int(values.min())} to "
+            f"{int(values.max())}): if they are class ids, use kind='multiclass' with "
+            "cross_entropy (a regression loss takes 9 as nearer to 8 than to 0); counts or "
+            "ratings are fine as they are",
         )
     return Finding("target_scale", "pass", measured, expected)
 

@@ -7,6 +7,36 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+# The study gate's probes, in the order they run: causes before their consequences (the data,
+# then the model's wiring at init, then what training shows), so the first failure is the root
+# cause. probes/_gate.py maps each name to its function; `probes: disable:` is checked here.
+GATE_PROBES = (
+    "data_finite",
+    "labels_in_range",
+    "data_scale",
+    "constant_features",
+    "class_balance",
+    "duplicate_samples",
+    "train_val_overlap",
+    "label_leakage",
+    "data_order",
+    "loss_shapes",
+    "weight_init",
+    "gradient_depth",
+    "degenerate_output",
+    "output_range",
+    "target_scale",
+    "gradient_flow",
+    "eval_determinism",
+    "batch_independence",
+    "gradcheck",
+    "init_loss",
+    "overfit_tiny",
+    "zero_input_baseline",
+    "short_fit_vs_baseline",
+    "lr_range_test",
+)
+
 
 class Thresholds(BaseModel):
     """The numbers the probes judge by. Each can be set per study under `probes:`."""
@@ -47,6 +77,27 @@ class Thresholds(BaseModel):
         ge=0,
         le=1,
         description="share of validation rows also in train above this fails",
+    )
+    duplicate_share_min: float = Field(
+        default=0.5,
+        gt=0,
+        le=1,
+        description="share of distinct rows among the first 512 training rows below which "
+        "the loader repeats itself (fails)",
+    )
+    leak_accuracy: float = Field(
+        default=0.995,
+        gt=0.5,
+        le=1,
+        description="one input feature predicting the class this well, in train and "
+        "validation, is the label leaking in (fails)",
+    )
+    leak_correlation: float = Field(
+        default=0.999,
+        gt=0.5,
+        le=1,
+        description="regression: one input feature correlating with the target this well is "
+        "a leak (fails)",
     )
     # outputs, targets and the loss
     target_scale_max: float = Field(
@@ -94,7 +145,10 @@ class Thresholds(BaseModel):
         default=16, ge=2, le=256, description="rows the tiny fit memorises"
     )
     overfit_steps: int = Field(
-        default=200, ge=10, description="full-batch Adam steps of the tiny fit"
+        default=150,
+        ge=10,
+        description="most full-batch Adam steps of the tiny fit (it stops at the goal or a "
+        "plateau; the zero-input fit takes as many)",
     )
     overfit_lr: float = Field(default=3e-3, gt=0, description="the tiny fit's Adam learning rate")
     overfit_min_accuracy: float = Field(
@@ -115,13 +169,19 @@ class Thresholds(BaseModel):
         default=0.1, gt=0, description="zero-input loss minus real-input loss that also passes"
     )
     short_fit_min_steps: int = Field(
-        default=150, ge=1, description="optimizer steps of the short fit on the full train split"
+        default=80,
+        ge=1,
+        description="optimizer steps of the short fit on the full train split (reference "
+        "params, batch ≤ 128)",
     )
     short_fit_margin: float = Field(
         default=0.05,
         ge=0,
         lt=1,
         description="accuracy the short fit must beat the majority class by (at least)",
+    )
+    lr_range_steps: int = Field(
+        default=80, ge=10, description="steps of the learning-rate range test (1e-6 to 10)"
     )
     lr_cap_factor: float = Field(
         default=0.5,

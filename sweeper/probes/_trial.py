@@ -387,7 +387,10 @@ def trial_start_checks(ctx: Context) -> list[Finding]:
 
 def _trial_init_loss(ctx: Context) -> list[Finding]:
     _, y = ctx.data.train.head(512)
-    expected, how = expected_init_loss(ctx, y)
+    got = expected_init_loss(ctx, y)
+    if got is None:
+        return []
+    expected, how = got
     measured = init_loss_value(ctx)
     ratio = measured / max(expected, 1e-12)
     exp_txt = f"≈ {expected:.3f} ({how})"

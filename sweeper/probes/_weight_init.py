@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from sweeper.probes._context import Context
 from sweeper.probes._finding import Finding
+from sweeper.probes._init_loss import output_scale
 from sweeper.probes._trial import init_label, judge_activations, record_activations
 
 
@@ -32,6 +33,19 @@ def weight_init(ctx: Context, rows: int = 256) -> Finding:
     big = {n: g for n, g in gains.items() if g > s.max_layer_gain}
     if big:
         name, gain = max(big.items(), key=lambda kv: kv[1])
+        scale = output_scale(ctx)
+        if scale is not None and scale <= s.init_loss_fail_ratio:
+            # T5 scales the decoder output by 1/sqrt(d) before a head of unit-variance
+            # weights: a large gain the model's own code compensates
+            return Finding(
+                "weight_init",
+                "pass",
+                big,
+                expected,
+                f"layer {name} multiplies the signal's std by {gain:.3g}, but the loss at "
+                f"init is {scale:.2g}x the expected: the model compensates (a scaled input)",
+                details=details,
+            )
         return Finding(
             "weight_init",
             "fail",

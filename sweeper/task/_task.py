@@ -15,9 +15,13 @@ if TYPE_CHECKING:
     Data = Union[tuple[Any, Any], Dataset]  # noqa: UP007
     LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
-KINDS = ("multiclass", "binary", "regression")
+KINDS = ("multiclass", "binary", "multilabel", "regression", "custom")
 LOSSES = ("cross_entropy", "nll", "bce", "mse", "l1")
-_LOSS_KIND = {"cross_entropy": "multiclass", "nll": "multiclass", "bce": "binary"}
+_LOSS_KINDS = {
+    "cross_entropy": ("multiclass",),
+    "nll": ("multiclass",),
+    "bce": ("binary", "multilabel"),
+}
 _HOOKS = ("optimizer", "scheduler", "metrics", "collate_fn", "fit")
 # DataLoader options sweeper sets itself (the trial's batch size, shuffled training order)
 _OWN_LOADER_OPTIONS = ("batch_size", "shuffle", "sampler", "batch_sampler", "collate_fn")
@@ -36,9 +40,18 @@ class Task:
         tuple of them (the model is called as ``model(*x)``) or a dict (``model(**x)``).
         Tensor pairs are kept on the trial's device and batched by indexing.
     loss: ``"cross_entropy"``, ``"nll"``, ``"bce"`` (with logits), ``"mse"``, ``"l1"``, or any
-        callable ``loss(output, target) -> scalar tensor``.
-    kind: ``"multiclass"``, ``"binary"`` or ``"regression"``.
+        callable ``loss(output, target) -> scalar tensor``. The named class losses take
+        (N, C) outputs and per-token or per-pixel ones, (N, C, ...) or (N, T, C), with
+        targets (N, ...); targets of -100 are ignored, as in PyTorch.
+    kind: ``"multiclass"`` (class indices: per sample, token or pixel), ``"binary"`` (0/1),
+        ``"multilabel"`` (several independent 0/1 labels per sample), ``"regression"``, or
+        ``"custom"`` (no classes: the loss is all sweeper judges, e.g. a VAE or a contrastive
+        model; the targets are passed to it as given).
     num_classes: number of classes (multiclass; 2 for binary).
+    output: how to read the model's output when it is not the tensor the loss takes: an
+        attribute or key name (``"logits"``), or ``fn(output) -> tensor``. By default a
+        tensor is used as is and an object or dict with ``logits`` (a Hugging Face model's
+        output) gives its logits; tuples and other dicts go to the loss as they are.
 
     Hooks, all optional (without them sweeper's own choices are used):
     optimizer: ``fn(model, params) -> torch.optim.Optimizer`` (parameter groups allowed).
@@ -67,6 +80,7 @@ class Task:
     loader: dict[str, Any] | None = None
     init_modules: Any = None
     fit: Callable[..., Any] | None = None
+    output: str | Callable[..., Any] | None = None
 
     def __post_init__(self) -> None:
         problems = []
@@ -89,17 +103,24 @@ class Task:
                 problems.append(
                     f"loss must be one of {list(LOSSES)} or a callable, got {self.loss!r}"
                 )
-            elif self.kind in KINDS and _LOSS_KIND.get(self.loss, self.kind) != self.kind:
-                want = _LOSS_KIND[self.loss]
-                problems.append(f"loss {self.loss!r} is for kind={want!r}, not {self.kind!r}")
+            elif self.kind in KINDS and self.kind not in _LOSS_KINDS.get(self.loss, (self.kind,)):
+                want = " or ".join(repr(k) for k in _LOSS_KINDS[self.loss])
+                problems.append(f"loss {self.loss!r} is for kind={want}, not {self.kind!r}")
         elif not callable(self.loss):
             problems.append("loss must be a name or a callable (output, target) -> tensor")
         if self.kind == "binary" and self.num_classes is None:
             self.num_classes = 2
-        if self.kind == "multiclass" and (self.num_classes is None or self.num_classes < 2):
+        fit_only = self.fit is not None and (self.build_model is None or self.train is None)
+        if (
+            self.kind == "multiclass"
+            and not fit_only
+            and (self.num_classes is None or self.num_classes < 2)
+        ):
             problems.append(
                 f"num_classes must be >= 2 for kind='multiclass', got {self.num_classes}"
             )
+        if self.output is not None and not (callable(self.output) or isinstance(self.output, str)):
+            problems.append("output must be an attribute/key name or fn(model_output) -> tensor")
         if self.loader is not None:
             if not isinstance(self.loader, dict):
                 problems.append("loader must be a dict of DataLoader options")

@@ -14,13 +14,22 @@ from sweeper.training._loop import (
     evaluate,
     make_optimizer,
     make_scheduler,
+    read_output,
     start_run,
     train_epoch,
 )
-from sweeper.training._losses import correct, resolve_loss
+from sweeper.training._losses import (
+    IGNORE_INDEX,
+    class_dim,
+    correct,
+    decision_threshold,
+    loss_name,
+    resolve_loss,
+)
 from sweeper.training._trial import FitFn, Monitor, Trial, builtin_fit
 
 __all__ = [
+    "IGNORE_INDEX",
     "OPTIMIZERS",
     "PRECISIONS",
     "SCHEDULES",
@@ -36,14 +45,18 @@ __all__ = [
     "autocast",
     "build_model",
     "builtin_fit",
+    "class_dim",
     "correct",
+    "decision_threshold",
     "evaluate",
     "forward",
     "init_targets",
     "is_plain_float",
     "leaves",
+    "loss_name",
     "make_optimizer",
     "make_scheduler",
+    "read_output",
     "resolve_loss",
     "rows",
     "start_run",

@@ -16,8 +16,16 @@ from torch.utils.data import DataLoader, Dataset
 Inputs = Any  # a tensor, a tuple of tensors or a dict of name -> tensor
 
 
-def target_dtype(kind: str) -> torch.dtype:
-    return torch.long if kind == "multiclass" else torch.float32
+def as_target(y: Any, kind: str) -> torch.Tensor:
+    """Targets as the loss wants them: class indices as int64 (multiclass), 0/1 floats
+    (binary, multilabel), float32 values (regression); a custom task's as given, float64 made
+    float32."""
+    t = torch.as_tensor(y)
+    if kind == "multiclass":
+        return t.long()
+    if kind == "custom":
+        return t.float() if t.dtype == torch.float64 else t
+    return t.float()
 
 
 def tree_map(fn: Callable[[torch.Tensor], torch.Tensor], x: Inputs) -> Inputs:
@@ -103,7 +111,7 @@ class Batches:
         self.y: torch.Tensor | None = None
         if isinstance(data, (tuple, list)):
             self.x = tree_map(lambda t: t.to(device), as_inputs(data[0]))
-            self.y = torch.as_tensor(data[1]).to(device, target_dtype(kind))
+            self.y = as_target(data[1], kind).to(device)
         else:
             self.dataset = data
         self.pin = device.type == "cuda" and self.loader.get("pin_memory", False)
@@ -113,7 +121,7 @@ class Batches:
 
     def _on_device(self, xb: Any, yb: Any) -> tuple[Inputs, torch.Tensor]:
         xb = tree_map(lambda t: t.to(self.device, non_blocking=self.pin), as_inputs(xb))
-        return xb, torch.as_tensor(yb).to(self.device, target_dtype(self.kind))
+        return xb, as_target(yb, self.kind).to(self.device, non_blocking=self.pin)
 
     def epoch(
         self, batch_size: int, shuffle: bool, generator: torch.Generator | None = None

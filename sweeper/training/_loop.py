@@ -19,7 +19,7 @@ from torch import nn
 
 from sweeper.training._data import Batches, concat, forward
 from sweeper.training._init_schemes import apply_init
-from sweeper.training._losses import LossFn, correct, resolve_loss
+from sweeper.training._losses import LossFn, correct, decision_threshold, resolve_loss
 
 OPTIMIZERS = ("adam", "adamw", "sgd")
 PRECISIONS = ("fp32", "bf16", "fp16")
@@ -58,6 +58,7 @@ class Run:
     scheduler: Any = None
     scaler: Any = None
     metrics_fn: Callable[..., Any] | None = None
+    loss: Any = None  # the task's loss as given (a name or a callable)
     steps: int = 0
     history: list[dict[str, float]] = field(default_factory=list)
 
@@ -85,11 +86,37 @@ def autocast(
 def build_model(task: Any, params: dict[str, Any], device: torch.device) -> nn.Module:
     """The task's model for these params, with the params' init scheme ("none": as built)
     applied to the modules the task allows."""
-    model = task.build_model(dict(params))
+    with torch.enable_grad():  # a build that pre-trains or loads may need autograd
+        model = task.build_model(dict(params))
     if not isinstance(model, nn.Module):
         raise TypeError(f"build_model returned {type(model).__name__}, not a torch.nn.Module")
     apply_init(model, str(params.get("init", "none")), getattr(task, "init_modules", None))
+    model.register_forward_hook(_readout(getattr(task, "output", None)))
     return model.to(device)
+
+
+def read_output(out: Any, how: str | Callable[..., Any] | None = None) -> Any:
+    """The part of a model's output the loss takes (see ``Task.output``)."""
+    if callable(how):
+        return how(out)
+    if isinstance(how, str):
+        return out[how] if isinstance(out, dict) else getattr(out, how)
+    if isinstance(out, torch.Tensor):
+        return out
+    if isinstance(out, dict) and "logits" in out:
+        return out["logits"]
+    logits = getattr(out, "logits", None)
+    return logits if isinstance(logits, torch.Tensor) else out
+
+
+def _readout(how: str | Callable[..., Any] | None) -> Callable[..., Any]:
+    """A forward hook on the model itself, so every caller (trials, probes, evaluation) gets
+    the output the loss takes; the model's weights and state dict stay the user's."""
+
+    def hook(_m: nn.Module, _args: Any, out: Any) -> Any:
+        return read_output(out, how)
+
+    return hook
 
 
 def make_optimizer(
@@ -177,6 +204,7 @@ def start_run(
         model=model,
         optimizer=optimizer,
         loss_fn=resolve_loss(task.loss),
+        loss=task.loss,
         data=data,
         params=dict(params),
         device=device,
@@ -235,9 +263,10 @@ def _optimizer_step(run: Run) -> None:
     run.steps += 1
 
 
-def train_epoch(run: Run, on_loss: OnLoss | None = None) -> float:
-    """One pass over the training data; returns the mean train loss (not finite: nan/inf).
-    `on_loss` sees each micro-batch's loss after backward and may raise TrialStopped."""
+def train_epoch(run: Run, on_loss: OnLoss | None = None, max_steps: int | None = None) -> float:
+    """One pass over the training data (or its first `max_steps` optimizer steps); returns the
+    mean train loss (not finite: nan/inf). `on_loss` sees each micro-batch's loss after
+    backward and may raise TrialStopped."""
     run.model.train()
     total = torch.zeros((), device=run.device)
     n = 0
@@ -254,10 +283,12 @@ def train_epoch(run: Run, on_loss: OnLoss | None = None) -> float:
         if on_loss is not None:
             on_loss(loss.detach())
         micro += 1
-        if micro % accumulate == 0:
-            _optimizer_step(run)
         total += loss.detach() * len(yb)
         n += len(yb)
+        if micro % accumulate == 0:
+            _optimizer_step(run)
+            if max_steps is not None and micro // accumulate >= max_steps:
+                return float(total.item()) / max(n, 1)
     if micro % accumulate:
         _optimizer_step(run)  # the epoch's last, partial accumulation
     return float(total.item()) / max(n, 1)
@@ -273,33 +304,65 @@ def _eval_batches(run: Run, batches: Batches, chunk: int) -> Iterator[tuple[Any,
 
 
 @torch.no_grad()
-def evaluate(run: Run, batches: Batches | None = None, chunk: int = 4096) -> dict[str, float]:
-    """Loss (and accuracy for classification) over a whole split, in eval mode, plus the
-    task's own metrics over the whole split when it has a metrics hook."""
+def evaluate(
+    run: Run, batches: Batches | None = None, chunk: int = 4096, limit: int | None = None
+) -> dict[str, float]:
+    """Loss (and accuracy for classification) over a whole split (or its first `limit` rows),
+    in eval mode, plus the task's own metrics over the whole split when it has a metrics hook.
+    Rows go through the model in chunks whose outputs stay within about 16M numbers (a
+    language model's logits are rows x tokens x vocabulary)."""
     run.model.eval()
     data = batches if batches is not None else run.data.val
+    chunk = _eval_chunk(run, data, chunk if limit is None else min(chunk, limit))
     loss_sum = torch.zeros((), device=run.device, dtype=torch.float64)
     right = torch.zeros((), device=run.device, dtype=torch.long)
+    counted = torch.zeros((), device=run.device, dtype=torch.long)
     n = 0
     outs: list[Any] = []
     ys: list[torch.Tensor] = []
-    accuracy = run.data.kind != "regression"
+    accuracy = run.data.kind in ("multiclass", "binary", "multilabel")
+    threshold = decision_threshold(run.loss)
     for out, yb in _eval_batches(run, data, chunk):
         loss_sum += run.loss_fn(out, yb).double() * len(yb)
         if accuracy and isinstance(out, torch.Tensor):
-            right += correct(out, yb, run.data.kind)
+            r, c = correct(out, yb, threshold)
+            right += r
+            counted += c
         else:
             accuracy = False
-        if run.metrics_fn is not None:
+        if run.metrics_fn is not None and limit is None:
             outs.append(out)
             ys.append(yb)
         n += len(yb)
+        if limit is not None and n >= limit:
+            break
     metrics = {"val_loss": float(loss_sum.item()) / max(n, 1)}
     if accuracy:
-        metrics["val_accuracy"] = float(right.item()) / max(n, 1)
+        metrics["val_accuracy"] = float(right.item()) / max(int(counted.item()), 1)
     if run.metrics_fn is not None and outs:
         metrics.update(_user_metrics(run.metrics_fn, concat(outs), torch.cat(ys)))
     return metrics
+
+
+_EVAL_NUMBERS = 1 << 24
+
+
+@torch.no_grad()
+def _eval_chunk(run: Run, data: Batches, chunk: int) -> int:
+    x, _ = data.head(1)
+    with run.autocast():
+        out = forward(run.model, x)
+    per_row = sum(t.numel() for t in _tensors(out)) or 1
+    return max(1, min(chunk, _EVAL_NUMBERS // per_row))
+
+
+def _tensors(out: Any) -> list[torch.Tensor]:
+    if isinstance(out, torch.Tensor):
+        return [out]
+    values = (
+        out.values() if isinstance(out, dict) else out if isinstance(out, (list, tuple)) else []
+    )
+    return [t for v in values for t in _tensors(v)]
 
 
 def _user_metrics(fn: Callable[..., Any], outputs: Any, targets: torch.Tensor) -> dict[str, float]:

@@ -9,7 +9,7 @@ import pytest
 
 import sweeper
 from sweeper import Task
-from tests.probes_tests.zoo import BROKEN, HEALTHY
+from tests.probes_tests.zoo import BROKEN, FLAGGED, HEALTHY
 
 pytestmark = pytest.mark.filterwarnings("ignore:Using a target size:UserWarning")
 
@@ -43,3 +43,9 @@ def test_zoo_healthy_case_has_no_failure_and_at_most_one_warning(case: Callable[
     report = sweeper.probe(case())
     assert not report.failures, _table(report)
     assert len(report.warnings) <= 1, _table(report)
+
+
+@pytest.mark.parametrize("case", list(FLAGGED), ids=[c.__name__ for c in FLAGGED])
+def test_zoo_ambiguous_case_is_flagged_by_its_probe(case: Callable[[], Task]) -> None:
+    report = sweeper.probe(case())
+    assert report[FLAGGED[case]].verdict in ("warn", "fail"), _table(report)

@@ -555,3 +555,102 @@ HEALTHY: list[Callable[[], Task]] = [
     healthy_regression_l1,
     healthy_log_softmax_nll,
 ]
+
+
+# -- causes the real-models issue found missed (label leakage, a repeating loader, a loss that
+# saturates on probabilities) --------------------------------------------------------------
+def label_among_features() -> Task:
+    x_tr, x_va, y_tr, y_va = digits_split()
+
+    def add(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+        return np.concatenate([x, ((y - 4.5) / 2.9)[:, None].astype(np.float32)], axis=1)
+
+    return _digits(
+        build=lambda p: nn.Sequential(nn.Linear(65, 64), nn.ReLU(), nn.Linear(64, 10)),
+        train=(add(x_tr, y_tr), y_tr),
+        val=(add(x_va, y_va), y_va),
+    )
+
+
+class PositionTagger(nn.Module):
+    """A token id per position in, a distribution over the 17 ids per position out."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.emb = nn.Embedding(17, 16)
+        self.mix = nn.Linear(64 * 16, 64 * 16)
+        self.out = nn.Linear(16, 17)
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        h = self.mix(self.emb(ids).flatten(1)).view(len(ids), 64, 16)
+        return self.out(F.relu(h))
+
+
+def targets_not_shifted() -> Task:
+    # a sequence model whose targets are its own inputs (no shift by one)
+    x_tr, x_va, _, _ = _tokens()
+    return Task(
+        build_model=lambda p: PositionTagger(), train=(x_tr, x_tr), val=(x_va, x_va), num_classes=17
+    )
+
+
+class RepeatingDataset(torch.utils.data.Dataset):
+    """__getitem__ re-seeds its RNG on every call: every index gives one of a few rows."""
+
+    def __init__(self, x: np.ndarray, y: np.ndarray) -> None:
+        self.x, self.y = x, y
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        rng = np.random.default_rng(0)  # the bug: a fixed seed, not one per index
+        j = int(rng.integers(0, 5)) + i % 3
+        return torch.as_tensor(self.x[j]), torch.as_tensor(self.y[j])
+
+
+def dataset_repeats_rows() -> Task:
+    x_tr, x_va, y_tr, y_va = digits_split()
+    return _digits(train=RepeatingDataset(x_tr, y_tr), val=(x_va, y_va))
+
+
+def mse_on_softmax_outputs() -> Task:
+    def loss(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return F.mse_loss(out, F.one_hot(y, 10).float())
+
+    return _digits(
+        build=lambda p: nn.Sequential(MLP(64, p["dropout"]), nn.Softmax(dim=-1)), loss=loss
+    )
+
+
+def softmax_into_custom_cross_entropy() -> Task:
+    def loss(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return F.cross_entropy(out.reshape(-1, out.shape[-1]), y.reshape(-1))
+
+    return _digits(
+        build=lambda p: nn.Sequential(MLP(64, p["dropout"]), nn.Softmax(dim=-1)), loss=loss
+    )
+
+
+def regression_on_class_ids() -> Task:
+    x_tr, x_va, y_tr, y_va = digits_split()
+    return Task(
+        build_model=lambda p: nn.Sequential(nn.Linear(64, 64), nn.ReLU(), nn.Linear(64, 1)),
+        train=(x_tr, y_tr.astype("f4")),
+        val=(x_va, y_va.astype("f4")),
+        loss="mse",
+        kind="regression",
+    )
+
+
+BROKEN.update(
+    {
+        label_among_features: "label_leakage",
+        targets_not_shifted: "label_leakage",
+        dataset_repeats_rows: "duplicate_samples",
+        mse_on_softmax_outputs: "output_range",
+        softmax_into_custom_cross_entropy: "output_range",
+    }
+)
+# flagged with a warning (ambiguous on their own), never passed in silence: case -> probe
+FLAGGED: dict[Callable[[], Task], str] = {regression_on_class_ids: "target_scale"}
