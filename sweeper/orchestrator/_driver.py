@@ -124,6 +124,7 @@ def run_study(
     add_search_paths(paths)
     ck_settings = checkpoint_settings(spec)  # before Ray: a job's driver may lose its cwd
     catch_sigterm()
+    check_store_folder(spec.storage)  # before Ray: its start-up noise would bury the message
     storage = None
     if trials is None:
         met, storage = budget_met(loaded, t0, progress)
@@ -135,7 +136,9 @@ def run_study(
     with _loading_task(spec, address) as task_loaded:  # the task loads while Ray starts
         init_ray(address, spec.task, paths)
         catch_sigterm()  # again: ray.init installs its own handler, which would exit at once
-    task_loaded()  # any error in the task: at once, exit 2
+    problem = task_loaded().metric_problem(spec.objective.metric)  # a task error: exit 2
+    if problem is not None:
+        raise TaskError(f"{problem} (nothing was written)")
     fits = concurrency(spec)
     n_runners = fits if trials is None else min(fits, trials)
     runner_cls = remote_runner(spec.resources.cpus, spec.resources.gpus)
@@ -189,6 +192,17 @@ def run_study(
     finally:  # give the CPUs/GPUs back now, not when the handles are garbage-collected
         workers.kill_all()
     return search.outcome(gate)
+
+
+def check_store_folder(url: str) -> None:
+    """A SQLite store whose folder does not exist cannot be created: say so before anything
+    starts."""
+    path = sqlite_path(url)
+    if path is not None and str(path.parent) not in ("", ".") and not path.parent.exists():
+        raise StoreFaultError(
+            f"folder {str(path.parent)!r} of the SQLite store {str(path)!r} does not exist: "
+            "create it (mkdir -p), or point storage: at an existing folder"
+        )
 
 
 def budget_met(

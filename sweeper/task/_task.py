@@ -145,6 +145,22 @@ class Task:
         if problems:
             raise TaskError("invalid sweeper.Task: " + "; ".join(problems))
 
+    def metric_problem(self, metric: str) -> str | None:
+        """Why this task cannot report `metric` (the definition's objective), or None. A
+        `fit` or a metrics hook may report anything: only sweeper's own loop is known."""
+        if self.fit is not None or self.metrics is not None:
+            return None
+        reported = ["val_loss", "train_loss"]
+        if self.kind in ("multiclass", "binary", "multilabel"):
+            reported.insert(0, "val_accuracy")
+        if metric in reported:
+            return None
+        return (
+            f"objective.metric {metric!r} is never reported by this task: sweeper's loop "
+            f"reports {', '.join(reported)} for kind={self.kind!r}; pick one of those, or "
+            f"give the task a metrics hook that returns {metric!r}"
+        )
+
     @property
     def has_data(self) -> bool:
         """Whether sweeper itself can feed the model (the gate needs this)."""

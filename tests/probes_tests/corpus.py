@@ -113,10 +113,13 @@ def text_tokens() -> tuple[list[str], dict[str, int]]:
     return words, vocab
 
 
-def lm_windows(length: int = 35, max_tokens: int = 30_000) -> tuple[Any, ...]:
+def lm_windows(length: int = 35, max_tokens: int = 16_000) -> tuple[Any, ...]:
     """(x_train, y_train, x_val, y_val, vocab size): windows of `length` token ids and the
     next token at each position; the last tenth of the text is validation."""
-    words, vocab = text_tokens()
+    words, _ = text_tokens()
+    vocab: dict[str, int] = {}
+    for w in words[:max_tokens]:  # over train and validation, as data.py's Corpus builds it
+        vocab.setdefault(w, len(vocab))
     ids = torch.tensor([vocab[w] for w in words[:max_tokens]], dtype=torch.long)
     cut = int(0.9 * len(ids))
 
@@ -225,6 +228,7 @@ def gpt2_decoder() -> Task:
             attn_pdrop=p["dropout"],
             bos_token_id=0,
             eos_token_id=0,
+            use_cache=False,
         )
         return _hf("GPT2LMHeadModel")(cfg)
 
