@@ -83,6 +83,16 @@ def main(argv: list[str] | None = None) -> int:
             ),
             flush=True,
         )
+        corpus = result.get("corpus")
+        if corpus and len(corpus[0]) > 1:
+            print(
+                table(
+                    "   the gate on the healthy corpus",
+                    list(corpus[0]),
+                    [list(r.values()) for r in corpus],
+                ),
+                flush=True,
+            )
         out.write_text(json.dumps(report, indent=2, default=str))  # partial results survive
     report["seconds"] = round(time.perf_counter() - t_all, 1)
     out.write_text(json.dumps(report, indent=2, default=str))

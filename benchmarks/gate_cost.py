@@ -1,6 +1,8 @@
 """5. Gate cost: wall time of the study gate on the digits tasks, and per-trial probe overhead
 as a share of trial time, in sweeper's own loop and in a user's own `fit` loop (the
-own-loop example: digits CNN with augmentation, probes attached by `trial.watch`)."""
+own-loop example: digits CNN with augmentation, probes attached by `trial.watch`); then the
+gate on every model of the healthy corpus (tests/probes_tests/corpus.py: real architectures)
+against one optimizer step of the same model, so its cost reads in training steps."""
 
 from __future__ import annotations
 
@@ -70,4 +72,41 @@ def run(quick: bool) -> dict[str, Any]:
                 "probe_share_timed_inside": f"{statistics.median(inside):.1%}",
             }
         )
-    return {"epochs": epochs, "repeats": reps, "rows": rows}
+    return {"epochs": epochs, "repeats": reps, "rows": rows, "corpus": corpus_rows(quick)}
+
+
+def _step_seconds(task: Any, data: Data, steps: int = 5) -> float:
+    """Seconds of one optimizer step of the gate's reference config (after a warm-up step)."""
+    from sweeper.probes import REFERENCE_PARAMS
+    from sweeper.training import start_run, train_epoch
+
+    run_ = start_run(task, data, dict(REFERENCE_PARAMS), torch.device("cpu"), seed=0)
+    train_epoch(run_, max_steps=1)
+    t = time.perf_counter()
+    train_epoch(run_, max_steps=steps)
+    return (time.perf_counter() - t) / max(run_.steps - 1, 1)
+
+
+def corpus_rows(quick: bool) -> list[dict[str, Any]]:
+    """The gate's seconds on each corpus model beside one training step's: the gate's cost in
+    steps (it is bounded in steps, about 300 of the reference config, whatever the model)."""
+    try:
+        from tests.probes_tests.corpus import CORPUS
+    except ImportError as e:  # transformers missing: pip install -e ".[dev]"
+        return [{"model": f"corpus unavailable: {e}"}]
+    rows = []
+    for make in CORPUS[:3] if quick else CORPUS:
+        task = make()
+        data = Data.of(task, torch.device("cpu"))
+        report = run_gate(task, data=data)
+        step = _step_seconds(task, data)
+        rows.append(
+            {
+                "model": make.__name__,
+                "gate_s": round(report.seconds, 2),
+                "step_s": round(step, 4),
+                "gate_in_steps": round(report.seconds / step),
+                "verdict": report.verdict,
+            }
+        )
+    return rows

@@ -72,6 +72,20 @@ class ConsoleProgress:
         if self.status is not None:
             self.status.__exit__(*exc)
 
+    def gate_probe(self, finding: dict[str, Any]) -> None:
+        """One gate probe ended: its verdict and time, as the gate goes (also in --plain)."""
+        if self.mode == "quiet":
+            return
+        if self.status is not None:
+            self.status.update(f"study gate: {finding['probe']} {finding['verdict']}")
+        else:
+            style = {"fail": "red", "warn": "yellow"}.get(finding["verdict"], "")
+            verdict = f"[{style}]{finding['verdict']}[/]" if style else finding["verdict"]
+            self.console.print(
+                f"gate  {finding['probe']:<22} {verdict:<4} {finding.get('seconds', 0):6.2f}s",
+                highlight=False,
+            )
+
     def gate_done(self, report: dict[str, Any]) -> None:
         if self.mode != "quiet":
             self.console.print(gate_table(report))

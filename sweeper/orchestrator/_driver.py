@@ -330,12 +330,21 @@ def _gate(
     plots), and stop here if it failed in strict mode. A worker that dies under the gate is
     revived and the gate run again."""
     ref = {**reference_params(spec.search)}
-    gate: dict[str, Any] = workers.get(
-        0, "gate", ref, init_schemes(spec.search), what="running the study gate"
-    )
+    key = gate_key(spec, ref)
+    earlier = attrs.get_study_attr(study, attrs.GATE)
+    if earlier and earlier.get("key") == key and earlier.get("verdict") != "fail":
+        if progress:
+            progress.note(
+                f"the study gate passed ({earlier.get('verdict')}) on this definition and task "
+                "code before: not run again (it runs again when the task's code, the search "
+                "or the probes: section change)"
+            )
+        return dict(earlier)
+    gate = run_gate_on_worker(workers, ref, init_schemes(spec.search), spec, progress)
     if "error" in gate:
         raise TaskError(f"the study gate could not run: {gate['error']}")
     gate["reference_params"] = ref
+    gate["key"] = key
     retrying(attrs.save_gate, study, gate, what="saving the gate report")
     _publish(study, gate, artifact_dir(spec.storage, spec.artifacts), progress)
     if progress:
@@ -343,6 +352,90 @@ def _gate(
     if gate["verdict"] == "fail" and spec.probes.gate == "strict":
         raise GateFailedError(_gate_message(gate))
     return gate
+
+
+def gate_key(spec: Any, ref: dict[str, Any]) -> str:
+    """What a gate report was made from: the task's code (its module and the .py files beside
+    it), its arguments, the reference params and the probe settings. An equal key on a
+    resumed study means the same gate would run again."""
+    import hashlib
+    import json
+
+    h = hashlib.sha256()
+    h.update(
+        json.dumps(
+            [spec.task, spec.task_args, ref, spec.probes.model_dump()], sort_keys=True, default=str
+        ).encode()
+    )
+    try:
+        found = importlib.util.find_spec(spec.task.partition(":")[0])
+    except (ImportError, ValueError):
+        found = None
+    origin = Path(found.origin) if found is not None and found.origin else None
+    if origin is not None and origin.exists():
+        files = sorted(origin.parent.glob("*.py"))
+        for f in files if len(files) <= 200 else [origin]:
+            h.update(f.name.encode())
+            h.update(f.read_bytes())
+    return h.hexdigest()
+
+
+def run_gate_on_worker(
+    workers: Workers, ref: dict[str, Any], schemes: list[str], spec: Any, progress: Any
+) -> dict[str, Any]:
+    """Run the gate on runner 0, showing each probe as it ends. A probe running past
+    `probes.probe_timeout_s` is stopped and named with the user's line; a worker that dies
+    twice in the same probe is a crash in the task's code, not a lost worker: named, not
+    retried again."""
+    import ray
+
+    limit = spec.probes.probe_timeout_s
+    deaths: dict[str, int] = {}
+    show = getattr(progress, "gate_probe", None)
+    while True:
+        runner = workers.runners[0]
+        last: dict[str, Any] = {"running": None, "where": ""}
+        try:
+            started = ray.get(runner.gate_start.remote(ref, schemes))
+            if "error" in started:
+                return started
+            while True:
+                r = ray.get(runner.gate_poll.remote(1.0))
+                if r.get("lost"):
+                    raise ray.exceptions.RayActorError()
+                if show is not None:
+                    for f in r["findings"]:
+                        show(f)
+                if r["done"] is not None:
+                    return dict(r["done"])
+                last = r
+                if r["running"] and r["seconds"] > limit:
+                    ray.kill(runner, no_restart=True)
+                    where = f" at {r['where']}" if r["where"] else ""
+                    raise TaskError(
+                        f"the gate's probe {r['running']} ran for {r['seconds']:.0f} s, past "
+                        f"probes.probe_timeout_s = {limit:g}{where}: the model's forward or "
+                        "the loss does not return (an endless loop, a blocking read); fix it, "
+                        "or raise probe_timeout_s for a model this slow"
+                    )
+        except ray.exceptions.RayActorError:
+            probe = last["running"] or "its start"
+            deaths[probe] = deaths.get(probe, 0) + 1
+            if deaths[probe] >= 2:
+                where = f" (last seen at {last['where']})" if last["where"] else ""
+                raise TaskError(
+                    f"the worker running the study gate died twice in probe {probe}{where}: a "
+                    "crash in the task's own code (a segfault or abort in an extension, "
+                    "os._exit), not a lost machine; `sweeper probe` on the definition runs the "
+                    "gate in one process to show it"
+                ) from None
+            if progress is not None:
+                progress.note(
+                    f"the worker running the study gate died in probe {probe}; "
+                    "running the gate again on a fresh one"
+                )
+            workers.revive(runner)
+            time.sleep(0.5)
 
 
 def _publish(

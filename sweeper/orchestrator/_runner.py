@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import time
 import traceback
+from pathlib import Path
 from typing import Any
 
 import ray
@@ -151,6 +152,74 @@ class TrialRunner:
         except Exception:
             out["init_profiles"] = {}
         return out
+
+    def gate_start(self, params: dict[str, Any], init_schemes: list[str]) -> dict[str, Any]:
+        """Start the study gate in a thread of this worker; `gate_poll` hands its findings to
+        the driver as each probe ends, so the driver shows progress and can name a probe that
+        never returns."""
+        import threading
+
+        try:
+            self._ensure()
+        except Exception as e:
+            return {"error": _error_text(e)}
+        state: dict[str, Any] = {"findings": [], "sent": 0, "running": None, "since": 0.0}
+        state["done"] = None
+        self._gate_state = state
+
+        def main() -> None:
+            from sweeper.probes import Settings, run_gate
+            from sweeper.probes._trial import init_profiles
+
+            try:
+                report = run_gate(
+                    self.task,
+                    params=params,
+                    settings=Settings(**self.probe_settings),
+                    device=self.device,
+                    data=self.data,
+                    progress=lambda f: state["findings"].append(f.to_dict()),
+                    starting=lambda name: state.update(running=name, since=time.monotonic()),
+                )
+                out = report.to_dict()
+                state.update(running="init_profiles", since=time.monotonic())
+                try:  # a plot's data, not a verdict
+                    out["init_profiles"] = init_profiles(self._context(params, 0), init_schemes)
+                except Exception:
+                    out["init_profiles"] = {}
+            except Exception as e:
+                out = {"error": _error_text(e)}
+            state["done"] = out
+
+        self._gate_thread = threading.Thread(target=main, name="sweeper-gate", daemon=True)
+        self._gate_thread.start()
+        return {"started": True}
+
+    def gate_poll(self, wait_s: float) -> dict[str, Any]:
+        """The gate's findings since the last poll (waiting up to `wait_s` for one), the probe
+        running now, for how long and where in the user's code, and the report once done.
+        {"lost": True} from a worker that has no gate running (restarted after a crash)."""
+        state = getattr(self, "_gate_state", None)
+        if state is None:
+            return {"lost": True}
+        deadline = time.monotonic() + wait_s
+        while (
+            time.monotonic() < deadline
+            and state["done"] is None
+            and len(state["findings"]) == state["sent"]
+        ):
+            time.sleep(0.05)
+        done = state["done"]
+        new = state["findings"][state["sent"] :]
+        state["sent"] += len(new)
+        running = state["running"]
+        return {
+            "findings": new,
+            "running": running,
+            "seconds": time.monotonic() - state["since"] if running else 0.0,
+            "where": user_frame(self._gate_thread),
+            "done": done,
+        }
 
     # -- one trial ---------------------------------------------------------------------------
     def start(
@@ -323,6 +392,28 @@ class TrialRunner:
             import torch
 
             torch.cuda.empty_cache()
+
+
+def user_frame(thread: Any) -> str:
+    """Where `thread` is now in the user's code (file:line in function), or "" (inside
+    sweeper, torch or the standard library only)."""
+    import sys
+    import sysconfig
+
+    frame = sys._current_frames().get(thread.ident) if thread is not None else None
+    skip = tuple(
+        str(p)
+        for p in (Path(__file__).parents[1], sysconfig.get_paths()["stdlib"])
+        + tuple(
+            Path(p) for p in {sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]}
+        )
+    )
+    while frame is not None:
+        name = frame.f_code.co_filename
+        if not name.startswith(skip) and not name.startswith("<"):
+            return f"{name}:{frame.f_lineno} in {frame.f_code.co_name}"
+        frame = frame.f_back
+    return ""
 
 
 def remote_runner(cpus: float, gpus: float) -> Any:

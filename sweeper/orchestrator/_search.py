@@ -110,6 +110,7 @@ class Search:
         self.slots = [_Slot(r) for r in workers.runners]
         self.progress = progress
         self.t0 = t0
+        self.search_t0 = time.perf_counter()  # budget.timeout_s counts from here: not the gate
         self.me = me
         self.quota = quota  # this driver's own number of finished trials (`run --trials N`)
         self.counts = {s.name: 0 for s in TrialState}
@@ -173,7 +174,7 @@ class Search:
         if self.stop_reason:
             return 0
         timeout = self.spec.budget.timeout_s
-        if timeout is not None and time.perf_counter() - self.t0 > timeout:
+        if timeout is not None and time.perf_counter() - self.search_t0 > timeout:
             self.stop_reason = f"wall-clock timeout of {timeout:g}s reached"
             return 0
         if self.quota is not None:

@@ -77,13 +77,14 @@ _STAGE.update(
     {n: "poison" for n in ("data_finite", "labels_in_range")}
     | {n: "inputs" for n in ("data_scale", "constant_features")}
     | {n: "split" for n in ("class_balance", "train_val_overlap", "data_order")}
-    | {n: "split" for n in ("duplicate_samples", "label_leakage")}
+    | {"duplicate_samples": "loader", "label_leakage": "split"}
     | {n: "outcome" for n in ("init_loss", "overfit_tiny", "zero_input_baseline")}
     | {n: "outcome" for n in ("short_fit_vs_baseline", "lr_range_test")}
 )
 _EXPLAINS = {
-    "poison": {"poison", "inputs", "split", "setup", "outcome"},
-    "inputs": {"setup", "outcome"},
+    "poison": {"poison", "inputs", "loader", "split", "setup", "outcome"},
+    "inputs": {"loader", "setup", "outcome"},  # blank inputs make every row alike
+    "loader": {"split", "setup", "outcome"},  # a loader repeating rows starves the rest
     "split": {"outcome"},
     "setup": {"setup", "outcome"},
     "outcome": {"outcome"},
@@ -107,6 +108,7 @@ def run_gate(
     device: torch.device | None = None,
     data: Data | None = None,
     progress: Callable[[Finding], None] | None = None,
+    starting: Callable[[str], None] | None = None,
 ) -> Report:
     """Run every enabled gate probe; a probe that crashes becomes a failure naming the error."""
     t0 = time.perf_counter()
@@ -134,6 +136,8 @@ def run_gate(
                 name, "warn", None, "clean data", "skipped: fix the data findings above first"
             )
         else:
+            if starting is not None:
+                starting(name)
             finding = _run_one(name, probe, ctx)
         report.findings.append(finding)
         if progress is not None:

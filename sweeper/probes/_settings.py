@@ -189,6 +189,12 @@ class Thresholds(BaseModel):
         le=1,
         description="the search's lr stays below this x the lr where the range test diverges",
     )
+    probe_timeout_s: float = Field(
+        default=600.0,
+        gt=0,
+        description="seconds one gate probe may run before it is stopped and named (a forward "
+        "that never returns)",
+    )
     # during trials
     loss_growth: float = Field(
         default=2.0,

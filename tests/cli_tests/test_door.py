@@ -170,25 +170,6 @@ def test_door_read_only_commands_on_a_newer_schema_or_a_refusing_server(tmp_path
     assert "Traceback" not in out.stderr
 
 
-@pytest.mark.usefixtures("local_ray")
-def test_door_an_objective_the_task_never_reports_is_refused_before_the_store(
-    tmp_path: Path,
-) -> None:
-    (tmp_path / "my_task.py").write_text(GOOD_TASK)
-    path = write_study(
-        tmp_path,
-        task="my_task:task",
-        trials=2,
-        epochs=1,
-        extra="objective: {metric: val_f1, direction: maximize}\n",
-    )
-    before = _listing(tmp_path)
-    out = run_here("run", path.name, "--plain", cwd=tmp_path)
-    assert out.returncode == 2, out.stdout + out.stderr
-    assert "'val_f1' is never reported" in out.stderr and "metrics hook" in out.stderr
-    assert _listing(tmp_path) == before  # no store, no artifacts
-
-
 def test_door_a_sqlite_store_in_a_missing_folder_is_refused_before_ray(tmp_path: Path) -> None:
     (tmp_path / "my_task.py").write_text(GOOD_TASK)
     path = write_study(

@@ -108,7 +108,7 @@ def test_own_loop_reports_each_epoch_and_probes_stop_a_too_high_lr(tmp_path: Pat
         assert t.user_attrs["sweeper:seconds_saved"] > 0
 
 
-def test_an_objective_metric_the_task_never_reports_stops_the_study_at_once(
+def test_an_objective_metric_the_task_never_reports_is_refused_before_anything_is_written(
     tmp_path: Path,
 ) -> None:
     from tests.conftest import write_study
@@ -120,9 +120,7 @@ def test_an_objective_metric_the_task_never_reports_stops_the_study_at_once(
         extra="objective: {metric: macro_f1, direction: maximize}\nprobes: {gate: 'off'}\n",
     )
     out = run_here("run", path.name, "--plain", cwd=tmp_path)
-    assert out.returncode == 1, out.stdout + out.stderr
-    assert "objective.metric 'macro_f1' is not among the metrics this task reports" in out.stdout
-    assert "['train_loss', 'val_accuracy', 'val_loss']" in out.stdout
-    trials = trials_of(f"sqlite:///{tmp_path / 'sweeps.db'}", "tiny")
-    assert 1 <= len(trials) <= 2  # the trials already running, no new ones
-    assert all(t.state == TrialState.FAIL for t in trials)
+    assert out.returncode == 2, out.stdout + out.stderr
+    assert "objective.metric 'macro_f1' is never reported by this task" in out.stderr
+    assert "val_accuracy, val_loss, train_loss" in out.stderr and "metrics hook" in out.stderr
+    assert not (tmp_path / "sweeps.db").exists()  # refused before the store was opened

@@ -1,0 +1,84 @@
+"""The study gate inside `sweeper run`: progress probe by probe, not run again on a resume
+with the same task code, a probe that never returns or a worker that crashes named."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import run_here, write_study
+
+TASK = """
+import os, signal, time
+from torch import nn
+from sweeper.examples.digits import mlp_task
+
+MODE = {mode!r}
+
+
+class Stuck(nn.Module):
+    def __init__(self, inner):
+        super().__init__()
+        self.inner = inner
+
+    def forward(self, x):
+        if MODE == "hang":
+            while True:
+                time.sleep(0.05)  # a forward that never returns
+        if MODE == "crash":
+            os.kill(os.getpid(), signal.SIGSEGV)  # a crash in native code
+        return self.inner(x)
+
+
+def task():
+    t = mlp_task()
+    inner = t.build_model
+    t.build_model = lambda p: Stuck(inner(p))
+    return t
+"""
+
+
+def _study(folder: Path, mode: str, extra: str = "") -> Path:
+    (folder / "my_task.py").write_text(TASK.format(mode=mode))
+    return write_study(folder, task="my_task:task", trials=2, epochs=1, extra=extra)
+
+
+@pytest.mark.usefixtures("local_ray")
+def test_gate_shows_each_probe_and_is_not_run_again_on_a_resume(tmp_path: Path) -> None:
+    path = _study(tmp_path, "ok")
+    first = run_here("run", path.name, "--plain", "--trials", "1", cwd=tmp_path)
+    assert first.returncode == 0, first.stdout + first.stderr
+    lines = [ln for ln in first.stdout.splitlines() if ln.startswith("gate  ")]
+    assert [ln.split()[1] for ln in lines][:3] == ["data_finite", "labels_in_range", "data_scale"]
+    assert any("lr_range_test" in ln for ln in lines)
+
+    again = run_here("run", path.name, "--plain", "--trials", "1", cwd=tmp_path)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert "not run again" in again.stdout and "gate  data_finite" not in again.stdout
+
+    # the task's code changed: the gate runs again
+    (tmp_path / "my_task.py").write_text(TASK.format(mode="ok") + "\n# edited\n")
+    edited = run_here("run", path.name, "--plain", "--trials", "1", cwd=tmp_path)
+    assert edited.returncode == 0, edited.stdout + edited.stderr
+    assert "gate  data_finite" in edited.stdout
+
+
+@pytest.mark.usefixtures("local_ray")
+def test_gate_probe_that_never_returns_is_named_with_the_users_line(tmp_path: Path) -> None:
+    path = _study(tmp_path, "hang", extra="probes: {probe_timeout_s: 3}\n")
+    out = run_here("run", path.name, "--plain", cwd=tmp_path)
+    assert out.returncode == 2, out.stdout + out.stderr
+    assert "ran for" in out.stderr and "probe_timeout_s" in out.stderr
+    assert "my_task.py:" in out.stderr and "in forward" in out.stderr
+
+
+@pytest.mark.usefixtures("local_ray")
+def test_gate_worker_crashing_twice_in_one_probe_is_a_task_error_not_a_retry(
+    tmp_path: Path,
+) -> None:
+    path = _study(tmp_path, "crash")
+    out = run_here("run", path.name, "--plain", cwd=tmp_path)
+    assert out.returncode == 2, out.stdout + out.stderr
+    assert "died twice in probe" in out.stderr and "sweeper probe" in out.stderr
+    assert "5 times" not in out.stderr
