@@ -272,6 +272,7 @@ class TrialRunner:
 
         from sweeper.orchestrator._session import Session
         from sweeper.probes import TrialMonitor, trial_start_checks
+        from sweeper.probes._trial import untrained_loss
         from sweeper.training import Trial, builtin_fit
 
         t0 = time.perf_counter()
@@ -301,6 +302,10 @@ class TrialRunner:
                     first_forward=not checked,
                     init=init,
                     dead_max=s["dead_relu_max"],
+                    expected_loss=untrained_loss(self.task),
+                    max_gain=s["max_layer_gain"],
+                    epochs=epochs,
+                    own_loop=self.task.fit is not None,
                 )
             self.monitor = monitor
             self.sent = 0

@@ -9,7 +9,17 @@ import torch
 from sweeper.probes._context import Context
 from sweeper.probes._finding import Finding
 from sweeper.probes._overfit import fit_tiny, inconclusive, real_tiny_fit
-from sweeper.training import IGNORE_INDEX, Inputs, evaluate, start_run, train_epoch, tree_map
+from sweeper.training import (
+    IGNORE_INDEX,
+    Batches,
+    Inputs,
+    Run,
+    evaluate,
+    forward,
+    start_run,
+    train_epoch,
+    tree_map,
+)
 
 
 def uninformative(x: Inputs, pad_id: int = 0) -> Inputs:
@@ -83,15 +93,7 @@ def short_fit_vs_baseline(ctx: Context) -> Finding:
     gives: its loss (cross-entropy losses) or the majority class's accuracy. Otherwise the
     labels do not go with the inputs."""
     s = ctx.settings
-    params = {**ctx.params, "dropout": 0.0}
-    params["batch_size"] = min(int(params.get("batch_size", 64)), 128)
-    steps = s.short_fit_min_steps
-    run = start_run(ctx.task, ctx.data, params, ctx.device, seed=ctx.seed)
-    before = evaluate(run) if ctx.kind == "custom" else {}
-    while run.steps < steps:
-        taken = run.steps
-        if not math.isfinite(train_epoch(run, max_steps=steps - run.steps)) or run.steps == taken:
-            break
+    run, before = short_fit(ctx)
     metrics = evaluate(run)
     got_loss = metrics["val_loss"]
     done = f"after {run.steps} steps"
@@ -148,6 +150,76 @@ def short_fit_vs_baseline(ctx: Context) -> Finding:
         "probably misaligned with the inputs (shuffled X and y separately, or a join "
         "on the wrong key)",
     )
+
+
+def short_fit(ctx: Context) -> tuple[Run, dict[str, float]]:
+    """The short fit's run (made once per gate: label_noise reads it too) and, for a custom
+    task, its validation metrics before training."""
+    if "short_fit" not in ctx.cache:
+        steps = ctx.settings.short_fit_min_steps
+        params = {**ctx.params, "dropout": 0.0}
+        params["batch_size"] = min(int(params.get("batch_size", 64)), 128)
+        run = start_run(ctx.task, ctx.data, params, ctx.device, seed=ctx.seed)
+        before = evaluate(run) if ctx.kind == "custom" else {}
+        while run.steps < steps:
+            taken = run.steps
+            loss = train_epoch(run, max_steps=steps - run.steps)
+            if not math.isfinite(loss) or run.steps == taken:
+                break
+        ctx.cache["short_fit"] = (run, before)
+    return ctx.cache["short_fit"]
+
+
+def label_noise(ctx: Context) -> Finding:
+    """Noisy training labels: among the short fit's most confident half of predictions, the
+    training labels agree far less often than the validation labels do. The model learned
+    what validation confirms, and a share of the training labels says otherwise (TheDeep-
+    Checker's corrupted labels, judged against validation so a hard task is not blamed)."""
+    s = ctx.settings
+    expected = (
+        f"training labels agree with confident predictions about as often as validation "
+        f"labels (gap < {s.label_noise_gap:g})"
+    )
+    if ctx.kind not in ("multiclass", "binary") or ctx.per_element:
+        return Finding("label_noise", "skip", f"{ctx.kind} task, per-sample classes only", "—")
+    run, _ = short_fit(ctx)
+    tr = _confident_accuracy(ctx, run, ctx.data.train)
+    va = _confident_accuracy(ctx, run, ctx.data.val)
+    if tr is None or va is None:
+        return Finding("label_noise", "skip", "the model returns several outputs", "—")
+    measured = {"train top-half accuracy": round(tr, 4), "val top-half accuracy": round(va, 4)}
+    if va >= 0.6 and tr < va - s.label_noise_gap:
+        share = (va - tr) / va
+        return Finding(
+            "label_noise",
+            "fail",
+            measured,
+            expected,
+            f"about {share:.0%} of the training labels contradict predictions the model makes "
+            "confidently and validation confirms: the training labels are noisy or corrupted "
+            "(a wrong mapping for part of the data, a shifted join, flipped labels); check how "
+            "the training split was labelled",
+        )
+    return Finding("label_noise", "pass", measured, expected)
+
+
+@torch.no_grad()
+def _confident_accuracy(ctx: Context, run: Run, batches: Batches, rows: int = 2048) -> float | None:
+    run.model.eval()
+    x, y = batches.head(rows)
+    out = forward(run.model, x)
+    if not isinstance(out, torch.Tensor):
+        return None
+    out = out.float()
+    if out.ndim > 1 and out.shape[-1] > 1:
+        prob = out.softmax(-1) if ctx.loss_name != "nll" else out.exp()
+        conf, pred = prob.max(-1)
+    else:
+        p = out.reshape(y.shape)
+        p = p if ctx.loss_name == "bce_prob" else p.sigmoid()
+        conf, pred = torch.maximum(p, 1 - p), (p > 0.5).long()
+    top = conf.argsort(descending=True)[: max(1, len(conf) // 2)]
+    return float((pred[top] == y.long()[top]).float().mean())
 
 
 def _regression_baseline(ctx: Context, y_tr: torch.Tensor, y_va: torch.Tensor) -> float:

@@ -9,7 +9,7 @@ from typing import Any
 
 import torch
 
-from sweeper.probes._baselines import short_fit_vs_baseline, zero_input_baseline
+from sweeper.probes._baselines import label_noise, short_fit_vs_baseline, zero_input_baseline
 from sweeper.probes._context import REFERENCE_PARAMS, Context, Settings
 from sweeper.probes._data_checks import (
     class_balance,
@@ -63,6 +63,7 @@ _FUNCTIONS: dict[str, Probe] = {
     "overfit_tiny": overfit_tiny,
     "zero_input_baseline": zero_input_baseline,
     "short_fit_vs_baseline": short_fit_vs_baseline,
+    "label_noise": label_noise,
     "lr_range_test": lr_range_test,
 }
 # In GATE_PROBES' order (causes before consequences; see attribute()).
@@ -79,7 +80,7 @@ _STAGE.update(
     | {n: "split" for n in ("class_balance", "train_val_overlap", "data_order")}
     | {"duplicate_samples": "loader", "label_leakage": "split"}
     | {n: "outcome" for n in ("init_loss", "overfit_tiny", "zero_input_baseline")}
-    | {n: "outcome" for n in ("short_fit_vs_baseline", "lr_range_test")}
+    | {n: "outcome" for n in ("short_fit_vs_baseline", "label_noise", "lr_range_test")}
 )
 _EXPLAINS = {
     "poison": {"poison", "inputs", "loader", "split", "setup", "outcome"},
@@ -133,7 +134,7 @@ def run_gate(
             f.verdict == "fail" and f.probe in _DATA_PROBES for f in report.findings
         ):
             finding = Finding(
-                name, "warn", None, "clean data", "skipped: fix the data findings above first"
+                name, "skip", "not run", "clean data", "skipped: fix the data findings above first"
             )
         else:
             if starting is not None:

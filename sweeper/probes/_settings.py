@@ -34,6 +34,7 @@ GATE_PROBES = (
     "overfit_tiny",
     "zero_input_baseline",
     "short_fit_vs_baseline",
+    "label_noise",
     "lr_range_test",
 )
 
@@ -179,6 +180,13 @@ class Thresholds(BaseModel):
         ge=0,
         lt=1,
         description="accuracy the short fit must beat the majority class by (at least)",
+    )
+    label_noise_gap: float = Field(
+        default=0.15,
+        gt=0,
+        lt=1,
+        description="training labels agreeing this much less than validation labels with the "
+        "short fit's confident predictions are noisy (fails)",
     )
     lr_range_steps: int = Field(
         default=80, ge=10, description="steps of the learning-rate range test (1e-6 to 10)"

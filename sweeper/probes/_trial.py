@@ -39,7 +39,16 @@ class TrialMonitor:
         first_forward: bool = False,
         init: str = "none",
         dead_max: float = 0.5,
+        expected_loss: float | None = None,
+        max_gain: float = 4.0,
+        epochs: int | None = None,
+        own_loop: bool = False,
     ) -> None:
+        """`expected_loss`: the loss an untrained model gives (ln C), which reported losses
+        are judged against when the loop hands no loss to `on_loss`; a user's own loop
+        (`own_loop`) reports a loss sweeper did not compute, so it gets a 10x margin over
+        it; `epochs`: the trial's epochs, to tell a schedule that ends the lr early from one
+        that ends on time."""
         self.window = window
         self.every = every
         self.growth = growth
@@ -48,6 +57,15 @@ class TrialMonitor:
         self.first_forward = first_forward
         self.init = init
         self.dead_max = dead_max
+        self.expected_loss = expected_loss
+        self.own_loop = own_loop
+        self.max_gain = max_gain
+        self.epochs = epochs
+        self.reports = 0
+        self.norms: list[torch.nn.Module] = []  # Dropout/BatchNorm: judged for eval mode
+        self.probe_param: torch.Tensor | None = None  # the parameter that shows grad zeroing
+        self.incoming: torch.Tensor | None = None
+        self.unzeroed = 0
         self.ratios: list[list[float]] = []  # per step, per parameter group
         self.snapshot: list[list[tuple[torch.Tensor, torch.Tensor]]] = []
         self.ema: float | None = None
@@ -66,7 +84,23 @@ class TrialMonitor:
     def watch(self, model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> None:
         self.close()
         self.model, self.optimizer = model, optimizer
-        self.handles = [
+        self._check_optimizer(model, optimizer)
+        self.norms = [
+            m
+            for m in model.modules()
+            if (isinstance(m, torch.nn.modules.dropout._DropoutNd) and m.p > 0)
+            or (
+                isinstance(m, torch.nn.modules.batchnorm._BatchNorm)
+                and any(p.requires_grad for p in m.parameters())
+            )
+        ]
+        held = [p for g in optimizer.param_groups for p in g["params"] if p.requires_grad]
+        sized = [p for p in held if p.numel() >= 16]
+        self.probe_param = min(sized, key=lambda p: p.numel()) if sized else None
+        if self.probe_param is not None:
+            self.incoming = torch.zeros_like(self.probe_param)
+            self.handles.append(self.probe_param.register_hook(self._incoming_grad))
+        self.handles += [
             optimizer.register_step_pre_hook(lambda *_: self._timed(self._before_step)),
             optimizer.register_step_post_hook(lambda *_: self._timed(self._after_step)),
         ]
@@ -79,6 +113,69 @@ class TrialMonitor:
                 self._timed(lambda: self._judge_first_forward(model, recorder))
 
             handle = model.register_forward_hook(once)
+
+    def _check_optimizer(self, model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> None:
+        """The optimizer must hold the watched model's parameters: a model rebuilt after
+        its optimizer was made trains nothing."""
+        held = {id(p) for g in optimizer.param_groups for p in g["params"]}
+        trainable = [n for n, p in model.named_parameters() if p.requires_grad]
+        if trainable and not any(id(p) in held for p in model.parameters() if p.requires_grad):
+            self._stop(
+                "stale_optimizer",
+                f"0 of {len(trainable)} trainable parameters",
+                "the optimizer holds the model's parameters",
+                "the optimizer holds none of the watched model's parameters: the model was "
+                "rebuilt (or moved with a copy) after the optimizer was made; build the "
+                "optimizer from the model you train, after .to(device)",
+            )
+
+    def _incoming_grad(self, grad: torch.Tensor) -> None:
+        if self.incoming is not None:
+            self.incoming.add_(grad.detach())
+
+    def on_report(self, metrics: dict[str, float]) -> None:
+        """An epoch's reported metrics: a loss that is not finite, or far above what an
+        untrained model gives, means the trial diverged (seen without `trial.step`); an lr
+        of 0 in every group before the last epoch means the schedule ended it early."""
+        self.reports += 1
+        self._timed(lambda: self._check_report(metrics))
+
+    def _check_report(self, metrics: dict[str, float]) -> None:
+        name = next((k for k in ("train_loss", "loss", "val_loss") if k in metrics), None)
+        if name is not None:
+            value = metrics[name]
+            ref = self.start if self.start is not None else self.expected_loss
+            factor = self.growth * (2 if name == "val_loss" else 1)  # val loss may overfit
+            if self.start is None and self.own_loop:
+                factor = max(factor, 10.0)  # a loss the user computed: its scale is theirs
+            if not math.isfinite(value):
+                self._stop(
+                    "nonfinite_loss",
+                    value,
+                    "finite loss",
+                    f"the reported {name} is {value} at epoch {self.reports}: the "
+                    "trial diverged; lower lr or clip gradients",
+                )
+            if ref is not None and ref > 0 and value > factor * ref:
+                self._stop(
+                    "loss_growth",
+                    round(value / ref, 2),
+                    f"{name} < {factor:g}x the loss at init ({ref:.3g})",
+                    f"the reported {name} is {value:.3g} at epoch {self.reports}, "
+                    f"{value / ref:.1f}x what an untrained model gives ({ref:.3g}): the lr "
+                    f"({self._lr():.3g}) diverges",
+                )
+        if self.optimizer is not None and self.epochs and self.reports < self.epochs - 1:
+            lrs = [float(g["lr"]) for g in self.optimizer.param_groups]
+            if self.steps > 0 and lrs and all(lr == 0 for lr in lrs):
+                self._stop(
+                    "lr_schedule",
+                    0.0,
+                    "lr > 0 until the last epoch",
+                    f"the lr is 0 in every parameter group after epoch {self.reports} of "
+                    f"{self.epochs}: the schedule ends too early (T_max / total steps "
+                    "smaller than the training), so the rest of the trial trains nothing",
+                )
 
     def close(self) -> None:
         for h in self.handles:
@@ -148,7 +245,9 @@ class TrialMonitor:
         due = step < self.window and (step % self.every == 0 or step < self.every)
         if due or step % 50 == 0:
             self._check_grads(step)
-        if 1 <= step <= self.ratio_steps:
+            self._check_train_mode(step)
+            self._check_zeroed(step)
+        if 1 <= step <= self.ratio_steps or (step > 0 and step % 50 == 0):
             self.snapshot = self._snapshot()
 
     def _check_grads(self, step: int) -> None:
@@ -175,7 +274,48 @@ class TrialMonitor:
             f"gradient of {bad} is not finite at step {step}: lower lr or clip gradients",
         )
 
+    def _check_train_mode(self, step: int) -> None:
+        """Dropout and BatchNorm in eval mode at an optimizer step: model.train() forgotten
+        after an evaluation (a BatchNorm frozen on purpose has no trainable parameters)."""
+        if self.norms and not any(m.training for m in self.norms):
+            kinds = sorted({type(m).__name__ for m in self.norms})
+            self._stop(
+                "eval_mode_training",
+                f"{len(self.norms)} {'/'.join(kinds)} modules in eval mode",
+                "train mode at optimizer steps",
+                f"optimizer step {step} runs with the model in eval mode ({', '.join(kinds)} "
+                "behave as at inference: no dropout, frozen statistics): call model.train() "
+                "at the start of each epoch, after any evaluation",
+            )
+
+    def _check_zeroed(self, step: int) -> None:
+        """The gradient the step applies must be this step's own: a .grad that still holds
+        the earlier steps' gradients (zero_grad() forgotten) points elsewhere. Clipping and
+        loss scaling rescale it, so only its direction is compared; gradient accumulation
+        (zeroing every k micro-batches) sums this step's micro-batches and passes."""
+        p, new = self.probe_param, self.incoming
+        if p is None or new is None or p.grad is None or step == 0:
+            return
+        g = p.grad.detach().flatten().float()
+        n = new.flatten().float()
+        if float(n.norm()) == 0 or float(g.norm()) == 0:
+            return
+        cos = float(torch.dot(g, n) / (g.norm() * n.norm()))
+        self.unzeroed = self.unzeroed + 1 if cos < 0.99 else 0
+        if self.unzeroed >= 2:
+            names = {id(q): n for n, q in self.model.named_parameters()} if self.model else {}
+            self._stop(
+                "grad_not_zeroed",
+                round(cos, 3),
+                "each step's gradient is its own (cosine with it ≥ 0.99)",
+                f"the gradient of {names.get(id(p), 'a parameter')} at step {step} still holds "
+                "earlier steps' gradients: zero_grad() is never called, so every step "
+                "applies the sum of all gradients so far; call optimizer.zero_grad() each step",
+            )
+
     def _after_step(self) -> None:
+        if self.incoming is not None:
+            self.incoming.zero_()
         self.steps += 1
         if self.snapshot:
             assert self.optimizer is not None
@@ -191,17 +331,27 @@ class TrialMonitor:
                 per_group.append(per_layer[len(per_layer) // 2] * scale if per_layer else -1.0)
             self.ratios.append(per_group)
             self.snapshot = []
+            worst = max(((r, i) for i, r in enumerate(per_group)), default=(-1.0, 0))
+            if worst[0] > 10 * self.ratio_range[1]:
+                self._stop(
+                    "update_ratio",
+                    worst[0],
+                    f"≤ {self.ratio_range[1]:g} of the weights' size per step",
+                    f"step {self.steps} changed the weights of parameter group {worst[1]} by "
+                    f"{worst[0]:.3g}x their size: lr={self._lr(worst[1]):.3g} is far too high "
+                    "(later steps may look calm once units saturate)",
+                )
         if self.steps == self.ratio_steps + 1 and self.ratios:
-            self._judge_ratio()
+            self._judge_ratio(self.ratios[: self.ratio_steps])
 
-    def _judge_ratio(self) -> None:
+    def _judge_ratio(self, ratios: list[list[float]]) -> None:
         """For each parameter group, the median over the first steps of the median over its
         layers of |ΔW| / |W|. Any group too high diverges; too low only if every group is
         (a fine-tuned backbone with a tiny lr beside a head that learns is fine)."""
-        groups = range(len(self.ratios[0]))
+        groups = range(len(ratios[0]))
         medians = []
         for i in groups:
-            values = sorted(r[i] for r in self.ratios if r[i] >= 0)
+            values = sorted(r[i] for r in ratios if r[i] >= 0)
             medians.append(values[len(values) // 2] if values else -1.0)
         judged = [(m, i) for i, m in enumerate(medians) if m >= 0]
         if not judged:
@@ -228,7 +378,9 @@ class TrialMonitor:
         self.findings.append(Finding("update_ratio", "pass", high, expected))
 
     def _judge_first_forward(self, model: torch.nn.Module, rec: ActivationRecorder) -> None:
-        found = judge_activations(model, rec, self.init, dead_max=self.dead_max)
+        found = judge_activations(
+            model, rec, self.init, dead_max=self.dead_max, max_gain=self.max_gain
+        )
         self.findings.extend(found)
         failed = [f for f in found if f.verdict == "fail"]
         if failed:
@@ -304,6 +456,7 @@ def judge_activations(
     init: str,
     probe_prefix: str = "trial_",
     dead_max: float = 0.5,
+    max_gain: float = 4.0,
 ) -> list[Finding]:
     """Findings on what a recorder saw: constant (symmetric) hidden weights and dead ReLU units
     fail; layer output stds outside [0.5, 2.0] warn."""
@@ -337,14 +490,17 @@ def judge_activations(
             )
         )
     hidden = {n: s for n, s in list(rec.stds.items())[:-1]}
-    off = {n: round(s, 3) for n, s in hidden.items() if not 0.5 <= s <= 2.0}
+    # a layer's gain (output std over input RMS), judged as the gate's weight_init judges it:
+    # a std outside a fixed band warned on every BatchNorm CNN (its next BN rescales) and on
+    # PyTorch's default Linear init (std ~0.4), which train fine
+    big = {n: round(g, 3) for n, g in rec.gains.items() if n in hidden and g > max_gain}
     out.append(
         Finding(
             f"{probe_prefix}activation_std",
-            "warn" if off else "pass",
-            off or {n: round(s, 3) for n, s in hidden.items()},
-            "std in [0.5, 2.0]",
-            f"layer outputs shrink or grow under {label}: {off}" if off else "",
+            "warn" if big else "pass",
+            big or {n: round(s, 3) for n, s in hidden.items()},
+            f"each layer's gain ≤ {max_gain:g}",
+            f"layers multiply the signal's std under {label}: {fmt(big)}" if big else "",
             details={"std": {n: round(s, 4) for n, s in rec.stds.items()}},
         )
     )
@@ -373,7 +529,8 @@ def activation_stats(ctx: Context, rows: int = 256) -> list[Finding]:
     and the share of ReLU units that are zero for every sample (dead)."""
     model, rec = record_activations(ctx, ctx.params, rows)
     init = str(ctx.params.get("init", "none"))
-    return judge_activations(model, rec, init, dead_max=ctx.settings.dead_relu_max)
+    s = ctx.settings
+    return judge_activations(model, rec, init, dead_max=s.dead_relu_max, max_gain=s.max_layer_gain)
 
 
 def trial_start_checks(ctx: Context) -> list[Finding]:
@@ -423,3 +580,16 @@ def init_profiles(ctx: Context, schemes: list[str]) -> dict[str, dict[str, float
         found = [f for f in activation_stats(sub) if f.probe == "trial_activation_std"]
         out[scheme] = found[0].details.get("std", {}) if found else {}
     return out
+
+
+def untrained_loss(task: Any) -> float | None:
+    """The loss an untrained classifier gives, from the task alone (no data): ln C for a
+    softmax loss, ln 2 for a sigmoid one; None where it depends on the data."""
+    from sweeper.training import loss_name
+
+    name, kind = loss_name(task.loss), str(task.kind)
+    if kind == "multiclass" and task.num_classes and name in ("cross_entropy", "nll"):
+        return math.log(int(task.num_classes))
+    if kind in ("binary", "multilabel") and name in ("bce", "bce_prob"):
+        return math.log(2)
+    return None

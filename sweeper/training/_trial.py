@@ -30,6 +30,7 @@ class Monitor(Protocol):
     """Per-trial probes, attached through hooks; any method may raise TrialStopped."""
 
     def watch(self, model: nn.Module, optimizer: torch.optim.Optimizer) -> None: ...
+    def on_report(self, metrics: dict[str, float]) -> None: ...
     def on_loss(self, loss: torch.Tensor) -> None: ...
     def close(self) -> None: ...
 
@@ -115,6 +116,8 @@ class Trial:
         self.history.append(clean)
         if final and self._saver is not None and self._model is not None:
             self._saver.weights(self._model.state_dict())  # the trial's trained weights
+        if self._monitor is not None:  # may raise TrialStopped: a diverged or dead trial
+            self._monitor.on_report(clean)
         if self._reporter is not None:
             self._reporter(clean)
 

@@ -654,3 +654,15 @@ BROKEN.update(
 )
 # flagged with a warning (ambiguous on their own), never passed in silence: case -> probe
 FLAGGED: dict[Callable[[], Task], str] = {regression_on_class_ids: "target_scale"}
+
+
+def noisy_training_labels() -> Task:
+    # 40% of the training labels flipped to another class; validation labelled right
+    x_tr, x_va, y_tr, y_va = digits_split()
+    rng = np.random.default_rng(0)
+    flip = rng.random(len(y_tr)) < 0.4
+    noisy = np.where(flip, (y_tr + rng.integers(1, 10, len(y_tr))) % 10, y_tr)
+    return _digits(train=(x_tr, noisy), val=(x_va, y_va))
+
+
+BROKEN[noisy_training_labels] = "label_noise"
