@@ -131,28 +131,6 @@ class TrialRunner:
         )
 
     # -- the gate ----------------------------------------------------------------------------
-    def gate(self, params: dict[str, Any], init_schemes: list[str]) -> dict[str, Any]:
-        from sweeper.probes import Settings, run_gate
-        from sweeper.probes._trial import init_profiles
-
-        try:
-            self._ensure()
-            report = run_gate(
-                self.task,
-                params=params,
-                settings=Settings(**self.probe_settings),
-                device=self.device,
-                data=self.data,
-            )
-            out = report.to_dict()
-        except Exception as e:
-            return {"error": _error_text(e)}
-        try:  # a plot's data, not a verdict: a model that fails here failed the gate already
-            out["init_profiles"] = init_profiles(self._context(params, seed=0), init_schemes)
-        except Exception:
-            out["init_profiles"] = {}
-        return out
-
     def gate_start(self, params: dict[str, Any], init_schemes: list[str]) -> dict[str, Any]:
         """Start the study gate in a thread of this worker; `gate_poll` hands its findings to
         the driver as each probe ends, so the driver shows progress and can name a probe that

@@ -4,9 +4,10 @@ Ray restarts a runner whose process died (`max_restarts`), so a call that failed
 worker died is followed by a fresh `load` on the same handle; calls made while the actor is
 restarting wait for it. Only when Ray reports the actor DEAD for good (restarts used up, its
 node gone) is a new actor made in its place, which Ray places wherever the cluster has room.
-Every Ray call the driver makes goes through `get` (blocking: start-up, the gate) or through
-the search loop's `revive` (one epoch at a time), so start-up, the gate, a trial's start, an
-epoch and the tell all meet the same rule.
+Every Ray call the driver makes goes through `get` (blocking: start-up) or `revive` (the
+search loop, one epoch at a time; the gate, polled probe by probe), so start-up, the gate, a
+trial's start, an epoch and the tell all meet the same rule. The gate adds one thing: a worker
+that dies twice in the same probe is a crash in the task's code, named instead of retried.
 """
 
 from __future__ import annotations

@@ -132,7 +132,7 @@ def _in_phase(title: str, phase: str, searching: bool) -> bool:
     if phase == "load":
         return title in ("ray::TrialRunner.load", "ray::TrialRunner.__init__")
     if phase == "gate":
-        return title == "ray::TrialRunner.gate"
+        return title in ("ray::TrialRunner.gate_start", "ray::TrialRunner.gate_poll")
     if phase == "epoch":
         return title in ("ray::TrialRunner.start", "ray::TrialRunner.epoch")
     return searching and title == "ray::TrialRunner"
