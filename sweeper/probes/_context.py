@@ -55,22 +55,19 @@ class Context:
         if "fixed" not in self.cache:
             a = dict(self.fresh_model(seed=self.seed).named_parameters())
             b = dict(self.fresh_model(seed=self.seed + 1).named_parameters())
-            self.cache["fixed"] = {
+            fixed = {
                 n for n, p in a.items() if n in b and bool(torch.equal(p.detach(), b[n].detach()))
             }
+            self.cache["fixed"] = fixed
+            self.cache["loaded"] = [
+                n for n in fixed if a[n].ndim >= 2 and float(a[n].detach().float().std()) > 0
+            ]
         return set(self.cache["fixed"])
 
     def loaded_weights(self) -> list[str]:
         """Weight matrices that every build gives the same varied values: loaded from a
         checkpoint (a pretrained backbone), not drawn by a random init nor set to a constant."""
-        if "loaded" not in self.cache:
-            model = self.fresh_model()
-            fixed = self.fixed_parameters()
-            self.cache["loaded"] = [
-                n
-                for n, p in model.named_parameters()
-                if n in fixed and p.ndim >= 2 and float(p.detach().float().std()) > 0
-            ]
+        self.fixed_parameters()  # both come from the same two builds
         return list(self.cache["loaded"])
 
     @property

@@ -272,7 +272,7 @@ def _plateau_failure(
         "fail",
         measured,
         expected,
-        f"cannot memorise {len(r.curve) and details['samples']} samples: the loss stopped "
+        f"cannot memorise {details['samples']} samples: the loss stopped "
         f"falling at {r.loss:.3g} after {r.steps} steps; {what}; fix this before tuning",
         details=details,
     )

@@ -16,7 +16,7 @@ from sweeper.errors import TrialStopped
 from sweeper.probes._context import LAYERS, Context
 from sweeper.probes._finding import Finding, Verdict, fmt
 from sweeper.probes._init_loss import expected_init_loss, init_loss_value
-from sweeper.training import build_model, forward
+from sweeper.training import build_model, forward, loss_name
 
 
 class TrialMonitor:
@@ -585,8 +585,6 @@ def init_profiles(ctx: Context, schemes: list[str]) -> dict[str, dict[str, float
 def untrained_loss(task: Any) -> float | None:
     """The loss an untrained classifier gives, from the task alone (no data): ln C for a
     softmax loss, ln 2 for a sigmoid one; None where it depends on the data."""
-    from sweeper.training import loss_name
-
     name, kind = loss_name(task.loss), str(task.kind)
     if kind == "multiclass" and task.num_classes and name in ("cross_entropy", "nll"):
         return math.log(int(task.num_classes))
