@@ -26,6 +26,7 @@ COMPARISONS = {
     "checkpoint_cost": "7. Checkpoint cost and resume savings (digits CNN)",
     "chaos_soak": "8. Chaos soak (random kills, SQLite and PostgreSQL)",
     "cluster_sim": "9. Simulated cluster (one driver, sleeping trials)",
+    "trial_monitor": "10. Trial monitor overhead",
 }
 NEEDS_RAY = {"overhead", "gate_savings", "search_quality"}
 

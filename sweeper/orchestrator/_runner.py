@@ -66,6 +66,7 @@ class TrialRunner:
         self.start_probe_s = 0.0
         self.monitor: Any = None
         self.sent = 0  # monitor findings already sent to the driver
+        self.chance: dict[str, float] | None = None  # the trivial baseline's levels, made once
         self.trial_number = -1
 
     # -- setup -------------------------------------------------------------------------------
@@ -147,7 +148,7 @@ class TrialRunner:
 
         def main() -> None:
             from sweeper.probes import Settings, run_gate
-            from sweeper.probes._trial import init_profiles
+            from sweeper.probes._activations import init_profiles
 
             try:
                 report = run_gate(
@@ -250,7 +251,7 @@ class TrialRunner:
 
         from sweeper.orchestrator._session import Session
         from sweeper.probes import TrialMonitor, trial_start_checks
-        from sweeper.probes._trial import untrained_loss
+        from sweeper.probes._trial_start import chance_levels, untrained_loss
         from sweeper.training import Trial, builtin_fit
 
         t0 = time.perf_counter()
@@ -273,15 +274,15 @@ class TrialRunner:
                     }
             monitor = None
             if self.trial_probes:
-                init = str(params.get("init", "none"))
-                s = self.probe_settings
+                ctx = self._context(params, seed=number)
+                if self.chance is None:
+                    self.chance = chance_levels(ctx) if self.task.has_data else {}
                 monitor = TrialMonitor(
-                    growth=s["loss_growth"],
+                    ctx.settings,
                     first_forward=not checked,
-                    init=init,
-                    dead_max=s["dead_relu_max"],
+                    init=str(params.get("init", "none")),
                     expected_loss=untrained_loss(self.task),
-                    max_gain=s["max_layer_gain"],
+                    chance=self.chance,
                     epochs=epochs,
                     own_loop=self.task.fit is not None,
                 )

@@ -21,6 +21,7 @@ from optuna.trial import TrialState
 from sweeper.errors import Terminated
 from sweeper.orchestrator._recovery import recover, requeue
 from sweeper.orchestrator._retention import Retention
+from sweeper.orchestrator._warnings import StudyWarnings
 from sweeper.report import trial_summary
 from sweeper.search import distributions
 from sweeper.search._view import read_through
@@ -130,6 +131,7 @@ class Search:
         # the sampler, the pruner and ask() list trials from one snapshot, not a query per call
         self.view = read_through(study, window=spec.sampler.window)
         self.outage_noted = False
+        self.warnings = StudyWarnings(self._note)
         self.retention: Retention | None = None
         if checkpoints is not None:
             self.retention = Retention(
@@ -427,6 +429,7 @@ class Search:
     def _result(self, slot: _Slot, result: dict[str, Any]) -> None:
         assert slot.trial is not None
         slot.findings.extend(result.get("findings", []))
+        self.warnings.see(slot.trial.number, result.get("findings", []))
         for text in result.get("notes", []):
             self._note(f"trial {slot.trial.number}: {text}")
         if "resumed" in result:

@@ -11,7 +11,8 @@ if TYPE_CHECKING:  # what mypy sees; at run time each name is imported on first 
     from sweeper.probes._finding import Finding, Report, fmt
     from sweeper.probes._gate import GATE, probe, run_gate
     from sweeper.probes._settings import Settings
-    from sweeper.probes._trial import TrialMonitor, trial_start_checks
+    from sweeper.probes._trial import TrialMonitor
+    from sweeper.probes._trial_start import trial_start_checks
 
 # imported on first use, so reading a finding (`sweeper status`) does not import torch
 _LAZY = {
@@ -25,7 +26,7 @@ _LAZY = {
     "probe": "_gate",
     "run_gate": "_gate",
     "TrialMonitor": "_trial",
-    "trial_start_checks": "_trial",
+    "trial_start_checks": "_trial_start",
 }
 __all__ = [
     "GATE",

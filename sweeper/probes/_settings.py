@@ -38,6 +38,30 @@ GATE_PROBES = (
     "lr_range_test",
 )
 
+# The per-trial monitor's checks (probes/_trial.py), each with what it stops or warns about and
+# the settings it judges by; the README's per-trial table lists the same names.
+TRIAL_CHECKS: dict[str, str] = {
+    "stale_optimizer": "fails: the optimizer holds none of the watched model's parameters",
+    "eval_mode_training": "fails: optimizer steps with every Dropout/BatchNorm in eval mode",
+    "grad_not_zeroed": "fails: a step applies gradients summed over steps (grad_zeroed_cosine)",
+    "weights_unchanged": "fails: three sampled steps in a row change no weight while lr > 0",
+    "update_ratio": "fails: a group's |ΔW|/|W| median off [update_ratio_min, update_ratio_max] "
+    "over the first update_ratio_steps, or one sampled step above update_ratio_spike",
+    "nonfinite_loss": "fails: a loss handed to trial.step or reported is nan/inf",
+    "loss_growth": "fails: the loss grows past loss_growth x its start or the loss at init",
+    "nonfinite_grad": "fails: a gradient is nan/inf at a sampled step (the parameter named)",
+    "nonfinite_input": "fails: the batch a nan/inf gradient came from holds nan/inf inputs",
+    "nonfinite_activation": "fails: a module's output is nan/inf (the first such layer named)",
+    "activation_explosion": "fails: a module's output RMS passes activation_growth x its start "
+    "(the first such layer named)",
+    "dying_units": "warns: ReLU units dead for a whole batch during training (dead_relu_max)",
+    "saturating_units": "warns: tanh/sigmoid units saturated during training (saturated_max)",
+    "loss_oscillation": "warns: the reported training loss rises by loss_oscillation twice",
+    "lr_schedule": "fails: the lr is 0 in every group before the last epoch",
+    "at_chance": "fails: the reported accuracy and loss at the trivial baseline's and not "
+    "improving after chance_after of the epochs, before the last (chance_margin)",
+}
+
 
 class Thresholds(BaseModel):
     """The numbers the probes judge by. Each can be set per study under `probes:`."""
@@ -207,7 +231,82 @@ class Thresholds(BaseModel):
     loss_growth: float = Field(
         default=2.0,
         gt=1,
-        description="a trial whose smoothed loss grows past this x its start diverges",
+        description="a trial whose smoothed loss grows past this x its start diverges (a "
+        "reported loss: this x the loss at init; an own fit's loss: 10x)",
+    )
+    trial_window: int = Field(
+        default=200,
+        ge=0,
+        description="optimizer steps at a trial's start checked every trial_every_early steps",
+    )
+    trial_every_early: int = Field(
+        default=5, ge=1, description="steps between checks within trial_window"
+    )
+    trial_every: int = Field(
+        default=50,
+        ge=1,
+        description="steps between checks after trial_window, to the trial's last step",
+    )
+    update_ratio_min: float = Field(
+        default=1e-4,
+        gt=0,
+        description="weights' change per step over their size: the median over the first "
+        "update_ratio_steps steps below this in every parameter group fails (lr too low)",
+    )
+    update_ratio_max: float = Field(
+        default=0.1,
+        gt=0,
+        description="that median above this in any parameter group fails (lr too high)",
+    )
+    update_ratio_spike: float = Field(
+        default=1.0,
+        gt=0,
+        description="one sampled step changing a group's weights by more than this x their "
+        "size fails, at any step (saturated units later hide a too-high lr)",
+    )
+    update_ratio_steps: int = Field(
+        default=20, ge=1, description="first optimizer steps whose update ratio is judged"
+    )
+    grad_zeroed_cosine: float = Field(
+        default=0.99,
+        gt=0,
+        le=1,
+        description="cosine between the gradient a step applies and the step's own gradient "
+        "below this at two sampled steps in a row: zero_grad() forgotten",
+    )
+    activation_growth: float = Field(
+        default=1e3,
+        gt=1,
+        description="a layer's output RMS above this x its RMS at the trial's start (at least "
+        "1) explodes (fails, naming the first such layer)",
+    )
+    saturated_max: float = Field(
+        default=0.5,
+        gt=0,
+        le=1,
+        description="share of tanh/sigmoid units saturated for a whole batch during training "
+        "above this (and 0.25 above the start) warns; dead ReLUs use dead_relu_max",
+    )
+    loss_oscillation: float = Field(
+        default=0.2,
+        gt=0,
+        description="the reported training loss rising by more than this share from one epoch "
+        "to the next, in two epochs of a trial, oscillates (warns)",
+    )
+    chance_margin: float = Field(
+        default=0.02,
+        ge=0,
+        lt=1,
+        description="a reported accuracy within this of the majority-class share and a loss "
+        "within this share of the prior's, neither better than the epoch before by as much, "
+        "are at chance",
+    )
+    chance_after: float = Field(
+        default=0.5,
+        gt=0,
+        le=1,
+        description="share of a trial's epochs (and at least 2) after which a trial still at "
+        "chance is stopped",
     )
 
 

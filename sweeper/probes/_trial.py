@@ -1,11 +1,14 @@
 """Per-trial probes: cheap checks with the trial's own params that stop a broken trial early.
 
-They reach a trial through hooks only (forward hooks, optimizer step hooks, the loss the loop
-hands to `trial.step`), so the same checks run in sweeper's own loop and in a user's `fit`.
+They reach a trial through hooks only (optimizer step hooks, forward hooks at sampled steps,
+the metrics `trial.report` gets, the loss the loop hands to `trial.step` when it does), so the
+same checks run in sweeper's own loop and in a user's `fit`. Each check's name is in
+`TRIAL_CHECKS` and its thresholds are `probes:` settings.
 """
 
 from __future__ import annotations
 
+import itertools
 import math
 import time
 from typing import Any
@@ -13,72 +16,104 @@ from typing import Any
 import torch
 
 from sweeper.errors import TrialStopped
-from sweeper.probes._context import LAYERS, Context
-from sweeper.probes._finding import Finding, Verdict, fmt
-from sweeper.probes._init_loss import expected_init_loss, init_loss_value
-from sweeper.training import build_model, forward, loss_name
+from sweeper.probes._activations import ActivationRecorder, judge_activations
+from sweeper.probes._finding import Finding
+from sweeper.probes._layer_watch import LayerFault, LayerWatch
+from sweeper.probes._settings import TRIAL_CHECKS, Thresholds
+
+
+def _floating_leaves(items: list[Any]) -> list[torch.Tensor]:
+    """The floating tensors among a forward's arguments, one dict or sequence level deep."""
+    out: list[torch.Tensor] = []
+    for item in items:
+        if isinstance(item, dict):
+            inner = list(item.values())
+        elif isinstance(item, (list, tuple)):
+            inner = list(item)
+        else:
+            inner = [item]
+        out += [t for t in inner if isinstance(t, torch.Tensor) and t.is_floating_point()]
+    return out
 
 
 class TrialMonitor:
-    """Watches the first steps of a trial through hooks; a failed check raises TrialStopped.
+    """Watches a whole trial through hooks, sampling steps (every `trial_every_early` within
+    the first `trial_window` steps, then every `trial_every`); a failed check raises
+    TrialStopped, a warning is recorded once per trial.
 
-    Checks: gradients finite (optimizer pre-step hook), the update/weight ratio over the first
-    `ratio_steps` steps in `ratio_range` (pre/post-step hooks), and, from the losses the loop
-    hands to `on_loss`, loss finite and not growing to `growth` x where it started (smoothed,
-    three consecutive checks) within the first `window` steps. With `first_forward`, also the
-    activation statistics of the first forward pass (for a user's own loop).
+    At sampled optimizer steps: gradients finite, train mode, gradients zeroed, each module's
+    output finite and not exploding (the first such layer named), units dying or saturating;
+    the update/weight ratio per parameter group over the first steps and at every sampled
+    step after; weights that never change. From the reported metrics: a loss not finite or far
+    above the loss at init, an lr schedule at 0 before the last epoch, a loss oscillating, a
+    metric still at chance. With `first_forward`, the activation statistics of the first
+    forward pass (a user's own loop, where the trial-start checks could not build the model).
     """
 
     def __init__(
         self,
-        window: int = 200,
-        every: int = 5,
-        growth: float = 2.0,
-        ratio_steps: int = 20,
-        ratio_range: tuple[float, float] = (1e-4, 1e-1),
+        settings: Thresholds | None = None,
+        *,
         first_forward: bool = False,
         init: str = "none",
-        dead_max: float = 0.5,
         expected_loss: float | None = None,
-        max_gain: float = 4.0,
+        chance: dict[str, float] | None = None,
         epochs: int | None = None,
         own_loop: bool = False,
     ) -> None:
         """`expected_loss`: the loss an untrained model gives (ln C), which reported losses
         are judged against when the loop hands no loss to `on_loss`; a user's own loop
         (`own_loop`) reports a loss sweeper did not compute, so it gets a 10x margin over
-        it; `epochs`: the trial's epochs, to tell a schedule that ends the lr early from one
-        that ends on time."""
-        self.window = window
-        self.every = every
-        self.growth = growth
-        self.ratio_steps = ratio_steps
-        self.ratio_range = ratio_range
+        it; `chance`: the trivial baseline's "accuracy" (majority-class share) and "loss"
+        (the labels' prior loss); `epochs`: the trial's epochs, to tell a schedule that ends
+        the lr early from one that ends on time."""
+        self.s = settings or Thresholds()
         self.first_forward = first_forward
         self.init = init
-        self.dead_max = dead_max
         self.expected_loss = expected_loss
+        self.chance = chance or {}
         self.own_loop = own_loop
-        self.max_gain = max_gain
         self.epochs = epochs
         self.reports = 0
+        self.reported: list[float] = []  # the reported loss, epoch by epoch
+        self.previous: dict[str, float] = {}  # the metrics reported the epoch before
         self.norms: list[torch.nn.Module] = []  # Dropout/BatchNorm: judged for eval mode
         self.probe_param: torch.Tensor | None = None  # the parameter that shows grad zeroing
         self.incoming: torch.Tensor | None = None
+        self.incoming_hook: Any = None
+        self.lagged = False  # the per-step nan check reads its sum a step later (accelerators)
+        self.pending: torch.Tensor | None = None
         self.unzeroed = 0
+        self.unchanged = 0  # sampled steps in a row that changed no weight
         self.ratios: list[list[float]] = []  # per step, per parameter group
         self.snapshot: list[list[tuple[torch.Tensor, torch.Tensor]]] = []
+        self.layers: LayerWatch | None = None
+        self.last_input: tuple[Any, Any] | None = None
         self.ema: float | None = None
         self.start: float | None = None
         self.above = 0
         self.losses = 0  # losses seen
         self.steps = 0  # optimizer steps taken
         self.findings: list[Finding] = []
+        self.warned: set[str] = set()
         self.seconds = 0.0
         self.model: torch.nn.Module | None = None
         self.optimizer: torch.optim.Optimizer | None = None
         self.handles: list[Any] = []
         self.stopped: str | None = None  # why a check stopped the trial
+
+    def due(self, step: int) -> bool:
+        """Whether optimizer step `step` is a sampled one."""
+        early = step < self.s.trial_window and (
+            step % self.s.trial_every_early == 0 or step < self.s.trial_every_early
+        )
+        return early or step % self.s.trial_every == 0
+
+    def hooked(self, step: int) -> bool:
+        """Whether the forward before optimizer step `step` runs with the layer hooks: every
+        half `trial_every` steps within `trial_window`, then every `trial_every`."""
+        every = self.s.trial_every
+        return step % (max(1, every // 2) if step < self.s.trial_window else every) == 0
 
     # -- wiring ------------------------------------------------------------------------------
     def watch(self, model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> None:
@@ -97,13 +132,26 @@ class TrialMonitor:
         held = [p for g in optimizer.param_groups for p in g["params"] if p.requires_grad]
         sized = [p for p in held if p.numel() >= 16]
         self.probe_param = min(sized, key=lambda p: p.numel()) if sized else None
-        if self.probe_param is not None:
-            self.incoming = torch.zeros_like(self.probe_param)
-            self.handles.append(self.probe_param.register_hook(self._incoming_grad))
+        self.incoming = None  # gathered only for the steps whose zeroing is checked
+        self.lagged = self.probe_param is not None and self.probe_param.device.type != "cpu"
+        self.pending = None
+        # the last forward's inputs (references, not copies): replayed with the layer hooks
+        # when a gradient turns non-finite, to name the layer where it started
+        self.handles.append(model.register_forward_pre_hook(self._keep_input, with_kwargs=True))
         self.handles += [
             optimizer.register_step_pre_hook(lambda *_: self._timed(self._before_step)),
             optimizer.register_step_post_hook(lambda *_: self._timed(self._after_step)),
         ]
+        s = self.s
+        # a torch.compile'd model recompiles whenever hooks come and go: not hooked
+        compiled = hasattr(model, "_orig_mod")
+        self.layers = (
+            None
+            if compiled
+            else LayerWatch(model, s.activation_growth, s.dead_relu_max, s.saturated_max)
+        )
+        if self.layers is not None and self.hooked(self.steps):
+            self.layers.arm()
         if self.first_forward:
             recorder = ActivationRecorder(model)
 
@@ -129,42 +177,62 @@ class TrialMonitor:
                 "optimizer from the model you train, after .to(device)",
             )
 
+    def _keep_input(self, _m: Any, args: Any, kwargs: Any) -> None:
+        self.last_input = (args, kwargs)
+
+    def _gather_incoming(self) -> None:
+        """From now to the next optimizer step, sum the probe parameter's own gradients as
+        backward produces them (a tensor hook), for `_check_zeroed`."""
+        p = self.probe_param
+        if p is None or self.incoming is not None:
+            return
+        self.incoming = torch.zeros_like(p)
+        self.incoming_hook = p.register_hook(self._incoming_grad)
+
     def _incoming_grad(self, grad: torch.Tensor) -> None:
+        """The probe parameter's gradients since its .grad was last set to None: a step the
+        GradScaler skipped (inf at a too-high scale) followed by zero_grad() starts afresh."""
         if self.incoming is not None:
+            if self.probe_param is not None and self.probe_param.grad is None:
+                self.incoming.zero_()
             self.incoming.add_(grad.detach())
 
+    def _drop_incoming(self) -> None:
+        if self.incoming_hook is not None:
+            self.incoming_hook.remove()
+        self.incoming, self.incoming_hook = None, None
+
+    def close(self) -> None:
+        for h in self.handles:
+            h.remove()
+        self.handles = []
+        self._drop_incoming()
+        if self.layers is not None:
+            self.seconds += self.layers.seconds
+            self.layers.seconds = 0.0
+            self.layers.disarm()
+
+    def _timed(self, check: Any) -> None:
+        t = time.perf_counter()
+        try:
+            check()
+        finally:
+            self.seconds += time.perf_counter() - t
+
+    # -- the reported metrics ------------------------------------------------------------------
     def on_report(self, metrics: dict[str, float]) -> None:
         """An epoch's reported metrics: a loss that is not finite, or far above what an
         untrained model gives, means the trial diverged (seen without `trial.step`); an lr
-        of 0 in every group before the last epoch means the schedule ended it early."""
+        of 0 in every group before the last epoch means the schedule ended it early; a loss
+        going up and down in turn oscillates; a metric at the trivial baseline's level after
+        the first epochs means the trial trains but learns nothing."""
         self.reports += 1
         self._timed(lambda: self._check_report(metrics))
 
     def _check_report(self, metrics: dict[str, float]) -> None:
         name = next((k for k in ("train_loss", "loss", "val_loss") if k in metrics), None)
         if name is not None:
-            value = metrics[name]
-            ref = self.start if self.start is not None else self.expected_loss
-            factor = self.growth * (2 if name == "val_loss" else 1)  # val loss may overfit
-            if self.start is None and self.own_loop:
-                factor = max(factor, 10.0)  # a loss the user computed: its scale is theirs
-            if not math.isfinite(value):
-                self._stop(
-                    "nonfinite_loss",
-                    value,
-                    "finite loss",
-                    f"the reported {name} is {value} at epoch {self.reports}: the "
-                    "trial diverged; lower lr or clip gradients",
-                )
-            if ref is not None and ref > 0 and value > factor * ref:
-                self._stop(
-                    "loss_growth",
-                    round(value / ref, 2),
-                    f"{name} < {factor:g}x the loss at init ({ref:.3g})",
-                    f"the reported {name} is {value:.3g} at epoch {self.reports}, "
-                    f"{value / ref:.1f}x what an untrained model gives ({ref:.3g}): the lr "
-                    f"({self._lr():.3g}) diverges",
-                )
+            self._check_reported_loss(name, float(metrics[name]))
         if self.optimizer is not None and self.epochs and self.reports < self.epochs - 1:
             lrs = [float(g["lr"]) for g in self.optimizer.param_groups]
             if self.steps > 0 and lrs and all(lr == 0 for lr in lrs):
@@ -176,30 +244,115 @@ class TrialMonitor:
                     f"{self.epochs}: the schedule ends too early (T_max / total steps "
                     "smaller than the training), so the rest of the trial trains nothing",
                 )
+        self._check_chance(metrics)
 
-    def close(self) -> None:
-        for h in self.handles:
-            h.remove()
-        self.handles = []
+    def _check_reported_loss(self, name: str, value: float) -> None:
+        ref = self.start if self.start is not None else self.expected_loss
+        factor = self.s.loss_growth * (2 if name == "val_loss" else 1)  # val loss may overfit
+        if self.start is None and self.own_loop:
+            factor = max(factor, 10.0)  # a loss the user computed: its scale is theirs
+        if not math.isfinite(value):
+            self._stop(
+                "nonfinite_loss",
+                value,
+                "finite loss",
+                f"the reported {name} is {value} at epoch {self.reports}: the "
+                "trial diverged; lower lr or clip gradients",
+            )
+        if ref is not None and ref > 0 and value > factor * ref:
+            self._stop(
+                "loss_growth",
+                round(value / ref, 2),
+                f"{name} < {factor:g}x the loss at init ({ref:.3g})",
+                f"the reported {name} is {value:.3g} at epoch {self.reports}, "
+                f"{value / ref:.1f}x what an untrained model gives ({ref:.3g}): the lr "
+                f"({self._lr():.3g}) diverges",
+            )
+        self.reported.append(value)
+        self._check_oscillation(name)
 
-    def _timed(self, check: Any) -> None:
-        t = time.perf_counter()
-        try:
-            check()
-        finally:
-            self.seconds += time.perf_counter() - t
+    def _check_oscillation(self, name: str) -> None:
+        """The training loss, epoch by epoch, should fall (under a constant or decaying lr): a
+        rise of more than `loss_oscillation` of its value in two epochs of the trial means
+        the noise of small batches (or a too-high lr) drowns the descent. Validation losses
+        are not judged (they rise when the model overfits)."""
+        if name == "val_loss" or len(self.reported) < 3:
+            return
+        rises = [(b - a) / a for a, b in itertools.pairwise(self.reported) if a > 0]
+        big = [r for r in rises if r > self.s.loss_oscillation]
+        if len(big) >= 2:
+            self._warn(
+                "loss_oscillation",
+                round(max(big), 3),
+                f"{name} falls epoch by epoch (rises ≤ {self.s.loss_oscillation:.0%})",
+                f"the {name} went {' → '.join(f'{v:.3g}' for v in self.reported)} over "
+                f"{self.reports} epochs, rising by up to {max(big):.0%}: the loss oscillates; "
+                "the batch size is too small for this lr (raise batch_size or lower lr)",
+            )
 
-    # -- checks ------------------------------------------------------------------------------
+    def _check_chance(self, metrics: dict[str, float]) -> None:
+        """After `chance_after` of the epochs (at least 2), the reported accuracy and loss
+        both still at the trivial baseline's and neither better than the epoch before by
+        `chance_margin`: the trial trains but learns nothing. Either
+        alone is not enough: a language model's accuracy sits at the most frequent token's
+        share while its loss falls, and an overconfident model's loss can pass the prior's
+        while its accuracy is high."""
+        previous, self.previous = self.previous, dict(metrics)
+        after = max(2, math.ceil(self.s.chance_after * self.epochs)) if self.epochs else 2
+        last = self.epochs is not None and self.reports >= self.epochs
+        if self.reports < after or last or not self.chance:
+            return  # at the last epoch the result itself says it: nothing left to save
+        margin = self.s.chance_margin
+        accs = sorted(
+            (not k.startswith("val"), k)
+            for k, v in metrics.items()
+            if "acc" in k.lower() and 0 <= v <= 1
+        )
+        said: list[tuple[str, float, float]] = []  # (name, value, the baseline's)
+        if accs and "accuracy" in self.chance:
+            name = accs[0][1]
+            said.append((name, float(metrics[name]), self.chance["accuracy"]))
+            if said[-1][1] > said[-1][2] + margin:
+                return
+        if "val_loss" in metrics and "loss" in self.chance:
+            said.append(("val_loss", float(metrics["val_loss"]), self.chance["loss"]))
+            if said[-1][1] < (1 - margin) * said[-1][2]:
+                return
+        if not said:
+            return
+        learning = [  # still moving away from the baseline: a slow start, not a stuck trial
+            n
+            for n, v, _ in said
+            if n in previous
+            and (v > previous[n] + margin if "acc" in n else v < (1 - margin) * previous[n])
+        ]
+        if learning:
+            return
+        name, value, base = said[0]
+        expected = " or ".join(
+            f"{n} {'>' if 'acc' in n else '<'} the baseline's {b:.3g}" for n, _, b in said
+        )
+        levels = ", ".join(f"{n} {v:.3g} (baseline {b:.3g})" for n, v, b in said)
+        earlier = sorted(self.warned & {"dying_units", "saturating_units"})
+        seen = f" ({' and '.join(earlier)} warned earlier in this trial)" if earlier else ""
+        hint = (
+            f"{levels} after {self.reports} epochs: the trial is at the trivial baseline's "
+            "level, it trains but learns nothing; look for model.eval() left "
+            f"on during training, labels that do not match their inputs, or an lr too low{seen}"
+        )
+        self._stop("at_chance", round(value, 4), expected, hint)
+
+    # -- the loss the loop hands over ----------------------------------------------------------
     def on_loss(self, loss: torch.Tensor) -> None:
         step = self.steps
         self.losses += 1
-        if step >= self.window and step % 50:
-            return
-        self._timed(lambda: self._check_loss(step, loss))
+        if self.due(step):  # a sampled step: reading a loss is a host sync
+            self._timed(lambda: self._check_loss(step, loss))
 
     def _check_loss(self, step: int, loss: torch.Tensor) -> None:
         value = float(loss.item())
         if not math.isfinite(value):
+            self._replay(step)
             self._stop(
                 "nonfinite_loss",
                 value,
@@ -207,19 +360,20 @@ class TrialMonitor:
                 f"loss became {value} at step {step}: lr too high for this init, or "
                 "a log/division blow-up; lower lr or add gradient clipping",
             )
-        if step >= self.window:
+        if step >= self.s.trial_window:
             return
         self.ema = value if self.ema is None else 0.8 * self.ema + 0.2 * value
         if self.start is None:
             self.start = value
-        if step % self.every == 0 and step >= 2 * self.every:
-            if self.ema >= self.growth * max(self.start, 1e-8):
+        every = self.s.trial_every_early
+        if step % every == 0 and step >= 2 * every:
+            if self.ema >= self.s.loss_growth * max(self.start, 1e-8):
                 self.above += 1
                 if self.above >= 3:
                     self._stop(
                         "loss_growth",
                         round(self.ema / self.start, 2),
-                        f"< {self.growth}x the starting loss",
+                        f"< {self.s.loss_growth}x the starting loss",
                         f"loss grew from {self.start:.3g} to {self.ema:.3g} in "
                         f"{step} steps: the lr ({self._lr():.3g}) diverges",
                     )
@@ -232,6 +386,7 @@ class TrialMonitor:
         g = self.optimizer.param_groups[group]
         return float(g.get("initial_lr", g["lr"]))
 
+    # -- optimizer steps -----------------------------------------------------------------------
     def _snapshot(self) -> list[list[tuple[torch.Tensor, torch.Tensor]]]:
         """The weight matrices of each parameter group, with a copy of their values."""
         assert self.optimizer is not None
@@ -242,13 +397,113 @@ class TrialMonitor:
 
     def _before_step(self) -> None:
         step = self.steps
-        due = step < self.window and (step % self.every == 0 or step < self.every)
-        if due or step % 50 == 0:
+        if self.layers is not None and self.layers.armed:
+            self._judge_layers(step, self.layers.judge())
+        if self._nonfinite_now():
+            self._replay(step)  # every step: a nan caught before it reaches the weights
+            self._check_grads(step)
+        if self.due(step):
             self._check_grads(step)
             self._check_train_mode(step)
             self._check_zeroed(step)
-        if 1 <= step <= self.ratio_steps or (step > 0 and step % 50 == 0):
+        self._drop_incoming()
+        if 1 <= step <= self.s.update_ratio_steps or (step > 0 and step % self.s.trial_every == 0):
             self.snapshot = self._snapshot()
+
+    def _nonfinite_now(self) -> bool:
+        """Whether the probe parameter's gradient is not finite, at every step. On the CPU
+        it is read at once; on an accelerator it is read one step later (`lagged`), so the
+        check never stalls the device's queue: the nan has then reached the weights, and
+        the layer named is the first whose weights broke."""
+        grad = self.probe_param.grad if self.probe_param is not None else None
+        if grad is None:
+            return False
+        if not self.lagged:
+            return not math.isfinite(float(grad.sum()))
+        previous, self.pending = self.pending, grad.sum()
+        return previous is not None and not math.isfinite(float(previous))
+
+    def _replay(self, step: int) -> None:
+        """The step's loss or gradient is not finite while the weights still are: run the
+        step's forward again with the layer hooks, to name the first layer whose output turns
+        non-finite (stops the trial if one does)."""
+        if self.model is not None and self.layers is not None and self.last_input is not None:
+            args, kwargs = self.last_input
+            self._check_inputs(step)
+            self.layers.arm()
+            try:
+                with torch.no_grad():
+                    self.model(*args, **kwargs)
+            except Exception:  # noqa: BLE001 - a model that cannot replay: the caller names it
+                pass
+            self._judge_layers(step, self.layers.judge())
+
+    def _check_inputs(self, step: int) -> None:
+        """The last forward's inputs hold nan/inf: the data, not a layer, made it."""
+        if self.last_input is None:
+            return
+        args, kwargs = self.last_input
+        inputs = _floating_leaves([*args, *kwargs.values()])
+        if inputs and not math.isfinite(float(sum(t.float().sum() for t in inputs))):
+            self._stop(
+                "nonfinite_input",
+                "nan/inf in the batch",
+                "finite inputs",
+                f"the inputs of step {step} hold nan/inf: a corrupt sample in the data "
+                "(the gate's data_finite reads a sample of the rows) or an augmentation "
+                "that makes one (a division by a zero std); clean or drop such rows",
+            )
+
+    def _judge_layers(self, step: int, faults: list[LayerFault]) -> None:
+        for f in faults:
+            if f.probe == "nonfinite_activation":
+                self._check_inputs(step)
+                after = f" ({f.before} before it is finite)" if f.before else ""
+                module = dict(self.model.named_modules()).get(f.layer) if self.model else None
+                broken = module is not None and not all(
+                    bool(p.isfinite().all()) for p in module.parameters(recurse=False)
+                )
+                why = (
+                    f"its weights are already non-finite (a step before {step} applied a "
+                    "non-finite update); lower lr or clip gradients"
+                    if broken
+                    else f"look at what {f.layer} computes (a log, a division, an exp, an "
+                    "overflow in low precision) or lower lr / clip gradients"
+                )
+                self._stop(
+                    f.probe,
+                    {f.layer: f.measured},
+                    "finite outputs in every layer",
+                    f"{f.layer}: output becomes {f.measured} at step {step}, the first layer "
+                    f"to turn non-finite{after}; {why}",
+                )
+            if f.probe == "activation_explosion":
+                self._stop(
+                    f.probe,
+                    {f.layer: f.measured},
+                    f"each layer's output RMS < {self.s.activation_growth:g}x its start",
+                    f"{f.layer}: activations reach {f.measured:.3g} at step {step} (RMS "
+                    f"{f.first:.3g} at the start), the first layer to explode; lower lr, clip "
+                    "gradients, or normalise what feeds it",
+                )
+            if f.probe == "dead_units":
+                self._warn(
+                    "dying_units",
+                    {f.layer: round(f.measured, 3)},
+                    f"≤ {self.s.dead_relu_max:.0%} of ReLU units dead during training",
+                    f"{f.layer}: {f.measured:.0%} of its units output 0 for a whole batch at "
+                    f"step {step} ({f.first:.0%} at the start): large updates pushed them off; "
+                    "lower lr, or use LeakyReLU/GELU or normalisation before it",
+                )
+            if f.probe == "saturated_units":
+                self._warn(
+                    "saturating_units",
+                    {f.layer: round(f.measured, 3)},
+                    f"≤ {self.s.saturated_max:.0%} of tanh/sigmoid units saturated",
+                    f"{f.layer}: {f.measured:.0%} of its units are saturated for a whole batch "
+                    f"at step {step} ({f.first:.0%} at the start): their gradient vanishes; "
+                    "lower lr or normalise the layer before it",
+                )
 
     def _check_grads(self, step: int) -> None:
         assert self.optimizer is not None
@@ -256,12 +511,12 @@ class TrialMonitor:
             (p, p.grad)
             for g in self.optimizer.param_groups
             for p in g["params"]
-            if p.grad is not None
+            if p.grad is not None and not p.grad.is_sparse
         ]
         if not grads:
             return
-        # one reduction and one host sync for all gradients, not one per tensor
-        if bool(torch.stack([gr.isfinite().all() for _, gr in grads]).all()):
+        # one fused norm and one host sync for all gradients, not one per tensor
+        if math.isfinite(float(torch.stack(torch._foreach_norm([gr for _, gr in grads])).sum())):
             return
         names = {id(p): n for n, p in self.model.named_parameters()} if self.model else {}
         bad = next(
@@ -298,51 +553,89 @@ class TrialMonitor:
             return
         g = p.grad.detach().flatten().float()
         n = new.flatten().float()
-        if float(n.norm()) == 0 or float(g.norm()) == 0:
+        dot, g_norm, n_norm = torch.stack([torch.dot(g, n), g.norm(), n.norm()]).tolist()
+        if n_norm == 0 or g_norm == 0:
             return
-        cos = float(torch.dot(g, n) / (g.norm() * n.norm()))
-        self.unzeroed = self.unzeroed + 1 if cos < 0.99 else 0
+        cos = dot / (g_norm * n_norm)
+        self.unzeroed = self.unzeroed + 1 if cos < self.s.grad_zeroed_cosine else 0
         if self.unzeroed >= 2:
             names = {id(q): n for n, q in self.model.named_parameters()} if self.model else {}
             self._stop(
                 "grad_not_zeroed",
                 round(cos, 3),
-                "each step's gradient is its own (cosine with it ≥ 0.99)",
+                f"each step's gradient is its own (cosine with it ≥ {self.s.grad_zeroed_cosine})",
                 f"the gradient of {names.get(id(p), 'a parameter')} at step {step} still holds "
                 "earlier steps' gradients: zero_grad() is never called, so every step "
                 "applies the sum of all gradients so far; call optimizer.zero_grad() each step",
             )
 
     def _after_step(self) -> None:
-        if self.incoming is not None:
-            self.incoming.zero_()
         self.steps += 1
+        if self.due(self.steps) and self.steps > 0:
+            self._gather_incoming()
         if self.snapshot:
-            assert self.optimizer is not None
-            per_group = []
-            for group, pairs in zip(self.optimizer.param_groups, self.snapshot, strict=True):
-                per_layer = sorted(
-                    float((w.detach() - old).norm() / old.norm().clamp_min(1e-12))
-                    for w, old in pairs
+            self._judge_update(self._update_ratios())
+        if self.steps == self.s.update_ratio_steps + 1 and self.ratios:
+            self._judge_ratio(self.ratios[: self.s.update_ratio_steps])
+        if self.layers is not None and self.hooked(self.steps):
+            self.layers.arm()  # records the forward before that step
+
+    def _update_ratios(self) -> list[float]:
+        """Per parameter group, the median over its weight matrices of |ΔW| / |W| in the step
+        just taken (-1 for a group without matrices), as the full step under a warmup."""
+        assert self.optimizer is not None
+        per_group = []
+        for group, pairs in zip(self.optimizer.param_groups, self.snapshot, strict=True):
+            per_layer = sorted(
+                float((w.detach() - old).norm() / old.norm().clamp_min(1e-12)) for w, old in pairs
+            )
+            lr = float(group["lr"])
+            # under a warmup the step is a fraction of the full one: judge the full one
+            scale = float(group.get("initial_lr", lr)) / lr if lr > 0 else 1.0
+            per_group.append(per_layer[len(per_layer) // 2] * scale if per_layer else -1.0)
+        self.snapshot = []
+        self.ratios.append(per_group)
+        return per_group
+
+    def _judge_update(self, per_group: list[float]) -> None:
+        """Any sampled step: one group's weights changed by more than `update_ratio_spike` of
+        their size, or no weight changed at all at three sampled steps in a row."""
+        assert self.optimizer is not None
+        worst = max(((r, i) for i, r in enumerate(per_group)), default=(-1.0, 0))
+        if worst[0] > self.s.update_ratio_spike:
+            self._stop(
+                "update_ratio",
+                worst[0],
+                f"≤ {self.s.update_ratio_spike:g} of the weights' size per step",
+                f"step {self.steps} changed the weights of parameter group {worst[1]} by "
+                f"{worst[0]:.3g}x their size: lr={self._lr(worst[1]):.3g} is far too high "
+                "(later steps may look calm once units saturate)",
+            )
+        lrs = [float(g["lr"]) for g in self.optimizer.param_groups]
+        judged = [r for r in per_group if r >= 0]
+        still = bool(judged) and all(r == 0 for r in judged) and any(lr > 0 for lr in lrs)
+        self.unchanged = self.unchanged + 1 if still else 0
+        if self.unchanged >= 3:
+            grads = [w.grad for pairs in self._snapshot() for w, _ in pairs]
+            if any(g is not None for g in grads):
+                why = (
+                    "the gradients are all zero: no signal reaches the weights (units that "
+                    "died, see dying_units, or an output detached from them); lower lr or "
+                    "check the forward"
                 )
-                lr = float(group["lr"])
-                # under a warmup the step is a fraction of the full one: judge the full one
-                scale = float(group.get("initial_lr", lr)) / lr if lr > 0 else 1.0
-                per_group.append(per_layer[len(per_layer) // 2] * scale if per_layer else -1.0)
-            self.ratios.append(per_group)
-            self.snapshot = []
-            worst = max(((r, i) for i, r in enumerate(per_group)), default=(-1.0, 0))
-            if worst[0] > 10 * self.ratio_range[1]:
-                self._stop(
-                    "update_ratio",
-                    worst[0],
-                    f"≤ {self.ratio_range[1]:g} of the weights' size per step",
-                    f"step {self.steps} changed the weights of parameter group {worst[1]} by "
-                    f"{worst[0]:.3g}x their size: lr={self._lr(worst[1]):.3g} is far too high "
-                    "(later steps may look calm once units saturate)",
+            else:
+                why = (
+                    "the gradients are gone when step() runs: call loss.backward() before "
+                    "optimizer.step() and zero_grad() after it (or before backward), not "
+                    "between them"
                 )
-        if self.steps == self.ratio_steps + 1 and self.ratios:
-            self._judge_ratio(self.ratios[: self.ratio_steps])
+            self._stop(
+                "weights_unchanged",
+                0.0,
+                "optimizer steps change the weights",
+                f"optimizer step {self.steps} changed no weight (nor did the sampled steps "
+                f"before it) although the lr is above 0: {why}",
+            )
 
     def _judge_ratio(self, ratios: list[list[float]]) -> None:
         """For each parameter group, the median over the first steps of the median over its
@@ -356,7 +649,7 @@ class TrialMonitor:
         judged = [(m, i) for i, m in enumerate(medians) if m >= 0]
         if not judged:
             return
-        lo, hi = self.ratio_range
+        lo, hi = self.s.update_ratio_min, self.s.update_ratio_max
         expected = f"in [{lo:g}, {hi:g}]"
         high, hi_group = max(judged)
         if high > hi:
@@ -364,10 +657,10 @@ class TrialMonitor:
                 "update_ratio",
                 high,
                 expected,
-                f"each step changes the weights by {high:.2g} of their size: "
-                f"lr={self._lr(hi_group):.3g} is too high for this setup",
+                f"each step changes the weights of parameter group {hi_group} by {high:.2g} of "
+                f"their size: lr={self._lr(hi_group):.3g} is too high for this setup",
             )
-        if high < lo:
+        if 0 < high < lo:
             self._stop(
                 "update_ratio",
                 high,
@@ -379,7 +672,7 @@ class TrialMonitor:
 
     def _judge_first_forward(self, model: torch.nn.Module, rec: ActivationRecorder) -> None:
         found = judge_activations(
-            model, rec, self.init, dead_max=self.dead_max, max_gain=self.max_gain
+            model, rec, self.init, dead_max=self.s.dead_relu_max, max_gain=self.s.max_layer_gain
         )
         self.findings.extend(found)
         failed = [f for f in found if f.verdict == "fail"]
@@ -387,207 +680,16 @@ class TrialMonitor:
             self.stopped = f"{failed[0].probe}: {failed[0].hint}"
             raise TrialStopped(self.stopped)
 
+    # -- verdicts ------------------------------------------------------------------------------
     def _stop(self, probe: str, measured: Any, expected: str, hint: str) -> None:
+        assert probe in TRIAL_CHECKS, probe
         self.findings.append(Finding(probe, "fail", measured, expected, hint))
         self.stopped = f"{probe}: {hint}"
         raise TrialStopped(self.stopped)
 
-
-class ActivationRecorder:
-    """Forward hooks that record, on the next forward pass, each Linear/Conv layer's output
-    std and the share of each ReLU's units that are zero for every sample (dead)."""
-
-    def __init__(self, model: torch.nn.Module) -> None:
-        self.stds: dict[str, float] = {}
-        # output std / input RMS: what the layer's weights multiply; an input's mean counts too
-        # (a sigmoid's outputs are mostly mean), as a layer sees it as signal
-        self.gains: dict[str, float] = {}
-        self.dead: dict[str, float] = {}
-        self.hooks = []
-        for name, m in model.named_modules():
-            if isinstance(m, LAYERS):
-                self.hooks.append(m.register_forward_hook(self._std_hook(name)))
-            elif isinstance(m, torch.nn.ReLU):
-                self.hooks.append(m.register_forward_hook(self._dead_hook(name)))
-
-    def _std_hook(self, name: str) -> Any:
-        def hook(_m: Any, inputs: Any, out: torch.Tensor) -> None:
-            if name not in self.stds:
-                self.stds[name] = float(out.detach().float().std())
-                if inputs and isinstance(inputs[0], torch.Tensor):
-                    in_rms = float(inputs[0].detach().float().pow(2).mean().sqrt())
-                    self.gains[name] = self.stds[name] / max(in_rms, 1e-12)
-
-        return hook
-
-    def _dead_hook(self, name: str) -> Any:
-        def hook(_m: Any, _i: Any, out: torch.Tensor) -> None:
-            if name not in self.dead and out.ndim >= 2:
-                units = out.detach().reshape(out.shape[0], out.shape[1], -1).amax(dim=(0, 2))
-                self.dead[name] = float((units <= 0).float().mean())
-
-        return hook
-
-    def remove(self) -> None:
-        for h in self.hooks:
-            h.remove()
-        self.hooks = []
-
-
-def _constant_layers(layers: list[tuple[str, Any]]) -> list[str]:
-    """Hidden layers whose weights are all equal: a constant other than zero, or zero while
-    every layer is zero (one zero layer, as in a zero-initialised residual branch, is fine)."""
-    const = [
-        (n, float(m.weight.detach().flatten()[0]))
-        for n, m in layers[:-1]
-        if m.weight.numel() > 1 and bool((m.weight == m.weight.flatten()[0]).all())
-    ]
-    all_zero = all(float(m.weight.detach().abs().max()) == 0.0 for _, m in layers)
-    return [n for n, c in const if c != 0.0 or all_zero]
-
-
-def init_label(init: str) -> str:
-    return "the model's own init (init: none)" if init == "none" else f"init {init!r}"
-
-
-def judge_activations(
-    model: torch.nn.Module,
-    rec: ActivationRecorder,
-    init: str,
-    probe_prefix: str = "trial_",
-    dead_max: float = 0.5,
-    max_gain: float = 4.0,
-) -> list[Finding]:
-    """Findings on what a recorder saw: constant (symmetric) hidden weights and dead ReLU units
-    fail; layer output stds outside [0.5, 2.0] warn."""
-    label = init_label(init)
-    layers: list[tuple[str, Any]] = [
-        (n, m) for n, m in model.named_modules() if isinstance(m, LAYERS)
-    ]
-    symmetric = _constant_layers(layers)
-    out: list[Finding] = []
-    if symmetric:
-        out.append(
-            Finding(
-                f"{probe_prefix}symmetric_weights",
-                "fail",
-                symmetric,
-                "weights with variance",
-                f"hidden layers {fmt(symmetric[:3])} have constant weights under {label}: every "
-                "unit computes the same thing",
-            )
-        )
-    worst_dead = max(rec.dead.items(), key=lambda kv: kv[1], default=("", 0.0))
-    if worst_dead[1] > dead_max:
-        out.append(
-            Finding(
-                f"{probe_prefix}dead_units",
-                "fail",
-                {worst_dead[0]: round(worst_dead[1], 3)},
-                f"≤ {dead_max:.0%} of ReLU units dead at init",
-                f"{worst_dead[1]:.0%} of units after {worst_dead[0]} never fire under "
-                f"{label}: a large negative bias or a broken scale",
-            )
-        )
-    hidden = {n: s for n, s in list(rec.stds.items())[:-1]}
-    # a layer's gain (output std over input RMS), judged as the gate's weight_init judges it:
-    # a std outside a fixed band warned on every BatchNorm CNN (its next BN rescales) and on
-    # PyTorch's default Linear init (std ~0.4), which train fine
-    big = {n: round(g, 3) for n, g in rec.gains.items() if n in hidden and g > max_gain}
-    out.append(
-        Finding(
-            f"{probe_prefix}activation_std",
-            "warn" if big else "pass",
-            big or {n: round(s, 3) for n, s in hidden.items()},
-            f"each layer's gain ≤ {max_gain:g}",
-            f"layers multiply the signal's std under {label}: {fmt(big)}" if big else "",
-            details={"std": {n: round(s, 4) for n, s in rec.stds.items()}},
-        )
-    )
-    return out
-
-
-@torch.no_grad()
-def record_activations(
-    ctx: Context, params: dict[str, Any], rows: int = 256
-) -> tuple[torch.nn.Module, ActivationRecorder]:
-    """A fresh model for `params` (seeded), in eval mode, after one forward pass on the first
-    training rows, with what the recorder saw."""
-    torch.manual_seed(ctx.seed)
-    model = build_model(ctx.task, params, ctx.device)
-    model.eval()
-    rec = ActivationRecorder(model)
-    try:
-        forward(model, ctx.data.train.head(rows)[0])
-    finally:
-        rec.remove()
-    return model, rec
-
-
-def activation_stats(ctx: Context, rows: int = 256) -> list[Finding]:
-    """Under the trial's init: output std of each Linear/Conv layer, weights with zero variance,
-    and the share of ReLU units that are zero for every sample (dead)."""
-    model, rec = record_activations(ctx, ctx.params, rows)
-    init = str(ctx.params.get("init", "none"))
-    s = ctx.settings
-    return judge_activations(model, rec, init, dead_max=s.dead_relu_max, max_gain=s.max_layer_gain)
-
-
-def trial_start_checks(ctx: Context) -> list[Finding]:
-    """Loss at init and activation statistics under the trial's own init scheme; a failure
-    stops the trial before it trains."""
-    acts = activation_stats(ctx)
-    if any(f.verdict == "fail" for f in acts):
-        return acts
-    return acts + _trial_init_loss(ctx)
-
-
-def _trial_init_loss(ctx: Context) -> list[Finding]:
-    _, y = ctx.data.train.head(512)
-    got = expected_init_loss(ctx, y)
-    if got is None:
-        return []
-    expected, how = got
-    measured = init_loss_value(ctx)
-    ratio = measured / max(expected, 1e-12)
-    exp_txt = f"≈ {expected:.3f} ({how})"
-    label = init_label(str(ctx.params.get("init", "none")))
-    if not math.isfinite(measured) or measured < 0 and ctx.loss_name in ("cross_entropy", "nll"):
-        return [
-            Finding("trial_init_loss", "fail", measured, exp_txt, f"{label} gives a broken loss")
-        ]
-    if ratio > ctx.settings.init_loss_fail_ratio:
-        return [
-            Finding(
-                "trial_init_loss",
-                "fail",
-                measured,
-                exp_txt,
-                f"{label} starts {ratio:.1f}x above the expected loss: outputs are "
-                "over-confident under this scheme",
-            )
-        ]
-    verdict: Verdict = "warn" if abs(ratio - 1) > ctx.settings.init_loss_tolerance else "pass"
-    return [Finding("trial_init_loss", verdict, measured, exp_txt, "")]
-
-
-def init_profiles(ctx: Context, schemes: list[str]) -> dict[str, dict[str, float]]:
-    """Output std of every Linear/Conv layer at init, for each init scheme (a plot in the
-    dashboard and the report shows which schemes keep the signal's scale through the net)."""
-    out: dict[str, dict[str, float]] = {}
-    for scheme in schemes:
-        sub = Context(ctx.task, ctx.data, {**ctx.params, "init": scheme}, ctx.device, ctx.settings)
-        found = [f for f in activation_stats(sub) if f.probe == "trial_activation_std"]
-        out[scheme] = found[0].details.get("std", {}) if found else {}
-    return out
-
-
-def untrained_loss(task: Any) -> float | None:
-    """The loss an untrained classifier gives, from the task alone (no data): ln C for a
-    softmax loss, ln 2 for a sigmoid one; None where it depends on the data."""
-    name, kind = loss_name(task.loss), str(task.kind)
-    if kind == "multiclass" and task.num_classes and name in ("cross_entropy", "nll"):
-        return math.log(int(task.num_classes))
-    if kind in ("binary", "multilabel") and name in ("bce", "bce_prob"):
-        return math.log(2)
-    return None
+    def _warn(self, probe: str, measured: Any, expected: str, hint: str) -> None:
+        """A warning, once per trial (the study shows it once, unless it gets worse)."""
+        assert probe in TRIAL_CHECKS, probe
+        if probe not in self.warned:
+            self.warned.add(probe)
+            self.findings.append(Finding(probe, "warn", measured, expected, hint))

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+from sweeper.probes._activations import init_label, judge_activations, record_activations
 from sweeper.probes._context import Context
 from sweeper.probes._finding import Finding
 from sweeper.probes._init_loss import output_scale
-from sweeper.probes._trial import init_label, judge_activations, record_activations
 
 
 def weight_init(ctx: Context, rows: int = 256) -> Finding:

@@ -93,7 +93,7 @@ def test_watch_stops_a_diverging_user_loop_and_a_swallowed_stop_still_counts() -
 
     m2 = TrialMonitor()
     event = _session(stubborn, m2).start()
-    assert event.kind == "stopped" and event.reason.startswith("nonfinite_grad")
+    assert event.kind == "stopped" and event.reason.startswith("nonfinite_input")
 
 
 @pytest.mark.parametrize("probes", [True, False])

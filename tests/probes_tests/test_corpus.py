@@ -35,3 +35,37 @@ def test_corpus_model_passes_the_gate_without_a_failure(case: Callable[[], Task]
             assert f.hint or isinstance(f.measured, str), (
                 f"{f.probe} says nothing: {_table(report)}"
             )
+
+
+@pytest.mark.parametrize("case", CORPUS, ids=[c.__name__ for c in CORPUS])
+def test_corpus_model_trains_three_epochs_in_sweepers_loop_without_a_trial_warning(
+    case: Callable[[], Task],
+) -> None:
+    """The per-trial monitor agrees with the gate: a model the gate passes is neither stopped
+    nor warned while it trains (three epochs at the gate's reference params: `at_chance` is
+    judged after the second)."""
+    import torch
+
+    from sweeper.probes import REFERENCE_PARAMS, Context, TrialMonitor
+    from sweeper.probes._trial_start import chance_levels, untrained_loss
+    from sweeper.training import Data, builtin_fit
+
+    task = case()
+    cpu = torch.device("cpu")
+    data = Data.of(task, cpu)
+    params = dict(REFERENCE_PARAMS)
+    monitor = TrialMonitor(
+        expected_loss=untrained_loss(task),
+        chance=chance_levels(Context(task, data, params, cpu)),
+        epochs=3,
+    )
+    trial = sweeper.Trial(params, epochs=3, monitor=monitor)
+    try:
+        builtin_fit(task, data)(params, trial)
+    except sweeper.TrialStopped:
+        pass
+    finally:
+        trial.close()
+    said = "; ".join(f"{f.probe} {f.verdict}: {f.hint}" for f in monitor.findings if f.hint)
+    assert monitor.stopped is None, said
+    assert not [f for f in monitor.findings if f.verdict in ("warn", "fail")], said
