@@ -48,12 +48,13 @@ def _floating(out: Any) -> list[torch.Tensor]:
     return [t for t in items if isinstance(t, torch.Tensor) and t.is_floating_point()]
 
 
-def _unit_view(t: torch.Tensor) -> torch.Tensor:
-    """(samples, units): channels for (N, C) and (N, C, H, W) outputs; the last dimension for
-    (N, T, F) sequence outputs, whose positions are samples too."""
+def _sample_dims(t: torch.Tensor) -> tuple[int, ...]:
+    """The dimensions that index samples, not units: the batch for (N, C), the batch and the
+    positions for (N, T, F) sequences (units last), the batch and the pixels for (N, C, H, W)
+    (units are channels)."""
     if t.ndim == 3:
-        return t.reshape(-1, t.shape[-1])
-    return t.transpose(0, 1).reshape(t.shape[1], -1).T if t.ndim > 2 else t
+        return (0, 1)
+    return (0, *range(2, t.ndim))
 
 
 class LayerWatch:
@@ -71,7 +72,7 @@ class LayerWatch:
         self.handles: list[Any] = []
         self.rows: list[tuple[str, str, torch.Tensor]] = []  # (layer, measure, value)
         self.seen: set[str] = set()
-        self.measured: set[int] = set()  # outputs already measured (by where they live)
+        self.measured: dict[int, torch.Tensor] = {}  # outputs measured, by where they live
         self.ptrs: dict[str, int] = {}  # where each output lives: the model's own output is
         # scaled by its targets (a regression on raw prices), so it is not judged for growth
         self.first: dict[tuple[str, str], float] = {}
@@ -91,7 +92,7 @@ class LayerWatch:
         if self.armed:
             return
         self.rows, self.masks, self.seen, self.ptrs = [], [], set(), {}
-        self.measured = set()
+        self.measured = {}
         for name, module in self.model.named_modules():
             self.handles.append(module.register_forward_hook(self._hook(name or "(model)")))
 
@@ -99,6 +100,7 @@ class LayerWatch:
         for h in self.handles:
             h.remove()
         self.handles = []
+        self.measured = {}
 
     def _hook(self, name: str) -> Any:
         def hook(module: nn.Module, _inputs: Any, out: Any) -> None:
@@ -107,31 +109,37 @@ class LayerWatch:
             self.seen.add(name)
             t0 = time.perf_counter()
             with torch.no_grad():
-                for t in _floating(out):
-                    if t.numel() == 0:
-                        continue
-                    v = t.detach()
-                    self.ptrs[name] = v.data_ptr()
-                    # a container passing a child's output on, or an in-place op, holds an
-                    # output already measured: its scale is not measured again
-                    if v.data_ptr() not in self.measured:
-                        self.measured.add(v.data_ptr())
-                        peak = torch.linalg.vector_norm(v, float("inf"), dtype=torch.float32)
-                        norm = torch.linalg.vector_norm(v, 2, dtype=torch.float32)
-                        self.rows.append((name, "peak", peak))
-                        self.rows.append((name, "rms", norm / math.sqrt(v.numel())))
-                    if v.ndim >= 2 and isinstance(module, nn.ReLU):
-                        u = _unit_view(v)
-                        self.masks.append((name, "dead", u.amax(dim=0) <= 0, len(u)))
-                    elif v.ndim >= 2 and isinstance(module, _SATURATING):
-                        u = _unit_view(v)
-                        lo, hi = (-0.99, 0.99) if isinstance(module, nn.Tanh) else (0.01, 0.99)
-                        sat = (u <= lo).all(dim=0) | (u >= hi).all(dim=0)
-                        self.masks.append((name, "saturated", sat, len(u)))
-                    break  # a module's main output (an LSTM's sequence, not its state)
+                # a module's main output (an LSTM's sequence, not its state)
+                v = next((t.detach() for t in _floating(out) if t.numel()), None)
+                if v is not None:
+                    self._measure(name, module, v)
             self.seconds += time.perf_counter() - t0
 
         return hook
+
+    def _measure(self, name: str, module: nn.Module, v: torch.Tensor) -> None:
+        """Queue the output's peak and RMS (once per tensor: a container passing a child's
+        output on, or an in-place op, holds one already measured) and, for ReLU / tanh /
+        sigmoid modules, which units are dead or saturated over the whole batch."""
+        self.ptrs[name] = v.data_ptr()
+        if v.data_ptr() not in self.measured:
+            # held until judged: memory freed mid-forward (no_grad) would be reused at the
+            # same address by a later output, which would then be skipped
+            self.measured[v.data_ptr()] = v
+            peak = torch.linalg.vector_norm(v, float("inf"), dtype=torch.float32)
+            norm = torch.linalg.vector_norm(v, 2, dtype=torch.float32)
+            self.rows.append((name, "peak", peak))
+            self.rows.append((name, "rms", norm / math.sqrt(v.numel())))
+        if v.ndim < 2 or not isinstance(module, (nn.ReLU, *_SATURATING)):
+            return
+        dims = _sample_dims(v)
+        rows = math.prod(v.shape[d] for d in dims)
+        if isinstance(module, nn.ReLU):
+            self.masks.append((name, "dead", v.amax(dim=dims) <= 0, rows))
+            return
+        lo, hi = (-0.99, 0.99) if isinstance(module, nn.Tanh) else (0.01, 0.99)
+        stuck = (v.amax(dim=dims) <= lo) | (v.amin(dim=dims) >= hi)
+        self.masks.append((name, "saturated", stuck, rows))
 
     def judge(self) -> list[LayerFault]:
         """Disarm, then what the recorded pass shows, in the order the modules finished their

@@ -240,7 +240,7 @@ class Thresholds(BaseModel):
         description="optimizer steps at a trial's start checked every trial_every_early steps",
     )
     trial_every_early: int = Field(
-        default=5, ge=1, description="steps between checks within trial_window"
+        default=10, ge=1, description="steps between checks within trial_window"
     )
     trial_every: int = Field(
         default=50,
