@@ -163,7 +163,10 @@ def _victim(
         searching = searching or any(
             t in ("ray::TrialRunner.start", "ray::TrialRunner.epoch") for _, t in found
         )
-        late = time.monotonic() > deadline
+        # a phase that is over (the search began) does not come back: a resumed study skips
+        # a gate that passed, so waiting out the timeout would let a fast run end first
+        over = searching and phase in ("load", "gate")
+        late = over or time.monotonic() > deadline
         hits = [(p, t) for p, t in found if late or _in_phase(t, phase, searching)]
         if hits:
             return rng.choice(hits), searching
