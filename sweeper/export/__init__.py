@@ -8,6 +8,7 @@ from sweeper.export._best import (
     render,
     top_configs,
 )
+from sweeper.export._status import StudyStatus, study_status
 from sweeper.export._table import export_trials, trials_table
 from sweeper.export._weights import best_weights, load_best_model, write_weights
 
@@ -15,11 +16,13 @@ __all__ = [
     "DEFAULT_STORAGE",
     "FORMATS",
     "BestConfig",
+    "StudyStatus",
     "best_config",
     "best_weights",
     "export_trials",
     "load_best_model",
     "render",
+    "study_status",
     "top_configs",
     "trials_table",
     "write_weights",

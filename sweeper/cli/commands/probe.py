@@ -1,0 +1,37 @@
+"""`sweeper probe DEFINITION`: run only the study gate and print its verdict (exit 3 on fail)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+from sweeper.cli._common import console
+
+
+def add_parser(sub: Any) -> None:
+    s = sub.add_parser("probe", help="run only the sanity gate and print its verdict")
+    s.add_argument("definition")
+    s.add_argument("--json", action="store_true", help="print the report as JSON")
+    s.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from sweeper.cli._display import gate_table
+    from sweeper.definition import load_definition
+    from sweeper.probes import Settings, run_gate
+    from sweeper.search import reference_params
+    from sweeper.task import add_search_paths, load_task, search_paths
+
+    loaded = load_definition(args.definition)
+    spec = loaded.spec
+    add_search_paths(search_paths(loaded.path))
+    task = load_task(spec.task, spec.task_args)
+    report = run_gate(
+        task, params=reference_params(spec.search), settings=Settings.from_spec(spec.probes)
+    )
+    if args.json:
+        print(json.dumps(report.to_dict(), indent=2, default=str))
+    else:
+        console().print(gate_table(report.to_dict()))
+    return 3 if report.verdict == "fail" else 0

@@ -1,0 +1,87 @@
+"""`sweeper run DEFINITION`: the gate, then the search; running it again resumes the study."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from typing import Any
+
+from sweeper._redact import redact
+from sweeper.cli._common import DEFAULT_STORAGE, console, positive, with_storage
+
+
+def add_parser(sub: Any) -> None:
+    s = sub.add_parser("run", help="gate, then search; re-running resumes the study")
+    s.add_argument("definition")
+    s.add_argument("--storage", help="override the definition's storage URL")
+    s.add_argument(
+        "--address", help="existing Ray cluster: auto or ray://HOST:10001 (default: local Ray)"
+    )
+    s.add_argument(
+        "--trials",
+        type=positive,
+        help="run this many more finished trials from this driver, whatever the budget says "
+        "(several drivers on one study: each gets its own count)",
+    )
+    g = s.add_mutually_exclusive_group()
+    g.add_argument("--quiet", action="store_true", help="print only the result")
+    g.add_argument("--plain", action="store_true", help="log lines instead of a live view")
+    s.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from sweeper.definition import load_definition
+
+    loaded = load_definition(args.definition)  # before any heavy import: a bad file fails fast
+    from sweeper.cli._display import ConsoleProgress
+    from sweeper.errors import GateFailedError
+    from sweeper.orchestrator import run_study
+    from sweeper.orchestrator._jobs import STORAGE_ENV  # set by `sweeper submit` for its job
+
+    storage = args.storage or os.environ.get(STORAGE_ENV)
+    if storage:
+        loaded = with_storage(loaded, storage)
+    spec = loaded.spec
+    out_console = console()
+    mode = "quiet" if args.quiet else ("plain" if args.plain else "auto")
+    if mode != "quiet":
+        budget = f"{args.trials} more trials" if args.trials else f"{spec.budget.trials} trials"
+        out_console.print(
+            f"study [bold]{spec.name}[/] · store {redact(spec.storage)} · "
+            f"{budget} x {spec.budget.epochs} epochs"
+        )
+    with ConsoleProgress(out_console, mode) as progress:
+        try:
+            out = run_study(loaded, progress=progress, address=args.address, trials=args.trials)
+        except GateFailedError as e:
+            out_console.print(f"[bold red]gate failed[/]: {e}")
+            return e.exit_code
+    _summary(out_console, spec, out)
+    return 1 if out.stopped_reason and out.best_value is None else 0
+
+
+def _summary(out_console: Any, spec: Any, out: Any) -> None:
+    """The run's last lines: the counts, why it stopped early, the best, how to get it."""
+    from sweeper.cli._display import params_text
+
+    c = out.counts
+    saved = (
+        f"; probes saved ~{out.probe_seconds_saved:.1f} trial-seconds"
+        if out.probe_seconds_saved
+        else ""
+    )
+    out_console.print(
+        f"\ndone in {out.elapsed_s:.1f}s: {c.get('complete', 0)} complete, "
+        f"{c.get('pruned', 0)} pruned, {c.get('fail', 0)} failed{saved}"
+    )
+    if out.stopped_reason:
+        out_console.print(f"[yellow]stopped early:[/] {out.stopped_reason}")
+    if out.best_value is not None:
+        out_console.print(
+            f"best {spec.objective.metric} = {out.best_value:.4f} (trial {out.best_number}): "
+            + params_text(out.best_params or {}),
+            highlight=False,
+        )
+    storage_arg = "" if spec.storage == DEFAULT_STORAGE else f" --storage '{redact(spec.storage)}'"
+    out_console.print(f"best config:  sweeper best {spec.name}{storage_arg} --format json")
+    out_console.print(f"dashboard:    sweeper dashboard{storage_arg}")

@@ -1,0 +1,26 @@
+"""Each probe name is declared once, in probes/_settings.py, and what declares it and what runs
+it agree: every gate probe name has its function and every function its name; every per-trial
+check the monitor can raise is declared, and every declared one is raised somewhere."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from sweeper.probes import _gate
+from sweeper.probes._settings import GATE_PROBES, TRIAL_CHECKS
+
+
+def test_gate_probe_names_and_functions_are_the_same_set() -> None:
+    assert list(GATE_PROBES) == [name for name, _ in _gate.GATE]
+    assert set(_gate._FUNCTIONS) == set(GATE_PROBES)
+    assert len(set(GATE_PROBES)) == len(GATE_PROBES)
+
+
+def test_every_trial_check_is_named_in_the_monitor_and_every_one_it_raises_is_declared() -> None:
+    folder = Path(_gate.__file__).parent
+    source = "\n".join((folder / n).read_text() for n in ("_trial.py", "_layer_watch.py"))
+    raised = set(re.findall(r'_(?:stop|warn)\(\s*"([a-z_]+)"', source))
+    assert raised and raised <= set(TRIAL_CHECKS), raised - set(TRIAL_CHECKS)
+    named = set(re.findall(r'"([a-z_]+)"', source))
+    assert set(TRIAL_CHECKS) <= named, set(TRIAL_CHECKS) - named
