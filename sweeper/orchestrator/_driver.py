@@ -32,6 +32,7 @@ from sweeper.errors import (
     catch_sigterm,
 )
 from sweeper.orchestrator._cluster import concurrency, init_ray
+from sweeper.orchestrator._records import GatePoll
 from sweeper.orchestrator._recovery import driver_token, recover
 from sweeper.orchestrator._search import Outcome, Progress, Search
 from sweeper.orchestrator._workers import Workers
@@ -175,8 +176,8 @@ def run_study(
             )
         for i, ref in enumerate(refs):
             loaded_ = workers.get(i, "load", ref=ref, what="loading the task")
-            if "error" in loaded_:
-                raise TaskError(loaded_["error"])
+            if loaded_.error is not None:
+                raise TaskError(loaded_.error)
 
         fixed = attrs.get_study_attr(study, attrs.FIXED, {}) or {}
         gate = _gate(study, spec, workers, progress) if spec.probes.gate != "off" else None
@@ -394,35 +395,35 @@ def run_gate_on_worker(
     show = getattr(progress, "gate_probe", None)
     while True:
         runner = workers.runners[0]
-        last: dict[str, Any] = {"running": None, "where": ""}
+        last = GatePoll()
         try:
             started = ray.get(runner.gate_start.remote(ref, schemes))
-            if "error" in started:
-                return started
+            if started.error is not None:
+                return {"error": started.error}
             while True:
                 r = ray.get(runner.gate_poll.remote(1.0))
-                if r.get("lost"):
+                if r.lost:
                     raise ray.exceptions.RayActorError()
                 if show is not None:
-                    for f in r["findings"]:
+                    for f in r.findings:
                         show(f)
-                if r["done"] is not None:
-                    return dict(r["done"])
+                if r.done is not None:
+                    return dict(r.done)
                 last = r
-                if r["running"] and r["seconds"] > limit:
+                if r.running and r.seconds > limit:
                     ray.kill(runner, no_restart=True)
-                    where = f" at {r['where']}" if r["where"] else ""
+                    where = f" at {r.where}" if r.where else ""
                     raise TaskError(
-                        f"the gate's probe {r['running']} ran for {r['seconds']:.0f} s, past "
+                        f"the gate's probe {r.running} ran for {r.seconds:.0f} s, past "
                         f"probes.probe_timeout_s = {limit:g}{where}: the model's forward or "
                         "the loss does not return (an endless loop, a blocking read); fix it, "
                         "or raise probe_timeout_s for a model this slow"
                     )
         except ray.exceptions.RayActorError:
-            probe = last["running"] or "its start"
+            probe = last.running or "its start"
             deaths[probe] = deaths.get(probe, 0) + 1
             if deaths[probe] >= 2:
-                where = f" (last seen at {last['where']})" if last["where"] else ""
+                where = f" (last seen at {last.where})" if last.where else ""
                 raise TaskError(
                     f"the worker running the study gate died twice in probe {probe}{where}: a "
                     "crash in the task's own code (a segfault or abort in an extension, "

@@ -15,6 +15,8 @@ from typing import Any
 
 import ray
 
+from sweeper.orchestrator._records import GatePoll, GateStarted, Loaded, TrialUpdate, WorkerInfo
+
 
 def _is_oom(e: BaseException) -> bool:
     import torch
@@ -94,30 +96,30 @@ class TrialRunner:
             else None
         )
 
-    def load(self) -> dict[str, Any]:
-        """Import the task and put its data on the device. Returns an error text on failure."""
+    def load(self) -> Loaded:
+        """Import the task and put its data on the device; the error text on failure."""
         try:
             self._ensure()
         except Exception as e:
             from sweeper.errors import TaskError
 
-            return {"error": str(e) if isinstance(e, TaskError) else _error_text(e)}
-        return self.worker()
+            return Loaded(error=str(e) if isinstance(e, TaskError) else _error_text(e))
+        return Loaded(worker=self.worker())
 
-    def worker(self) -> dict[str, Any]:
+    def worker(self) -> WorkerInfo:
         """Where trials run: device (with the GPU's name), Ray node, process, torch version."""
         import torch
 
         device = str(self.device) if self.device is not None else "not set up"
         if self.device is not None and self.device.type == "cuda":
             device += f" ({torch.cuda.get_device_name(self.device)})"
-        return {
-            "device": device,
-            "gpu_ids": [str(g) for g in ray.get_gpu_ids()] if ray.is_initialized() else [],
-            "node": ray.get_runtime_context().get_node_id() if ray.is_initialized() else "",
-            "pid": os.getpid(),
-            "torch": torch.__version__,
-        }
+        return WorkerInfo(
+            device=device,
+            gpu_ids=[str(g) for g in ray.get_gpu_ids()] if ray.is_initialized() else [],
+            node=ray.get_runtime_context().get_node_id() if ray.is_initialized() else "",
+            pid=os.getpid(),
+            torch=torch.__version__,
+        )
 
     def _context(self, params: dict[str, Any], seed: int) -> Any:
         from sweeper.probes import Context, Settings
@@ -132,7 +134,7 @@ class TrialRunner:
         )
 
     # -- the gate ----------------------------------------------------------------------------
-    def gate_start(self, params: dict[str, Any], init_schemes: list[str]) -> dict[str, Any]:
+    def gate_start(self, params: dict[str, Any], init_schemes: list[str]) -> GateStarted:
         """Start the study gate in a thread of this worker; `gate_poll` hands its findings to
         the driver as each probe ends, so the driver shows progress and can name a probe that
         never returns."""
@@ -141,7 +143,7 @@ class TrialRunner:
         try:
             self._ensure()
         except Exception as e:
-            return {"error": _error_text(e)}
+            return GateStarted(error=_error_text(e))
         state: dict[str, Any] = {"findings": [], "sent": 0, "running": None, "since": 0.0}
         state["done"] = None
         self._gate_state = state
@@ -172,15 +174,15 @@ class TrialRunner:
 
         self._gate_thread = threading.Thread(target=main, name="sweeper-gate", daemon=True)
         self._gate_thread.start()
-        return {"started": True}
+        return GateStarted()
 
-    def gate_poll(self, wait_s: float) -> dict[str, Any]:
+    def gate_poll(self, wait_s: float) -> GatePoll:
         """The gate's findings since the last poll (waiting up to `wait_s` for one), the probe
-        running now, for how long and where in the user's code, and the report once done.
-        {"lost": True} from a worker that has no gate running (restarted after a crash)."""
+        running now, for how long and where in the user's code, and the report once done;
+        `lost` from a worker that has no gate running (restarted after a crash)."""
         state = getattr(self, "_gate_state", None)
         if state is None:
-            return {"lost": True}
+            return GatePoll(lost=True)
         deadline = time.monotonic() + wait_s
         while (
             time.monotonic() < deadline
@@ -192,13 +194,13 @@ class TrialRunner:
         new = state["findings"][state["sent"] :]
         state["sent"] += len(new)
         running = state["running"]
-        return {
-            "findings": new,
-            "running": running,
-            "seconds": time.monotonic() - state["since"] if running else 0.0,
-            "where": user_frame(self._gate_thread),
-            "done": done,
-        }
+        return GatePoll(
+            findings=new,
+            running=running,
+            seconds=time.monotonic() - state["since"] if running else 0.0,
+            where=user_frame(self._gate_thread),
+            done=done,
+        )
 
     # -- one trial ---------------------------------------------------------------------------
     def start(
@@ -208,21 +210,15 @@ class TrialRunner:
         epochs: int,
         first_epoch: bool = False,
         resume: dict[str, Any] | None = None,
-    ) -> dict[str, Any]:
+    ) -> TrialUpdate:
         """Set up trial `number` (per-trial start probes, then its training code in a thread);
         with `first_epoch`, also return its first report in the same call. `resume`: the
         checkpoints of the run this trial continues ({"trial": n, "checkpoints": [{"id",
         "epoch"}, ...]}, newest first); the first that loads whole is used."""
         out = self._start(number, params, epochs, resume)
-        if not first_epoch or "error" in out or "stopped" in out:
+        if not first_epoch or out.ended:
             return out
-        epoch = self.epoch()
-        return {
-            **out,
-            **epoch,
-            "findings": out.get("findings", []) + epoch.get("findings", []),
-            "probe_seconds": max(out.get("probe_seconds", 0.0), epoch.get("probe_seconds", 0.0)),
-        }
+        return out.then(self.epoch())
 
     def _load_resume(self, resume: dict[str, Any] | None) -> tuple[Any, list[str]]:
         """The newest whole checkpoint of `resume` (or None) and notes on those skipped."""
@@ -246,12 +242,11 @@ class TrialRunner:
 
     def _start(
         self, number: int, params: dict[str, Any], epochs: int, resume: dict[str, Any] | None
-    ) -> dict[str, Any]:
+    ) -> TrialUpdate:
         import torch
 
         from sweeper.orchestrator._session import Session
-        from sweeper.probes import TrialMonitor, trial_start_checks
-        from sweeper.probes._trial_start import chance_levels, untrained_loss
+        from sweeper.probes import trial_start_checks
         from sweeper.training import Trial, builtin_fit
 
         t0 = time.perf_counter()
@@ -267,28 +262,13 @@ class TrialRunner:
                 self.start_probe_s = time.perf_counter() - t0
                 failed = [f for f in findings if f.verdict == "fail"]
                 if failed:
-                    return {
-                        "stopped": f"{failed[0].probe}: {failed[0].hint}",
-                        "findings": [f.to_dict() for f in findings],
-                        "probe_seconds": self.start_probe_s,
-                    }
-            monitor = None
-            if self.trial_probes:
-                ctx = self._context(params, seed=number)
-                if self.chance is None:
-                    self.chance = chance_levels(ctx) if self.task.has_data else {}
-                monitor = TrialMonitor(
-                    ctx.settings,
-                    first_forward=not checked,
-                    init=str(params.get("init", "none")),
-                    expected_loss=untrained_loss(self.task),
-                    chance=self.chance,
-                    epochs=epochs,
-                    own_loop=self.task.fit is not None,
-                )
-            self.monitor = monitor
-            self.sent = 0
-            self.trial_number = number
+                    return TrialUpdate(
+                        stopped=f"{failed[0].probe}: {failed[0].hint}",
+                        findings=[f.to_dict() for f in findings],
+                        probe_seconds=self.start_probe_s,
+                    )
+            monitor = self._monitor(params, number, epochs, first_forward=not checked)
+            self.monitor, self.sent, self.trial_number = monitor, 0, number
             saver = self._saver(number)
             state, notes = self._load_resume(resume)
             fn = self.task.fit or builtin_fit(self.task, self.data)
@@ -301,50 +281,69 @@ class TrialRunner:
                 ),
                 stopped=lambda: monitor.stopped if monitor is not None else None,
             )
-            out: dict[str, Any] = {
-                "findings": [f.to_dict() for f in findings],
-                "probe_seconds": self.start_probe_s,
-                "worker": self.worker(),
-            }
-            if notes:
-                out["notes"] = notes
+            out = TrialUpdate(
+                findings=[f.to_dict() for f in findings],
+                probe_seconds=self.start_probe_s,
+                worker=self.worker(),
+                notes=notes,
+            )
             if state is not None and resume:
-                out["resumed"] = {"trial": resume["trial"], "epoch": int(state["epoch"])}
+                out.resumed_epoch = int(state["epoch"])
             elif resume:
-                out["notes"] = [*notes, "no checkpoint could be used: the trial starts afresh"]
+                out.notes = [*notes, "no checkpoint could be used: the trial starts afresh"]
             return out
         except Exception as e:
             self.session = None
-            return {"error": _error_text(e, params), "worker": self.worker()}
+            return TrialUpdate(error=_error_text(e, params), worker=self.worker())
 
-    def epoch(self) -> dict[str, Any]:
+    def _monitor(
+        self, params: dict[str, Any], number: int, epochs: int, first_forward: bool
+    ) -> Any:
+        """The trial monitor for this trial's params (None when per-trial probes are off)."""
+        from sweeper.probes import TrialMonitor
+        from sweeper.probes._trial_start import chance_levels, untrained_loss
+
+        if not self.trial_probes:
+            return None
+        ctx = self._context(params, seed=number)
+        if self.chance is None:
+            self.chance = chance_levels(ctx) if self.task.has_data else {}
+        return TrialMonitor(
+            ctx.settings,
+            first_forward=first_forward,
+            init=str(params.get("init", "none")),
+            expected_loss=untrained_loss(self.task),
+            chance=self.chance,
+            epochs=epochs,
+            own_loop=self.task.fit is not None,
+        )
+
+    def epoch(self) -> TrialUpdate:
         """Let the trial train on to its next report."""
         if self.session is None:
-            return {"error": "runner lost its trial (restarted?); the trial must be re-run"}
+            return TrialUpdate(error="runner lost its trial (restarted?); the trial must be re-run")
         t0 = time.perf_counter()
         event = self.session.resume()
-        out: dict[str, Any] = {"seconds": time.perf_counter() - t0}
+        out = TrialUpdate(seconds=time.perf_counter() - t0)
         if self.saver is not None:
-            saved = self.saver.drain()
-            if saved:
-                out["saved"] = saved
-            out["checkpoint_seconds"] = self.saver.seconds
+            out.saved = self.saver.drain()
+            out.checkpoint_seconds = self.saver.seconds
         if self.monitor is not None:
-            out["probe_seconds"] = self.start_probe_s + self.monitor.seconds
+            out.probe_seconds = self.start_probe_s + self.monitor.seconds
             new = self.monitor.findings[self.sent :]  # each finding goes to the driver once
             self.sent = len(self.monitor.findings)
-            out["findings"] = [f.to_dict() for f in new]
+            out.findings = [f.to_dict() for f in new]
         if event.kind == "report":
-            out["metrics"] = event.metrics
+            out.metrics = event.metrics
             return out
         self._end_session()
         if event.kind == "stopped":
-            out["stopped"] = event.reason
+            out.stopped = event.reason
         elif event.kind == "done":
-            out["done"] = True
+            out.done = True
         else:
             assert event.error is not None
-            out["error"] = _error_text(event.error, self.params)
+            out.error = _error_text(event.error, self.params)
         return out
 
     def _saver(self, number: int) -> Any:

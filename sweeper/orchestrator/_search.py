@@ -19,6 +19,7 @@ from optuna.exceptions import UpdateFinishedTrialError
 from optuna.trial import TrialState
 
 from sweeper.errors import Terminated
+from sweeper.orchestrator._records import TrialUpdate
 from sweeper.orchestrator._recovery import recover, requeue
 from sweeper.orchestrator._retention import Retention
 from sweeper.orchestrator._warnings import StudyWarnings
@@ -416,9 +417,9 @@ class Search:
             return
         if slot.phase == "revive":
             slot.phase, slot.revives = "", 0
-            if "error" in result:  # the restarted worker cannot load the task any more
+            if result.error is not None:  # the restarted worker cannot load the task any more
                 self.slots.remove(slot)
-                self._note(f"a restarted Ray worker could not load the task: {result['error']}")
+                self._note(f"a restarted Ray worker could not load the task: {result.error}")
             return
         assert slot.trial is not None
         try:
@@ -426,38 +427,38 @@ class Search:
         except UpdateFinishedTrialError:
             self._taken_over(slot)
 
-    def _result(self, slot: _Slot, result: dict[str, Any]) -> None:
+    def _result(self, slot: _Slot, result: TrialUpdate) -> None:
         assert slot.trial is not None
-        slot.findings.extend(result.get("findings", []))
-        self.warnings.see(slot.trial.number, result.get("findings", []))
-        for text in result.get("notes", []):
+        slot.findings.extend(result.findings)
+        self.warnings.see(slot.trial.number, result.findings)
+        for text in result.notes:
             self._note(f"trial {slot.trial.number}: {text}")
-        if "resumed" in result:
-            self._resumed(slot, int(result["resumed"]["epoch"]))
-        elif slot.resume is not None and "notes" in result:
+        if result.resumed_epoch is not None:
+            self._resumed(slot, result.resumed_epoch)
+        elif slot.resume is not None and result.notes:
             slot.checkpoints = []  # none of the inherited checkpoints loaded: a fresh start
-        for entry in result.get("saved", []):
+        for entry in result.saved:
             self._saved(slot, entry)
-        if "checkpoint_seconds" in result:
-            slot.checkpoint_seconds = float(result["checkpoint_seconds"])
-        if "probe_seconds" in result:
-            slot.probe_seconds = max(slot.probe_seconds, float(result["probe_seconds"]))
-        if "worker" in result:
+        if result.checkpoint_seconds is not None:
+            slot.checkpoint_seconds = result.checkpoint_seconds
+        if result.probe_seconds is not None:
+            slot.probe_seconds = max(slot.probe_seconds, result.probe_seconds)
+        if result.worker is not None:
             self._db(
                 self.storage.set_trial_user_attr,
                 slot.trial._trial_id,
                 attrs.WORKER,
-                result["worker"],
+                result.worker.to_dict(),
                 what="recording the trial's worker",
             )
-        if "error" in result:
-            self._fail(slot, result["error"])
-        elif "stopped" in result:
-            self._prune(slot, f"stopped by probe: {result['stopped']}", probed=True)
-        elif "metrics" in result:
+        if result.error is not None:
+            self._fail(slot, result.error)
+        elif result.stopped is not None:
+            self._prune(slot, f"stopped by probe: {result.stopped}", probed=True)
+        elif result.metrics is not None:
             slot.phase = "epoch"
-            self._epoch_done(slot, result["metrics"])
-        elif "done" in result:
+            self._epoch_done(slot, result.metrics)
+        elif result.done:
             self._returned_early(slot)
         else:
             slot.ref, slot.phase = slot.runner.epoch.remote(), "epoch"
