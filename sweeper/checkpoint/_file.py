@@ -21,6 +21,7 @@ class CorruptCheckpoint(Exception):  # noqa: N818 (a condition the reader handle
 
 
 def pack(obj: Any) -> bytes:
+    """A checkpoint's bytes with a header and checksum: a torn or altered file is found."""
     import torch
 
     buf = io.BytesIO()

@@ -7,6 +7,7 @@ from typing import Any
 
 
 def rng_state() -> dict[str, Any]:
+    """Python's, NumPy's and torch's random states (CUDA's too), to resume a trial exactly."""
     import numpy as np
     import torch
 
@@ -27,6 +28,7 @@ def _numpy_state(np: Any) -> dict[str, Any]:
 
 
 def restore_rng(state: dict[str, Any]) -> None:
+    """Restore `rng_state`'s states."""
     import numpy as np
     import torch
 

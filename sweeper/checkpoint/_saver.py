@@ -19,6 +19,9 @@ AUTO_S = 60.0
 
 
 class Saver:
+    """The runner's side of checkpointing: writes a trial's checkpoints when due (every N epochs, or
+    by time) and its weights at the end, and tells the driver what it wrote."""
+
     def __init__(
         self,
         checkpoints: Checkpoints,
@@ -62,6 +65,7 @@ class Saver:
             )
 
     def checkpoint(self, epoch: int, state: Any) -> None:
+        """Write the trial's state after `epoch` (with the random states); `due` says when."""
         t0 = time.perf_counter()
         blob = pack({"epoch": epoch, "state": state, "rng": rng_state()})
         artifact = checkpoint_id(self.checkpoints.study, self.trial, epoch)
@@ -78,6 +82,7 @@ class Saver:
         )
 
     def weights(self, state_dict: dict[str, Any]) -> None:
+        """Write the trial's final weights (for `load_best_model`)."""
         if not self.keep_weights:
             return
         t0 = time.perf_counter()
@@ -92,5 +97,6 @@ class Saver:
         self.saved.append({"kind": "weights", "id": artifact, "bytes": len(blob)})
 
     def drain(self) -> list[dict[str, Any]]:
+        """What was written since the last call, for the driver to record."""
         out, self.saved = self.saved, []
         return out

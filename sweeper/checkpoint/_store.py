@@ -121,6 +121,7 @@ def open_store(location: str) -> Any:
 
 
 def describe(location: str) -> str:
+    """A location as the user should read it: a URL, or an absolute folder."""
     return location if re.match(r"^(s3|gs)://", location) else str(Path(location).resolve())
 
 
@@ -134,12 +135,15 @@ class Checkpoints:
 
     @property
     def folder(self) -> Path | None:
+        """The folder of a local store (None for S3/GCS)."""
         return self.store.base if isinstance(self.store, _AtomicFolder) else None
 
     def write(self, artifact_id: str, blob: bytes) -> None:
+        """Store `blob` under `artifact_id` (atomically in a folder)."""
         self.store.write(artifact_id, io.BytesIO(blob))
 
     def read(self, artifact_id: str) -> bytes:
+        """The bytes stored under `artifact_id`."""
         with self.store.open_reader(artifact_id) as f:
             return f.read()
 

@@ -24,6 +24,7 @@ def root_cause_line(report: dict[str, Any]) -> str:
 
 
 def gate_table(report: dict[str, Any], title: str = "Study gate") -> Table:
+    """The gate report as a rich table: probe, verdict, measured, expected, hint."""
     heading = f"{title}: {report['verdict'].upper()} ({report.get('seconds', 0):.1f}s)"
     root = root_cause_line(report)
     table = Table(
@@ -87,16 +88,19 @@ class ConsoleProgress:
             )
 
     def gate_done(self, report: dict[str, Any]) -> None:
+        """Print the gate's table."""
         if self.mode != "quiet":
             self.console.print(gate_table(report))
 
     def note(self, text: str) -> None:
+        """Print a note for the user."""
         if self.mode != "quiet":
             self.console.print(f"[cyan]note[/]: {text}")
 
     def trial_done(
         self, number: int, state: str, value: float | None, params: dict[str, Any], note: str
     ) -> None:
+        """One line per finished trial: state, value, params, and why it stopped."""
         if self.mode == "quiet":
             return
         style = {"complete": "green", "pruned": "yellow", "fail": "red"}.get(state, "")
@@ -109,6 +113,7 @@ class ConsoleProgress:
         )
 
     def tick(self, counts: dict[str, int], best: float | None, elapsed: float, target: int) -> None:
+        """Update the live line (or, in --plain, a log line every few seconds)."""
         now = time.monotonic()
         finished = counts.get("complete", 0) + counts.get("pruned", 0)
         line = (

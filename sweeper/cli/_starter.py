@@ -13,6 +13,8 @@ from sweeper.errors import SweeperError
 
 
 class InitError(SweeperError):
+    """`sweeper init` would overwrite a file (without --force)."""
+
     exit_code = 2
 
 

@@ -26,6 +26,7 @@ class LoadedDefinition:
 
     @property
     def fingerprint(self) -> str:
+        """A hash of the validated definition: equal for definitions that run the same study."""
         return fingerprint(self.spec)
 
 
@@ -91,6 +92,7 @@ _Loader.add_constructor("tag:yaml.org,2002:int", _construct_int)
 
 
 def parse_definition(text: str, source: str = "<definition>") -> Definition:
+    """Validate a definition's YAML text; DefinitionError lists every problem with its place."""
     try:
         raw = yaml.load(text, Loader=_Loader)  # a SafeLoader, with YAML 1.2 rules
         lines, duplicates = _line_index(text)

@@ -34,6 +34,8 @@ class _Strict(BaseModel):
 
 
 class FloatParam(_Strict):
+    """A float hyperparameter searched in [low, high], on a log scale when `log`."""
+
     type: Literal["float"]
     log: bool = False
     low: float
@@ -66,6 +68,8 @@ class FloatParam(_Strict):
 
 
 class IntParam(_Strict):
+    """An integer hyperparameter searched in [low, high] (with `step`, or on a log scale)."""
+
     type: Literal["int"]
     log: bool = False
     low: int
@@ -101,6 +105,8 @@ Choice = Union[bool, int, float, str]  # noqa: UP007 (pydantic needs the runtime
 
 
 class CategoricalParam(_Strict):
+    """A hyperparameter chosen among `choices`."""
+
     type: Literal["categorical"]
     choices: list[Choice] = Field(min_length=1)
 
@@ -283,6 +289,8 @@ class Objective(_Strict):
 
 
 class Budget(_Strict):
+    """How much to run: trials, epochs per trial, and an optional time limit."""
+
     trials: int = Field(ge=1)
     epochs: int = Field(ge=1)
     timeout_s: float | None = Field(default=None, gt=0)
@@ -290,6 +298,8 @@ class Budget(_Strict):
 
 
 class Sampler(_Strict):
+    """Optuna's sampler for the search, its seed, and the trials window it learns from."""
+
     type: Literal["tpe", "random"] = "tpe"
     seed: int | None = None
     startup_trials: int = Field(default=10, ge=0)
@@ -299,6 +309,8 @@ class Sampler(_Strict):
 
 
 class Pruner(_Strict):
+    """Optuna's pruner that stops trials behind the others between epochs."""
+
     type: Literal["none", "median", "hyperband"] = "median"
     warmup_epochs: int = Field(default=2, ge=0)
     startup_trials: int = Field(default=5, ge=0)
@@ -332,6 +344,9 @@ class Probes(Thresholds):
 
 
 class Resources(_Strict):
+    """What one trial gets: CPUs, a GPU share (fractions pack small trials), and how many run at
+    once."""
+
     cpus: float = Field(default=1, gt=0)
     gpus: float = Field(default=0, ge=0)
     max_concurrent: int | None = Field(default=None, ge=1)
@@ -378,6 +393,9 @@ _TASK = re.compile(r"^[A-Za-z_][A-Za-z0-9_.]*:[A-Za-z_][A-Za-z0-9_]*$")
 
 
 class Definition(_Strict):
+    """A validated study definition: the task, the store, the objective, the search space, the
+    budget, the probes, the resources and the checkpoints."""
+
     name: str
     description: str = ""
     task: str

@@ -36,6 +36,8 @@ def digits_split(
 
 
 class MLP(nn.Module):
+    """A ReLU MLP with dropout on the 64 digit pixels, ten classes."""
+
     def __init__(self, hidden: int, dropout: float, depth: int = 2) -> None:
         super().__init__()
         layers: list[nn.Module] = []
@@ -47,10 +49,13 @@ class MLP(nn.Module):
         self.net = nn.Sequential(*layers)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Class logits for a batch of 64-pixel rows."""
         return self.net(x)
 
 
 class CNN(nn.Module):
+    """A small BatchNorm CNN on the 8x8 digit images, ten classes."""
+
     def __init__(self, channels: int, dropout: float) -> None:
         super().__init__()
         c = channels
@@ -66,6 +71,7 @@ class CNN(nn.Module):
         self.head = nn.Sequential(nn.Flatten(), nn.Dropout(dropout), nn.Linear(2 * c * 16, 10))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Class logits for a batch of (1, 8, 8) images."""
         return self.head(self.features(x.view(-1, 1, 8, 8)))
 
 

@@ -24,10 +24,12 @@ HIDDEN = 64
 
 
 def default_cache() -> Path:
+    """Where the example's pretrained backbone is cached."""
     return Path(os.environ.get("SWEEPER_CACHE", Path.home() / ".cache" / "sweeper"))
 
 
 def make_backbone() -> nn.Sequential:
+    """The example's backbone, pretrained once on the digits' upper classes and cached."""
     return nn.Sequential(nn.Linear(64, 128), nn.ReLU(), nn.Linear(128, HIDDEN), nn.ReLU())
 
 
@@ -59,12 +61,15 @@ def pretrained_backbone(cache: Path, epochs: int = 15) -> Path:
 
 
 class FineTune(nn.Module):
+    """A pretrained backbone with a new head, frozen or fine-tuned."""
+
     def __init__(self, backbone: nn.Module, dropout: float, classes: int = 5) -> None:
         super().__init__()
         self.backbone = backbone
         self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(HIDDEN, classes))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Class logits from the backbone's features."""
         return self.head(self.backbone(x))
 
 

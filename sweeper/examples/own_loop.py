@@ -34,6 +34,7 @@ def random_shift(x: torch.Tensor, generator: torch.Generator, max_shift: int = 1
 
 
 def own_loop_task() -> Task:
+    """The digits CNN trained by its own `fit` loop with random-shift augmentation."""
     x_tr, x_va, y_tr, y_va = digits_split()
     train = (torch.as_tensor(x_tr), torch.as_tensor(y_tr))
     val = (torch.as_tensor(x_va), torch.as_tensor(y_va))

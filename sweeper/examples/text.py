@@ -45,6 +45,8 @@ def make_sequences(n: int, seed: int) -> tuple[dict[str, torch.Tensor], torch.Te
 
 
 class Encoder(nn.Module):
+    """A small Transformer encoder classifying token sequences."""
+
     def __init__(self, dim: int, heads: int, layers: int, dropout: float) -> None:
         super().__init__()
         self.tokens = nn.Embedding(VOCAB, dim, padding_idx=PAD)
@@ -57,6 +59,7 @@ class Encoder(nn.Module):
         self.head = nn.Linear(dim, CLASSES)
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """Class logits for a batch of token ids."""
         pos = torch.arange(input_ids.shape[1], device=input_ids.device)
         h = self.tokens(input_ids) + self.positions(pos)[None]
         h = self.encoder(h, src_key_padding_mask=attention_mask == 0)

@@ -32,6 +32,7 @@ class BestConfig:
     metrics: dict[str, float] = field(default_factory=dict)  # every metric of its last epoch
 
     def to_dict(self) -> dict[str, Any]:
+        """The config as plain data, as `sweeper best --format json` prints it."""
         return asdict(self)
 
 

@@ -23,6 +23,7 @@ class StudyStatus:
 
     @property
     def trials(self) -> int:
+        """All trials of the study, in any state."""
         return sum(self.counts.values())
 
     def to_json(self) -> dict[str, Any]:

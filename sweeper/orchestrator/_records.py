@@ -18,6 +18,7 @@ class WorkerInfo:
     torch: str
 
     def to_dict(self) -> dict[str, Any]:
+        """As plain data, for the trial's user attributes."""
         return asdict(self)
 
 

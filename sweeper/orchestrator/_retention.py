@@ -22,6 +22,9 @@ ARTIFACT_PREFIX = "artifacts:"  # Optuna's key for a trial's artifact records
 
 
 class Retention:
+    """Keeps the best `keep_best` trials' weights and the running trials' checkpoints, and deletes
+    the rest from the artifact store as results come in."""
+
     def __init__(
         self,
         storage: Any,
@@ -65,6 +68,7 @@ class Retention:
 
     # -- a finishing trial -------------------------------------------------------------------
     def would_keep(self, value: float) -> bool:
+        """Whether a trial finishing with `value` would be among the best kept."""
         if self.keep_best <= 0:
             return False
         if len(self.best) < self.keep_best:
@@ -130,4 +134,5 @@ class Retention:
         self.best = self.best[: self.keep_best]
 
     def held_ids(self) -> list[str]:
+        """The artifact ids held now: kept weights and the checkpoints of running trials."""
         return [b[3] for b in self.best]

@@ -39,6 +39,9 @@ def _error_text(e: BaseException, params: dict[str, Any] | None = None) -> str:
 
 
 class TrialRunner:
+    """The Ray actor that holds the task's data on its device and runs the gate and trials, one at a
+    time and one epoch per call; errors come back as values."""
+
     def __init__(
         self,
         task_ref: str,
@@ -369,6 +372,7 @@ class TrialRunner:
         self.session = None
 
     def finish(self) -> None:
+        """End the running trial (if any) and free the device's cached memory."""
         self._end_session()
         self.monitor = None
         if self.device is not None and self.device.type == "cuda":

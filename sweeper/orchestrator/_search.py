@@ -41,18 +41,28 @@ COUNT_S = 0.5  # how old the study's count of taken trials may be (other drivers
 
 
 class Progress(Protocol):
-    def gate_done(self, report: dict[str, Any]) -> None: ...
-    def note(self, text: str) -> None: ...
+    """What the search reports to while it runs (the console display, or nothing)."""
+
+    def gate_done(self, report: dict[str, Any]) -> None:
+        """The gate's report, once it has run."""
+
+    def note(self, text: str) -> None:
+        """One line for the user: a recovered trial, a worker lost, a warning."""
+
     def trial_done(
         self, number: int, state: str, value: float | None, params: dict[str, Any], note: str
-    ) -> None: ...
-    def tick(
-        self, counts: dict[str, int], best: float | None, elapsed: float, target: int
-    ) -> None: ...
+    ) -> None:
+        """A trial finished: its state, value, params and why it stopped."""
+
+    def tick(self, counts: dict[str, int], best: float | None, elapsed: float, target: int) -> None:
+        """The study's counts, best value and elapsed time, now and then."""
 
 
 @dataclass
 class Outcome:
+    """What a `sweeper run` ended with: the counts, the best trial, the gate and why it stopped
+    early."""
+
     study_name: str
     storage: str
     counts: dict[str, int]
@@ -89,6 +99,9 @@ class _Slot:
 
 
 class Search:
+    """The search loop of one driver: asks Optuna for trials, runs them on the runner actors an
+    epoch at a time, prunes, records results, revives lost workers and stops at the budget."""
+
     def __init__(
         self,
         study: optuna.Study,
@@ -202,6 +215,7 @@ class Search:
 
     # -- the loop ----------------------------------------------------------------------------
     def loop(self) -> None:
+        """Run trials until the budget is met (or the study is stopped), one runner slot each."""
         import ray
 
         revive_since: float | None = None
@@ -692,6 +706,7 @@ class Search:
                 )
 
     def outcome(self, gate: dict[str, Any] | None) -> Outcome:
+        """The run's outcome, with the gate report it started from."""
         best_params = best_number = None
         try:
             bt = self.study.best_trial

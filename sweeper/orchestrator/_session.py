@@ -32,6 +32,9 @@ class Event:
 
 
 class Session:
+    """A trial's training code run in a thread, handing control back at each report, so the runner
+    trains one epoch per call and can stop it between epochs."""
+
     def __init__(
         self,
         fn: Callable[..., Any],

@@ -31,6 +31,7 @@ class StudyWarnings:
         self.shown: dict[str, float] = {}
 
     def see(self, trial: int, findings: list[dict[str, Any]]) -> None:
+        """Show the warnings among a trial's new findings that are new to the study or worse."""
         for f in findings:
             if f.get("verdict") != "warn":
                 continue

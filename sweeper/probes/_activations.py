@@ -52,6 +52,7 @@ class ActivationRecorder:
         return hook
 
     def remove(self) -> None:
+        """Remove the recorder's hooks."""
         for h in self.hooks:
             h.remove()
         self.hooks = []
@@ -70,6 +71,7 @@ def _constant_layers(layers: list[tuple[str, Any]]) -> list[str]:
 
 
 def init_label(init: str) -> str:
+    """How findings name an init scheme."""
     return "the model's own init (init: none)" if init == "none" else f"init {init!r}"
 
 

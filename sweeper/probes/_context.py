@@ -19,6 +19,9 @@ REFERENCE_PARAMS: dict[str, Any] = {"lr": 1e-3, "batch_size": 32, "dropout": 0.0
 
 @dataclass
 class Context:
+    """What every probe gets: the task, its data on the device, the reference params, the settings,
+    a seed and a cache of what several probes read."""
+
     task: Any
     data: Data
     params: dict[str, Any]
@@ -29,10 +32,12 @@ class Context:
 
     @property
     def kind(self) -> str:
+        """The task's kind: multiclass, binary, multilabel, regression or custom."""
         return str(self.task.kind)
 
     @property
     def num_classes(self) -> int:
+        """The task's classes (2 for binary, 0 where there are none)."""
         return int(self.task.num_classes or 2)
 
     @property
@@ -72,6 +77,7 @@ class Context:
 
     @property
     def loss_name(self) -> str:
+        """The task's named loss, or 'custom' for its own callable."""
         return loss_name(self.task.loss)
 
     def accuracy(self, out: Any, y: torch.Tensor) -> float:
@@ -84,6 +90,7 @@ class Context:
 
     @property
     def label_smoothing(self) -> float:
+        """The label smoothing of the task's cross-entropy (0 without)."""
         return float(getattr(self.task.loss, "label_smoothing", 0.0) or 0.0)
 
     def loss_floor(self) -> float:

@@ -17,6 +17,7 @@ def _sample(ctx: Context, split: str, rows: int = 4096) -> tuple[Inputs, torch.T
 
 
 def data_finite(ctx: Context) -> Finding:
+    """No NaN or inf in a sample of the inputs and targets of both splits."""
     bad = {}
     for split in ("train", "val"):
         x, y = _sample(ctx, split)
@@ -154,6 +155,7 @@ def data_scale(ctx: Context) -> Finding:
 
 
 def constant_features(ctx: Context) -> Finding:
+    """The share of input features that never vary in the training sample."""
     x = _features(_sample(ctx, "train")[0])
     if x is None:
         return Finding("constant_features", "skip", _integer_inputs("nothing to check"), "—")
@@ -219,6 +221,7 @@ def _row_bytes(x: Inputs) -> list[bytes]:
 
 
 def train_val_overlap(ctx: Context) -> Finding:
+    """The share of validation rows that also appear in the training split."""
     x_tr, _ = _sample(ctx, "train", rows=1 << 30)
     x_va, _ = _sample(ctx, "val", rows=1 << 30)
     train_rows = set(_row_bytes(x_tr))

@@ -23,10 +23,12 @@ class Finding:
     cause: str = ""  # a failure that follows from another: that probe (the root cause)
 
     def to_dict(self) -> dict[str, Any]:
+        """The finding as plain data (JSON, Ray, the store)."""
         return asdict(self)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Finding:
+        """A finding from `to_dict`'s data."""
         return cls(**{k: d[k] for k in cls.__dataclass_fields__ if k in d})
 
 
@@ -39,6 +41,7 @@ class Report:
 
     @property
     def verdict(self) -> Verdict:
+        """The worst verdict among the findings: fail, warn or pass."""
         worst: Verdict = "pass"
         for f in self.findings:
             if _RANK[f.verdict] > _RANK[worst]:
@@ -47,6 +50,7 @@ class Report:
 
     @property
     def failures(self) -> list[Finding]:
+        """The findings that failed."""
         return [f for f in self.findings if f.verdict == "fail"]
 
     @property
@@ -57,11 +61,13 @@ class Report:
 
     @property
     def root_cause(self) -> Finding | None:
+        """The failure that explains the others, named first."""
         roots = self.root_causes
         return roots[0] if roots else None
 
     @property
     def warnings(self) -> list[Finding]:
+        """The findings that warned."""
         return [f for f in self.findings if f.verdict == "warn"]
 
     def __getitem__(self, probe: str) -> Finding:
@@ -76,6 +82,7 @@ class Report:
         return any(f.probe == probe for f in self.findings)
 
     def to_dict(self) -> dict[str, Any]:
+        """The report as plain data (JSON, Ray, the store)."""
         return {
             "verdict": self.verdict,
             "root_causes": [f.probe for f in self.root_causes],
@@ -85,6 +92,7 @@ class Report:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Report:
+        """A report from `to_dict`'s data."""
         return cls([Finding.from_dict(f) for f in d.get("findings", [])], d.get("seconds", 0.0))
 
 

@@ -63,6 +63,8 @@ def output_scale(ctx: Context) -> float | None:
 
 
 def init_loss(ctx: Context) -> Finding:
+    """The loss at init against what an untrained model should give (ln C for a softmax over C
+    classes, the labels' prior, or the targets' variance)."""
     _, y = ctx.data.train.head(512)
     got = expected_init_loss(ctx, y)
     measured, out = init_loss_value(ctx), init_outputs(ctx).out

@@ -86,9 +86,11 @@ class LayerWatch:
 
     @property
     def armed(self) -> bool:
+        """Whether the hooks wait for the next forward."""
         return bool(self.handles)
 
     def arm(self) -> None:
+        """Hook every module for the next forward pass."""
         if self.armed:
             return
         self.rows, self.masks, self.seen, self.ptrs = [], [], set(), {}
@@ -97,6 +99,7 @@ class LayerWatch:
             self.handles.append(module.register_forward_hook(self._hook(name or "(model)")))
 
     def disarm(self) -> None:
+        """Remove the hooks and let go of the outputs held."""
         for h in self.handles:
             h.remove()
         self.handles = []

@@ -35,10 +35,12 @@ class TinyFit:
 
     @property
     def steps(self) -> int:
+        """Optimizer steps taken so far."""
         return len(self.curve)
 
     @property
     def start(self) -> float:
+        """A fresh model and optimizer on the tiny set."""
         return self.curve[0] if self.curve else math.nan
 
 
@@ -72,6 +74,7 @@ def goal(ctx: Context, fit: TinyFit, loss: float, accuracy: float) -> bool:
 
 
 def loss_margin(ctx: Context) -> float:
+    """How far above its floor a tiny fit's loss may end and still pass."""
     return max(0.1, 0.1 * math.log(ctx.num_classes))
 
 
@@ -149,6 +152,8 @@ def real_tiny_fit(ctx: Context) -> tuple[TinyFit, Inputs, torch.Tensor]:
 
 
 def overfit_tiny(ctx: Context) -> Finding:
+    """The model memorises a tiny, class-stratified training set: a model that cannot is wired
+    wrong."""
     s = ctx.settings
     r, _, y = real_tiny_fit(ctx)
     details = {"curve": r.curve, "steps": r.steps, "samples": len(y)}

@@ -117,6 +117,9 @@ class TrialMonitor:
 
     # -- wiring ------------------------------------------------------------------------------
     def watch(self, model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> None:
+        """Attach to the model and optimizer the trial trains: optimizer step hooks, a hook on the
+        inputs, the layer hooks for the first sampled forward (and the first-forward statistics
+        in a `fit`); stops a stale optimizer at once."""
         self.close()
         self.model, self.optimizer = model, optimizer
         self._check_optimizer(model, optimizer)
@@ -203,6 +206,7 @@ class TrialMonitor:
         self.incoming, self.incoming_hook = None, None
 
     def close(self) -> None:
+        """Remove every hook and add the layer hooks' time to `seconds`."""
         for h in self.handles:
             h.remove()
         self.handles = []
@@ -344,6 +348,8 @@ class TrialMonitor:
 
     # -- the loss the loop hands over ----------------------------------------------------------
     def on_loss(self, loss: torch.Tensor) -> None:
+        """A step's loss from `trial.step`, read at sampled steps: not finite, or growing past
+        `loss_growth` x its start, stops the trial."""
         step = self.steps
         self.losses += 1
         if self.due(step):  # a sampled step: reading a loss is a host sync

@@ -8,6 +8,7 @@ from sweeper.definition import Definition
 
 
 def make_sampler(spec: Definition, parallel: bool) -> optuna.samplers.BaseSampler:
+    """Optuna's sampler as the definition names it, seeded, over a window of recent trials."""
     s = spec.sampler
     if s.type == "random":
         return optuna.samplers.RandomSampler(seed=s.seed)
@@ -19,6 +20,7 @@ def make_sampler(spec: Definition, parallel: bool) -> optuna.samplers.BaseSample
 
 
 def make_pruner(spec: Definition) -> optuna.pruners.BasePruner:
+    """Optuna's pruner as the definition names it (none: a pruner that never prunes)."""
     p = spec.pruner
     if p.type == "median":
         return optuna.pruners.MedianPruner(

@@ -29,6 +29,7 @@ def distributions(space: SearchSpace) -> dict[str, BaseDistribution]:
 
 
 def fixed_values(space: SearchSpace) -> dict[str, Any]:
+    """The definition's fixed params, by name."""
     return {n: p.value for n, p in space.params().items() if isinstance(p, FixedParam)}
 
 

@@ -94,6 +94,7 @@ class StudyView:
         deepcopy: bool = True,
         states: Container[TrialState] | None = None,
     ) -> list[FrozenTrial]:
+        """The study's trials from one snapshot (re-read when stale), not a query per call."""
         if study_id != self._study_id:
             return list(self._storage.get_all_trials(study_id, deepcopy=deepcopy, states=states))
         trials = self._snapshot()
@@ -102,6 +103,7 @@ class StudyView:
         return copy.deepcopy(trials) if deepcopy else list(trials)
 
     def create_new_trial(self, study_id: int, template_trial: FrozenTrial | None = None) -> int:
+        """A new trial in the store; an enqueued one makes the next listing re-read."""
         trial_id = self._storage.create_new_trial(study_id, template_trial)
         if template_trial is not None:  # enqueued or added: in the next listing
             self._at = -float("inf")

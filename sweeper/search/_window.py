@@ -56,10 +56,12 @@ class Window:
     def get_trials(
         self, deepcopy: bool = True, states: Container[TrialState] | None = None
     ) -> list[FrozenTrial]:
+        """The study's most recent finished trials (and the best), up to the window's size."""
         return recent(self._study.get_trials(deepcopy, states), self._size, self._maximize)
 
     @property
     def trials(self) -> list[FrozenTrial]:
+        """`get_trials()`, as Optuna's `Study.trials`."""
         return self.get_trials()
 
 
@@ -77,11 +79,13 @@ class WindowSampler(optuna.samplers.BaseSampler):
     def infer_relative_search_space(
         self, study: optuna.Study, trial: FrozenTrial
     ) -> dict[str, BaseDistribution]:
+        """The inner sampler's, on the window."""
         return self.inner.infer_relative_search_space(self._window(study), trial)
 
     def sample_relative(
         self, study: optuna.Study, trial: FrozenTrial, search_space: dict[str, BaseDistribution]
     ) -> dict[str, Any]:
+        """The inner sampler's, on the window."""
         return self.inner.sample_relative(self._window(study), trial, search_space)
 
     def sample_independent(
@@ -91,16 +95,20 @@ class WindowSampler(optuna.samplers.BaseSampler):
         param_name: str,
         param_distribution: BaseDistribution,
     ) -> Any:
+        """The inner sampler's, on the window."""
         window = self._window(study)
         return self.inner.sample_independent(window, trial, param_name, param_distribution)
 
     def before_trial(self, study: optuna.Study, trial: FrozenTrial) -> None:
+        """The inner sampler's, on the whole study."""
         self.inner.before_trial(study, trial)
 
     def after_trial(
         self, study: optuna.Study, trial: FrozenTrial, state: TrialState, values: Any
     ) -> None:
+        """The inner sampler's, on the whole study."""
         self.inner.after_trial(study, trial, state, values)
 
     def reseed_rng(self) -> None:
+        """The inner sampler's."""
         self.inner.reseed_rng()

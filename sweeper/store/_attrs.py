@@ -40,21 +40,26 @@ def _study_id(study: optuna.Study) -> int:
 
 
 def set_study_attr(study: optuna.Study, key: str, value: Any) -> None:
+    """Set one of sweeper's study attributes (JSON)."""
     study._storage.set_study_system_attr(_study_id(study), key, value)
 
 
 def get_study_attr(study: optuna.Study, key: str, default: Any = None) -> Any:
+    """One of sweeper's study attributes, or `default`."""
     return study._storage.get_study_system_attrs(_study_id(study)).get(key, default)
 
 
 def save_gate(study: optuna.Study, report_dict: dict[str, Any]) -> None:
+    """Save the gate report with the study."""
     set_study_attr(study, GATE, report_dict)
     study.set_user_attr("sweeper:gate_verdict", report_dict.get("verdict"))
 
 
 def gate_of(study: optuna.Study) -> dict[str, Any] | None:
+    """The study's saved gate report, or None."""
     return get_study_attr(study, GATE)
 
 
 def dumps(value: Any) -> str:
+    """JSON for an attribute (numbers that JSON cannot hold as text)."""
     return json.dumps(value, default=str)

@@ -52,6 +52,8 @@ class _LocalTime:
 
 
 class Storage(RDBStorage):
+    """Optuna's RDB storage, reading trials in a few queries instead of several per trial."""
+
     def _get_trials(
         self,
         study_id: int,
@@ -77,6 +79,7 @@ class Storage(RDBStorage):
             return _read(con, where)
 
     def get_trial(self, trial_id: int) -> FrozenTrial:
+        """One trial, read with the bulk reader."""
         trial = models.TrialModel.__table__
         with self.engine.connect() as con:
             found = _read(con, [trial.c.trial_id == trial_id])

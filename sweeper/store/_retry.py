@@ -90,6 +90,7 @@ def store_error(fault: str, detail: str, what: str) -> StoreFaultError:
 
 
 def first_line(error: BaseException) -> str:
+    """The first line of an error's message."""
     text = str(error).strip().splitlines()
     return redact(text[0] if text else type(error).__name__)
 

@@ -31,6 +31,7 @@ OPEN_ATTEMPTS = 5
 
 
 def sqlite_path(url: str) -> Path | None:
+    """The file of a SQLite store URL (None for other stores and in-memory SQLite)."""
     m = re.match(r"^sqlite(\+\w+)?:///(.+)$", url)
     if not m or m.group(2) == ":memory:":
         return None
@@ -206,6 +207,7 @@ def state_counts(storage: Any, study_id: int) -> dict[str, int]:
 
 
 def engine_kwargs(url: str) -> dict[str, Any]:
+    """SQLAlchemy engine options for the store's dialect (timeouts, pool)."""
     if url.startswith("sqlite"):
         return {"connect_args": {"timeout": 60}}
     # a bounded pool that checks connections before use, so a restarted server is survived
@@ -283,10 +285,12 @@ def _schema_race(error: BaseException) -> bool:
 
 
 def study_names(storage: RDBStorage) -> list[str]:
+    """The names of the studies in a store."""
     return [s.study_name for s in storage.get_all_studies()]
 
 
 def load_study(storage: RDBStorage | str, name: str) -> optuna.Study:
+    """A stored study by name; StoreError naming the studies there when it is missing."""
     st = (
         open_storage(storage, heartbeat=False, create=False)
         if isinstance(storage, str)

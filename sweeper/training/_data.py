@@ -71,6 +71,7 @@ def _as_input(v: Any) -> torch.Tensor:
 
 
 def as_inputs(x: Any) -> Inputs:
+    """A split's inputs as tensors: a tensor, an array, or a dict/tuple of them."""
     if isinstance(x, dict):
         return {k: _as_input(v) for k, v in x.items()}
     if isinstance(x, (tuple, list)) and not hasattr(x, "shape"):
@@ -79,6 +80,7 @@ def as_inputs(x: Any) -> Inputs:
 
 
 def concat(parts: list[Inputs]) -> Inputs:
+    """Batches' inputs joined along the first dimension, keeping their structure."""
     first = parts[0]
     if isinstance(first, dict):
         return {k: torch.cat([p[k] for p in parts]) for k in first}
@@ -126,6 +128,8 @@ class Batches:
     def epoch(
         self, batch_size: int, shuffle: bool, generator: torch.Generator | None = None
     ) -> Iterator[tuple[Inputs, torch.Tensor]]:
+        """One pass over the split in batches of `batch_size`, shuffled with `generator` when asked,
+        on the device."""
         if self.y is not None:
             n = len(self.y)
             if shuffle:
@@ -165,6 +169,7 @@ class Batches:
         return concat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
 
     def take(self, idx: torch.Tensor) -> tuple[Inputs, torch.Tensor]:
+        """The rows at `index`, as one batch on the device."""
         if self.y is not None:
             i = idx.to(self.device)
             return tree_map(lambda t: t[i], self.x), self.y[i]

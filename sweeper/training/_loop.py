@@ -38,6 +38,8 @@ class Data:
 
     @classmethod
     def of(cls, task: Any, device: torch.device) -> Data:
+        """A task's train and validation splits on `device`."""
+
         def batches(split: Any) -> Batches:
             return Batches(split, task.kind, device, task.collate_fn, task.loader)
 
@@ -64,9 +66,11 @@ class Run:
 
     @property
     def batch_size(self) -> int:
+        """The micro-batch size from the params."""
         return int(self.params["batch_size"])
 
     def autocast(self) -> contextlib.AbstractContextManager[Any]:
+        """The autocast context of the params' precision (a no-op for fp32 and on CPU)."""
         return autocast(self.params, self.device)
 
 
@@ -178,6 +182,7 @@ def make_scheduler(
 
 
 def steps_per_epoch(data: Data, params: dict[str, Any]) -> int:
+    """Optimizer steps in one epoch for these params (micro-batches over gradient accumulation)."""
     micro = math.ceil(len(data.train) / int(params["batch_size"]))
     return math.ceil(micro / max(1, int(params.get("grad_accumulation", 1))))
 
@@ -229,6 +234,7 @@ def run_state(run: Run) -> dict[str, Any]:
 
 
 def load_run_state(run: Run, state: dict[str, Any]) -> None:
+    """Restore a run from `run_state`'s dict (a checkpoint), to continue exactly where it was."""
     run.model.load_state_dict(state["model"])
     run.optimizer.load_state_dict(state["optimizer"])
     if run.scheduler is not None and state.get("scheduler") is not None:

@@ -80,6 +80,8 @@ _KNOWN = {
 
 
 def resolve_loss(loss: str | Callable[..., Any]) -> LossFn:
+    """The loss function for a task's `loss`: a named loss (class-dimension aware, `-100` ignored)
+    or the task's own callable."""
     if callable(loss):
         return loss
     return _NAMED[loss]

@@ -29,10 +29,17 @@ FitFn = Callable[[dict[str, Any], "Trial"], Any]
 class Monitor(Protocol):
     """Per-trial probes, attached through hooks; any method may raise TrialStopped."""
 
-    def watch(self, model: nn.Module, optimizer: torch.optim.Optimizer) -> None: ...
-    def on_report(self, metrics: dict[str, float]) -> None: ...
-    def on_loss(self, loss: torch.Tensor) -> None: ...
-    def close(self) -> None: ...
+    def watch(self, model: nn.Module, optimizer: torch.optim.Optimizer) -> None:
+        """Attach to the model and optimizer the trial trains."""
+
+    def on_report(self, metrics: dict[str, float]) -> None:
+        """An epoch's reported metrics; may raise TrialStopped."""
+
+    def on_loss(self, loss: torch.Tensor) -> None:
+        """A step's loss, handed over by `trial.step`; may raise TrialStopped."""
+
+    def close(self) -> None:
+        """Remove every hook the monitor installed."""
 
 
 class Trial:
@@ -138,6 +145,7 @@ class Trial:
             self._monitor.on_loss(loss.detach())
 
     def close(self) -> None:
+        """Detach the monitor's hooks from the model (the trial's training is over)."""
         if self._monitor is not None:
             self._monitor.close()
 

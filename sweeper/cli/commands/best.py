@@ -10,6 +10,7 @@ from sweeper.cli._common import add_study_args, positive
 
 
 def add_parser(sub: Any) -> None:
+    """Add the command's subparser to `sub`, with its arguments."""
     s = sub.add_parser("best", help="print the best config (or the top K)")
     add_study_args(s)
     s.add_argument("--format", choices=("json", "yaml", "python", "env"), default="json")
@@ -20,6 +21,7 @@ def add_parser(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Run the command with the parsed `args`; its exit code."""
     from sweeper.export import render, top_configs
 
     if args.weights:

@@ -11,6 +11,7 @@ from sweeper.errors import SweeperError
 
 
 def add_parser(sub: Any) -> None:
+    """Add the command's subparser to `sub`, with its arguments."""
     s = sub.add_parser("dashboard", help="optuna-dashboard on the study store")
     s.add_argument("--storage", default=DEFAULT_STORAGE, help="store URL (%(default)s)")
     s.add_argument("--artifacts", help="artifact folder (default: beside the SQLite file)")
@@ -20,6 +21,7 @@ def add_parser(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Run the command with the parsed `args`; its exit code."""
     try:
         import optuna_dashboard
     except ModuleNotFoundError:

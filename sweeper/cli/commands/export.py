@@ -10,6 +10,7 @@ from sweeper.cli._common import add_study_args
 
 
 def add_parser(sub: Any) -> None:
+    """Add the command's subparser to `sub`, with its arguments."""
     s = sub.add_parser("export", help="all trials as a table for pandas")
     add_study_args(s)
     s.add_argument("--out", required=True, help="results.csv or results.parquet")
@@ -17,6 +18,7 @@ def add_parser(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Run the command with the parsed `args`; its exit code."""
     from pathlib import Path
 
     from sweeper.export import export_trials

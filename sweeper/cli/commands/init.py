@@ -7,6 +7,7 @@ from typing import Any
 
 
 def add_parser(sub: Any) -> None:
+    """Add the command's subparser to `sub`, with its arguments."""
     s = sub.add_parser("init", help="write a starter study definition and task module here")
     s.add_argument("name", nargs="?", default="my-study", help="study name (%(default)s)")
     s.add_argument("--force", action="store_true", help="overwrite files that exist")
@@ -14,6 +15,7 @@ def add_parser(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Run the command with the parsed `args`; its exit code."""
     from pathlib import Path
 
     from sweeper.cli._starter import write_starter

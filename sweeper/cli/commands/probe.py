@@ -10,6 +10,7 @@ from sweeper.cli._common import console
 
 
 def add_parser(sub: Any) -> None:
+    """Add the command's subparser to `sub`, with its arguments."""
     s = sub.add_parser("probe", help="run only the sanity gate and print its verdict")
     s.add_argument("definition")
     s.add_argument("--json", action="store_true", help="print the report as JSON")
@@ -17,6 +18,7 @@ def add_parser(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Run the command with the parsed `args`; its exit code."""
     from sweeper.cli._display import gate_table
     from sweeper.definition import load_definition
     from sweeper.probes import Settings, run_gate

@@ -10,6 +10,7 @@ from sweeper.cli._common import add_study_args
 
 
 def add_parser(sub: Any) -> None:
+    """Add the command's subparser to `sub`, with its arguments."""
     s = sub.add_parser("report", help="one self-contained HTML report")
     add_study_args(s)
     s.add_argument("--out", default="report.html", help="output file (%(default)s)")
@@ -17,6 +18,7 @@ def add_parser(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Run the command with the parsed `args`; its exit code."""
     from pathlib import Path
 
     from sweeper.report import build_report

@@ -11,6 +11,7 @@ from sweeper.cli._common import DEFAULT_STORAGE, console, positive, with_storage
 
 
 def add_parser(sub: Any) -> None:
+    """Add the command's subparser to `sub`, with its arguments."""
     s = sub.add_parser("run", help="gate, then search; re-running resumes the study")
     s.add_argument("definition")
     s.add_argument("--storage", help="override the definition's storage URL")
@@ -30,6 +31,7 @@ def add_parser(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Run the command with the parsed `args`; its exit code."""
     from sweeper.definition import load_definition
 
     loaded = load_definition(args.definition)  # before any heavy import: a bad file fails fast

@@ -12,6 +12,7 @@ from sweeper.cli._common import add_study_args, console
 
 
 def add_parser(sub: Any) -> None:
+    """Add the command's subparser to `sub`, with its arguments."""
     s = sub.add_parser("status", help="trials done/running/pruned/failed, best so far")
     add_study_args(s)
     s.add_argument("--json", action="store_true")
@@ -19,6 +20,7 @@ def add_parser(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Run the command with the parsed `args`; its exit code."""
     from sweeper.export import study_status
 
     status = study_status(args.name, args.storage)

@@ -12,6 +12,7 @@ from sweeper.cli._common import DEFAULT_STORAGE, check_task_found, positive
 
 
 def add_parser(sub: Any) -> None:
+    """Add the command's subparser to `sub`, with its arguments."""
     s = sub.add_parser("submit", help="run the study as a Ray job on a cluster")
     s.add_argument("definition")
     s.add_argument(
@@ -27,6 +28,7 @@ def add_parser(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Run the command with the parsed `args`; its exit code."""
     from sweeper.definition import load_definition
     from sweeper.orchestrator._jobs import record_job, submit, wait
 

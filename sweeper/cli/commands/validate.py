@@ -10,12 +10,14 @@ from sweeper.cli._common import check_task_found
 
 
 def add_parser(sub: Any) -> None:
+    """Add the command's subparser to `sub`, with its arguments."""
     s = sub.add_parser("validate", help="check a study definition; runs nothing")
     s.add_argument("definition")
     s.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    """Run the command with the parsed `args`; its exit code."""
     from sweeper.definition import load_definition
 
     loaded = load_definition(args.definition)
