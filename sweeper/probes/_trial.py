@@ -1,53 +1,31 @@
-"""Per-trial probes: cheap checks with the trial's own params that stop a broken trial early.
-
-They reach a trial through hooks only (optimizer step hooks, forward hooks at sampled steps,
-the metrics `trial.report` gets, the loss the loop hands to `trial.step` when it does), so the
-same checks run in sweeper's own loop and in a user's `fit`. Each check's name is in
-`TRIAL_CHECKS` and its thresholds are `probes:` settings.
+"""Per-trial probes: the trial monitor, which stops a broken trial early through hooks only
+(optimizer step hooks, forward hooks at sampled steps, `trial.report`'s metrics, the loss
+`trial.step` hands over), so the same checks run in sweeper's loop and in a user's `fit`. Its
+optimizer-step checks are here; see `_trial_layers.py` and `_trial_metrics.py` for the rest.
 """
 
 from __future__ import annotations
 
-import itertools
 import math
-import time
 from typing import Any
 
 import torch
 
-from sweeper.errors import TrialStopped
-from sweeper.probes._activations import ActivationRecorder, judge_activations
+from sweeper.probes._activations import ActivationRecorder
 from sweeper.probes._finding import Finding
-from sweeper.probes._layer_watch import LayerFault, LayerWatch
-from sweeper.probes._settings import TRIAL_CHECKS, Thresholds
+from sweeper.probes._layer_watch import LayerWatch
+from sweeper.probes._settings import Thresholds
+from sweeper.probes._trial_layers import LayerChecks
+from sweeper.probes._trial_metrics import MetricChecks
 
 
-def _floating_leaves(items: list[Any]) -> list[torch.Tensor]:
-    """The floating tensors among a forward's arguments, one dict or sequence level deep."""
-    out: list[torch.Tensor] = []
-    for item in items:
-        if isinstance(item, dict):
-            inner = list(item.values())
-        elif isinstance(item, (list, tuple)):
-            inner = list(item)
-        else:
-            inner = [item]
-        out += [t for t in inner if isinstance(t, torch.Tensor) and t.is_floating_point()]
-    return out
-
-
-class TrialMonitor:
-    """Watches a whole trial through hooks, sampling steps (every `trial_every_early` within
-    the first `trial_window` steps, then every `trial_every`); a failed check raises
-    TrialStopped, a warning is recorded once per trial.
-
-    At sampled optimizer steps: gradients finite, train mode, gradients zeroed, each module's
-    output finite and not exploding (the first such layer named), units dying or saturating;
-    the update/weight ratio per parameter group over the first steps and at every sampled
-    step after; weights that never change. From the reported metrics: a loss not finite or far
-    above the loss at init, an lr schedule at 0 before the last epoch, a loss oscillating, a
-    metric still at chance. With `first_forward`, the activation statistics of the first
-    forward pass (a user's own loop, where the trial-start checks could not build the model).
+class TrialMonitor(MetricChecks, LayerChecks):
+    """Watches a whole trial, sampling steps (every `trial_every_early` within the first
+    `trial_window` steps, then every `trial_every`); a failed check raises TrialStopped, a
+    warning is recorded once per trial. Here: the optimizer's parameters, gradients, train
+    mode, zeroing, update ratios and weights that never change, and the loss `trial.step`
+    hands over; with `first_forward`, the activation statistics of the first forward (a
+    `fit`, whose model the trial-start checks could not build).
     """
 
     def __init__(
@@ -216,136 +194,6 @@ class TrialMonitor:
             self.layers.seconds = 0.0
             self.layers.disarm()
 
-    def _timed(self, check: Any) -> None:
-        t = time.perf_counter()
-        try:
-            check()
-        finally:
-            self.seconds += time.perf_counter() - t
-
-    # -- the reported metrics ------------------------------------------------------------------
-    def on_report(self, metrics: dict[str, float]) -> None:
-        """An epoch's reported metrics: a loss that is not finite, or far above what an
-        untrained model gives, means the trial diverged (seen without `trial.step`); an lr
-        of 0 in every group before the last epoch means the schedule ended it early; a loss
-        going up and down in turn oscillates; a metric at the trivial baseline's level after
-        the first epochs means the trial trains but learns nothing."""
-        self.reports += 1
-        self._timed(lambda: self._check_report(metrics))
-
-    def _check_report(self, metrics: dict[str, float]) -> None:
-        name = next((k for k in ("train_loss", "loss", "val_loss") if k in metrics), None)
-        if name is not None:
-            self._check_reported_loss(name, float(metrics[name]))
-        if self.optimizer is not None and self.epochs and self.reports < self.epochs - 1:
-            lrs = [float(g["lr"]) for g in self.optimizer.param_groups]
-            if self.steps > 0 and lrs and all(lr == 0 for lr in lrs):
-                self._stop(
-                    "lr_schedule",
-                    0.0,
-                    "lr > 0 until the last epoch",
-                    f"the lr is 0 in every parameter group after epoch {self.reports} of "
-                    f"{self.epochs}: the schedule ends too early (T_max / total steps "
-                    "smaller than the training), so the rest of the trial trains nothing",
-                )
-        self._check_chance(metrics)
-
-    def _check_reported_loss(self, name: str, value: float) -> None:
-        ref = self.start if self.start is not None else self.expected_loss
-        factor = self.s.loss_growth * (2 if name == "val_loss" else 1)  # val loss may overfit
-        if self.start is None and self.own_loop:
-            factor = max(factor, 10.0)  # a loss the user computed: its scale is theirs
-        if not math.isfinite(value):
-            self._stop(
-                "nonfinite_loss",
-                value,
-                "finite loss",
-                f"the reported {name} is {value} at epoch {self.reports}: the "
-                "trial diverged; lower lr or clip gradients",
-            )
-        if ref is not None and ref > 0 and value > factor * ref:
-            self._stop(
-                "loss_growth",
-                round(value / ref, 2),
-                f"{name} < {factor:g}x the loss at init ({ref:.3g})",
-                f"the reported {name} is {value:.3g} at epoch {self.reports}, "
-                f"{value / ref:.1f}x what an untrained model gives ({ref:.3g}): the lr "
-                f"({self._lr():.3g}) diverges",
-            )
-        self.reported.append(value)
-        self._check_oscillation(name)
-
-    def _check_oscillation(self, name: str) -> None:
-        """The training loss, epoch by epoch, should fall (under a constant or decaying lr): a
-        rise of more than `loss_oscillation` of its value in two epochs of the trial means
-        the noise of small batches (or a too-high lr) drowns the descent. Validation losses
-        are not judged (they rise when the model overfits)."""
-        if name == "val_loss" or len(self.reported) < 3:
-            return
-        rises = [(b - a) / a for a, b in itertools.pairwise(self.reported) if a > 0]
-        big = [r for r in rises if r > self.s.loss_oscillation]
-        if len(big) >= 2:
-            self._warn(
-                "loss_oscillation",
-                round(max(big), 3),
-                f"{name} falls epoch by epoch (rises ≤ {self.s.loss_oscillation:.0%})",
-                f"the {name} went {' → '.join(f'{v:.3g}' for v in self.reported)} over "
-                f"{self.reports} epochs, rising by up to {max(big):.0%}: the loss oscillates; "
-                "the batch size is too small for this lr (raise batch_size or lower lr)",
-            )
-
-    def _check_chance(self, metrics: dict[str, float]) -> None:
-        """After `chance_after` of the epochs (at least 2), the reported accuracy and loss
-        both still at the trivial baseline's and neither better than the epoch before by
-        `chance_margin`: the trial trains but learns nothing. Either
-        alone is not enough: a language model's accuracy sits at the most frequent token's
-        share while its loss falls, and an overconfident model's loss can pass the prior's
-        while its accuracy is high."""
-        previous, self.previous = self.previous, dict(metrics)
-        after = max(2, math.ceil(self.s.chance_after * self.epochs)) if self.epochs else 2
-        last = self.epochs is not None and self.reports >= self.epochs
-        if self.reports < after or last or not self.chance:
-            return  # at the last epoch the result itself says it: nothing left to save
-        margin = self.s.chance_margin
-        accs = sorted(
-            (not k.startswith("val"), k)
-            for k, v in metrics.items()
-            if "acc" in k.lower() and 0 <= v <= 1
-        )
-        said: list[tuple[str, float, float]] = []  # (name, value, the baseline's)
-        if accs and "accuracy" in self.chance:
-            name = accs[0][1]
-            said.append((name, float(metrics[name]), self.chance["accuracy"]))
-            if said[-1][1] > said[-1][2] + margin:
-                return
-        if "val_loss" in metrics and "loss" in self.chance:
-            said.append(("val_loss", float(metrics["val_loss"]), self.chance["loss"]))
-            if said[-1][1] < (1 - margin) * said[-1][2]:
-                return
-        if not said:
-            return
-        learning = [  # still moving away from the baseline: a slow start, not a stuck trial
-            n
-            for n, v, _ in said
-            if n in previous
-            and (v > previous[n] + margin if "acc" in n else v < (1 - margin) * previous[n])
-        ]
-        if learning:
-            return
-        name, value, base = said[0]
-        expected = " or ".join(
-            f"{n} {'>' if 'acc' in n else '<'} the baseline's {b:.3g}" for n, _, b in said
-        )
-        levels = ", ".join(f"{n} {v:.3g} (baseline {b:.3g})" for n, v, b in said)
-        earlier = sorted(self.warned & {"dying_units", "saturating_units"})
-        seen = f" ({' and '.join(earlier)} warned earlier in this trial)" if earlier else ""
-        hint = (
-            f"{levels} after {self.reports} epochs: the trial is at the trivial baseline's "
-            "level, it trains but learns nothing; look for model.eval() left "
-            f"on during training, labels that do not match their inputs, or an lr too low{seen}"
-        )
-        self._stop("at_chance", round(value, 4), expected, hint)
-
     # -- the loss the loop hands over ----------------------------------------------------------
     def on_loss(self, loss: torch.Tensor) -> None:
         """A step's loss from `trial.step`, read at sampled steps: not finite, or growing past
@@ -386,12 +234,6 @@ class TrialMonitor:
             else:
                 self.above = 0
 
-    def _lr(self, group: int = 0) -> float:
-        """The peak lr of a parameter group (schedulers keep it as `initial_lr`)."""
-        assert self.optimizer is not None
-        g = self.optimizer.param_groups[group]
-        return float(g.get("initial_lr", g["lr"]))
-
     # -- optimizer steps -----------------------------------------------------------------------
     def _snapshot(self) -> list[list[tuple[torch.Tensor, torch.Tensor]]]:
         """The weight matrices of each parameter group, with a copy of their values."""
@@ -415,125 +257,6 @@ class TrialMonitor:
         self._drop_incoming()
         if 1 <= step <= self.s.update_ratio_steps or (step > 0 and step % self.s.trial_every == 0):
             self.snapshot = self._snapshot()
-
-    def _nonfinite_now(self) -> bool:
-        """Whether the probe parameter's gradient is not finite, at every step. On the CPU
-        it is read at once; on an accelerator it is read one step later (`lagged`), so the
-        check never stalls the device's queue: the nan has then reached the weights, and
-        the layer named is the first whose weights broke."""
-        grad = self.probe_param.grad if self.probe_param is not None else None
-        if grad is None:
-            return False
-        if not self.lagged:
-            return not math.isfinite(float(grad.sum()))
-        previous, self.pending = self.pending, grad.sum()
-        return previous is not None and not math.isfinite(float(previous))
-
-    def _replay(self, step: int) -> None:
-        """The step's loss or gradient is not finite while the weights still are: run the
-        step's forward again with the layer hooks, to name the first layer whose output turns
-        non-finite (stops the trial if one does)."""
-        if self.model is not None and self.layers is not None and self.last_input is not None:
-            args, kwargs = self.last_input
-            self._check_inputs(step)
-            self.layers.arm()
-            try:
-                with torch.no_grad():
-                    self.model(*args, **kwargs)
-            except Exception:  # noqa: BLE001 - a model that cannot replay: the caller names it
-                pass
-            self._judge_layers(step, self.layers.judge())
-
-    def _check_inputs(self, step: int) -> None:
-        """The last forward's inputs hold nan/inf: the data, not a layer, made it."""
-        if self.last_input is None:
-            return
-        args, kwargs = self.last_input
-        inputs = _floating_leaves([*args, *kwargs.values()])
-        if inputs and not math.isfinite(float(sum(t.float().sum() for t in inputs))):
-            self._stop(
-                "nonfinite_input",
-                "nan/inf in the batch",
-                "finite inputs",
-                f"the inputs of step {step} hold nan/inf: a corrupt sample in the data "
-                "(the gate's data_finite reads a sample of the rows) or an augmentation "
-                "that makes one (a division by a zero std); clean or drop such rows",
-            )
-
-    def _judge_layers(self, step: int, faults: list[LayerFault]) -> None:
-        for f in faults:
-            if f.probe == "nonfinite_activation":
-                self._check_inputs(step)
-                after = f" ({f.before} before it is finite)" if f.before else ""
-                module = dict(self.model.named_modules()).get(f.layer) if self.model else None
-                broken = module is not None and not all(
-                    bool(p.isfinite().all()) for p in module.parameters(recurse=False)
-                )
-                why = (
-                    f"its weights are already non-finite (a step before {step} applied a "
-                    "non-finite update); lower lr or clip gradients"
-                    if broken
-                    else f"look at what {f.layer} computes (a log, a division, an exp, an "
-                    "overflow in low precision) or lower lr / clip gradients"
-                )
-                self._stop(
-                    f.probe,
-                    {f.layer: f.measured},
-                    "finite outputs in every layer",
-                    f"{f.layer}: output becomes {f.measured} at step {step}, the first layer "
-                    f"to turn non-finite{after}; {why}",
-                )
-            if f.probe == "activation_explosion":
-                self._stop(
-                    f.probe,
-                    {f.layer: f.measured},
-                    f"each layer's output RMS < {self.s.activation_growth:g}x its start",
-                    f"{f.layer}: activations reach {f.measured:.3g} at step {step} (RMS "
-                    f"{f.first:.3g} at the start), the first layer to explode; lower lr, clip "
-                    "gradients, or normalise what feeds it",
-                )
-            if f.probe == "dead_units":
-                self._warn(
-                    "dying_units",
-                    {f.layer: round(f.measured, 3)},
-                    f"≤ {self.s.dead_relu_max:.0%} of ReLU units dead during training",
-                    f"{f.layer}: {f.measured:.0%} of its units output 0 for a whole batch at "
-                    f"step {step} ({f.first:.0%} at the start): large updates pushed them off; "
-                    "lower lr, or use LeakyReLU/GELU or normalisation before it",
-                )
-            if f.probe == "saturated_units":
-                self._warn(
-                    "saturating_units",
-                    {f.layer: round(f.measured, 3)},
-                    f"≤ {self.s.saturated_max:.0%} of tanh/sigmoid units saturated",
-                    f"{f.layer}: {f.measured:.0%} of its units are saturated for a whole batch "
-                    f"at step {step} ({f.first:.0%} at the start): their gradient vanishes; "
-                    "lower lr or normalise the layer before it",
-                )
-
-    def _check_grads(self, step: int) -> None:
-        assert self.optimizer is not None
-        grads = [
-            (p, p.grad)
-            for g in self.optimizer.param_groups
-            for p in g["params"]
-            if p.grad is not None and not p.grad.is_sparse
-        ]
-        if not grads:
-            return
-        # one fused norm and one host sync for all gradients, not one per tensor
-        if math.isfinite(float(torch.stack(torch._foreach_norm([gr for _, gr in grads])).sum())):
-            return
-        names = {id(p): n for n, p in self.model.named_parameters()} if self.model else {}
-        bad = next(
-            names.get(id(p), "a parameter") for p, gr in grads if not bool(gr.isfinite().all())
-        )
-        self._stop(
-            "nonfinite_grad",
-            bad,
-            "finite gradients",
-            f"gradient of {bad} is not finite at step {step}: lower lr or clip gradients",
-        )
 
     def _check_train_mode(self, step: int) -> None:
         """Dropout and BatchNorm in eval mode at an optimizer step: model.train() forgotten
@@ -675,27 +398,3 @@ class TrialMonitor:
                 f"size: lr={self._lr(hi_group):.3g} is too low to learn within the budget",
             )
         self.findings.append(Finding("update_ratio", "pass", high, expected))
-
-    def _judge_first_forward(self, model: torch.nn.Module, rec: ActivationRecorder) -> None:
-        found = judge_activations(
-            model, rec, self.init, dead_max=self.s.dead_relu_max, max_gain=self.s.max_layer_gain
-        )
-        self.findings.extend(found)
-        failed = [f for f in found if f.verdict == "fail"]
-        if failed:
-            self.stopped = f"{failed[0].probe}: {failed[0].hint}"
-            raise TrialStopped(self.stopped)
-
-    # -- verdicts ------------------------------------------------------------------------------
-    def _stop(self, probe: str, measured: Any, expected: str, hint: str) -> None:
-        assert probe in TRIAL_CHECKS, probe
-        self.findings.append(Finding(probe, "fail", measured, expected, hint))
-        self.stopped = f"{probe}: {hint}"
-        raise TrialStopped(self.stopped)
-
-    def _warn(self, probe: str, measured: Any, expected: str, hint: str) -> None:
-        """A warning, once per trial (the study shows it once, unless it gets worse)."""
-        assert probe in TRIAL_CHECKS, probe
-        if probe not in self.warned:
-            self.warned.add(probe)
-            self.findings.append(Finding(probe, "warn", measured, expected, hint))
