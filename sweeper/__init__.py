@@ -18,7 +18,16 @@ Public surface (imported lazily: `import sweeper` loads neither torch nor ray):
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # what type checkers and editors see; at run time each is imported on use
+    from sweeper.definition import load_definition
+    from sweeper.errors import SweeperError, TrialStopped
+    from sweeper.export import BestConfig, best_config, load_best_model, top_configs
+    from sweeper.orchestrator import run_study
+    from sweeper.probes import Finding, Report, probe
+    from sweeper.task import Task
+    from sweeper.training import Trial, apply_init
 
 __version__ = "0.1.0"
 
@@ -39,7 +48,22 @@ _LAZY = {
     "SweeperError": ("sweeper.errors", "SweeperError"),
 }
 
-__all__ = sorted(_LAZY)
+__all__ = [
+    "BestConfig",
+    "Finding",
+    "Report",
+    "SweeperError",
+    "Task",
+    "Trial",
+    "TrialStopped",
+    "apply_init",
+    "best_config",
+    "load_best_model",
+    "load_definition",
+    "probe",
+    "run_study",
+    "top_configs",
+]
 
 
 def __getattr__(name: str) -> Any:

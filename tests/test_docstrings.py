@@ -33,3 +33,20 @@ def test_public_definitions_have_docstrings() -> None:
         if not ast.get_docstring(n)
     ]  # type: ignore[attr-defined]
     assert len(missing) <= 0.1 * len(found), "\n".join(missing)
+
+
+def test_the_lazy_top_level_and_its_type_checking_twin_name_the_same_things() -> None:
+    import sweeper
+
+    tree = ast.parse((PACKAGE / "__init__.py").read_text())
+    block = next(n for n in tree.body if isinstance(n, ast.If))  # if TYPE_CHECKING:
+    typed = {
+        (node.module, alias.name)
+        for node in block.body
+        if isinstance(node, ast.ImportFrom)
+        for alias in node.names
+    }
+    assert typed == {(module, attr) for module, attr in sweeper._LAZY.values()}
+    assert sweeper.__all__ == sorted(sweeper._LAZY)
+    for name in sweeper._LAZY:
+        assert getattr(sweeper, name) is not None
