@@ -14,6 +14,7 @@ Public surface (imported lazily: `import sweeper` loads neither torch nor ray):
     sweeper.load_best_model(name, storage=...) -> the task's model with the best trial's weights
     sweeper.apply_init(model, scheme, modules=None) -> the init code trials used
     sweeper.load_definition(path)             -> a validated study definition
+    sweeper.run(definition, trials=, storage=) -> a study run from Python: the optuna.Study
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # what type checkers and editors see; at run time each is imported on use
+    from sweeper.cli import run
     from sweeper.definition import load_definition
     from sweeper.errors import SweeperError, TrialStopped
     from sweeper.export import BestConfig, best_config, load_best_model, top_configs
@@ -45,6 +47,7 @@ _LAZY = {
     "apply_init": ("sweeper.training", "apply_init"),
     "load_definition": ("sweeper.definition", "load_definition"),
     "run_study": ("sweeper.orchestrator", "run_study"),
+    "run": ("sweeper.cli", "run"),
     "SweeperError": ("sweeper.errors", "SweeperError"),
 }
 
@@ -61,6 +64,7 @@ __all__ = [
     "load_best_model",
     "load_definition",
     "probe",
+    "run",
     "run_study",
     "top_configs",
 ]

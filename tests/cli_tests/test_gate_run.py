@@ -82,3 +82,40 @@ def test_gate_worker_crashing_twice_in_one_probe_is_a_task_error_not_a_retry(
     assert out.returncode == 2, out.stdout + out.stderr
     assert "died twice in probe" in out.stderr and "sweeper probe" in out.stderr
     assert "5 times" not in out.stderr
+
+
+@pytest.mark.usefixtures("local_ray")
+def test_sweeper_run_from_python_returns_the_study_with_its_gate_report(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`sweeper.run` takes a dict or a path, runs the same driver as `sweeper run`, and hands
+    back the optuna.Study; a second call resumes it (the gate is not run again)."""
+    import signal
+    import sys
+
+    import optuna
+    import yaml
+
+    import sweeper
+
+    path = _study(tmp_path, "ok")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    sigterm = signal.getsignal(signal.SIGTERM)
+    store = f"sqlite:///{tmp_path / 'python.db'}"
+    try:
+        study = sweeper.run(yaml.safe_load(path.read_text()), trials=1, storage=store)
+        assert isinstance(study, optuna.Study)
+        assert [t.state for t in study.trials] == [optuna.trial.TrialState.COMPLETE]
+        assert study.gate_report is not None and study.gate_report.verdict != "fail"
+        assert {f.probe for f in study.gate_report.findings} >= {"data_finite", "overfit_tiny"}
+
+        again = sweeper.run(path, trials=1, storage=store, progress=False)
+        assert len(again.trials) == 2 and again.gate_report is not None
+        with pytest.raises(TypeError, match="definition must be a path, a dict"):
+            sweeper.run(42)
+    finally:
+        signal.signal(signal.SIGTERM, sigterm)
+        for name, module in list(sys.modules.items()):
+            if str(getattr(module, "__file__", "") or "").startswith(str(tmp_path)):
+                del sys.modules[name]
