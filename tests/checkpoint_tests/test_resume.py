@@ -13,6 +13,7 @@ import pytest
 
 import sweeper
 from sweeper.checkpoint import Checkpoints, CorruptCheckpoint, checkpoint_id, pack, unpack
+from sweeper.orchestrator._records import TrialUpdate
 from sweeper.orchestrator._runner import TrialRunner
 from sweeper.probes import Settings
 
@@ -33,17 +34,18 @@ def _runner(folder: Path, task: str = "sweeper.examples.digits:mlp_task") -> Tri
 
 def _run(
     runner: TrialRunner, number: int, epochs: int, resume: dict[str, Any] | None = None
-) -> tuple[dict[str, Any], list[dict[str, float]], list[dict[str, Any]]]:
+) -> tuple[TrialUpdate, list[dict[str, float]], list[dict[str, Any]]]:
     """Trial `number` to its end: its start result, every epoch's metrics, what it saved."""
     first = runner.start(number, PARAMS, epochs, True, resume)
-    assert "error" not in first, first
-    metrics, saved, out = [first["metrics"]], list(first.get("saved", [])), first
-    while "metrics" in out and len(metrics) < epochs - (first.get("resumed") or {}).get("epoch", 0):
+    assert first.error is None, first
+    assert first.metrics is not None
+    metrics, saved, out = [first.metrics], list(first.saved), first
+    while out.metrics is not None and len(metrics) < epochs - (first.resumed_epoch or 0):
         out = runner.epoch()
-        saved += out.get("saved", [])
-        if "metrics" in out:
-            metrics.append(out["metrics"])
-    assert runner.epoch().get("done"), "the trial did not end after its last epoch"
+        saved += out.saved
+        if out.metrics is not None:
+            metrics.append(out.metrics)
+    assert runner.epoch().done, "the trial did not end after its last epoch"
     return first, metrics, saved
 
 
@@ -58,15 +60,15 @@ def test_resume_continues_exactly_where_the_interrupted_run_was(tmp_path: Path, 
     ckpts = [{"id": checkpoint_id("s", 0, e), "epoch": e} for e in (4, 2)]
 
     first, rest, _ = _run(runner, 1, 6, {"trial": 0, "checkpoints": ckpts})
-    assert first["resumed"] == {"trial": 0, "epoch": 4}
+    assert first.resumed_epoch == 4
     assert rest == whole[4:]  # same numbers: model, optimizer, shuffling and dropout RNG
 
     # the newest checkpoint is cut short, as by a crash mid-copy: the one before is used
     path = tmp_path / checkpoint_id("s", 0, 4)
     path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
     first, rest, _ = _run(runner, 2, 6, {"trial": 0, "checkpoints": ckpts})
-    assert first["resumed"] == {"trial": 0, "epoch": 2}
-    assert any("damaged" in n and "truncated" in n for n in first["notes"]), first["notes"]
+    assert first.resumed_epoch == 2
+    assert any("damaged" in n and "truncated" in n for n in first.notes), first.notes
     assert rest == whole[2:]
 
 
@@ -74,8 +76,8 @@ def test_no_usable_checkpoint_means_a_fresh_start_with_a_note(tmp_path: Path) ->
     runner = _runner(tmp_path)
     gone = [{"id": checkpoint_id("s", 9, 2), "epoch": 2}]
     first, metrics, _ = _run(runner, 3, 2, {"trial": 9, "checkpoints": gone})
-    assert "resumed" not in first and len(metrics) == 2
-    assert any("starts afresh" in n for n in first["notes"])
+    assert first.resumed_epoch is None and len(metrics) == 2
+    assert any("starts afresh" in n for n in first.notes)
 
 
 def test_pack_detects_truncation_and_damage() -> None:
