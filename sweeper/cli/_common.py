@@ -7,7 +7,7 @@ import sys
 from dataclasses import replace
 from typing import Any
 
-from sweeper.export._best import DEFAULT_STORAGE
+from sweeper.export import DEFAULT_STORAGE
 
 __all__ = [
     "DEFAULT_STORAGE",

@@ -152,8 +152,7 @@ class TrialRunner:
         self._gate_state = state
 
         def main() -> None:
-            from sweeper.probes import Settings, run_gate
-            from sweeper.probes._activations import init_profiles
+            from sweeper.probes import Settings, init_profiles, run_gate
 
             try:
                 report = run_gate(
@@ -303,8 +302,7 @@ class TrialRunner:
         self, params: dict[str, Any], number: int, epochs: int, first_forward: bool
     ) -> Any:
         """The trial monitor for this trial's params (None when per-trial probes are off)."""
-        from sweeper.probes import TrialMonitor
-        from sweeper.probes._trial_start import chance_levels, untrained_loss
+        from sweeper.probes import TrialMonitor, chance_levels, untrained_loss
 
         if not self.trial_probes:
             return None

@@ -7,12 +7,13 @@ Each probe returns a Finding: probe, verdict (pass / warn / fail), measured, exp
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # what mypy sees; at run time each name is imported on first use
+    from sweeper.probes._activations import init_profiles
     from sweeper.probes._context import REFERENCE_PARAMS, Context
     from sweeper.probes._finding import Finding, Report, fmt
     from sweeper.probes._gate import GATE, probe, run_gate
     from sweeper.probes._settings import Settings
     from sweeper.probes._trial import TrialMonitor
-    from sweeper.probes._trial_start import trial_start_checks
+    from sweeper.probes._trial_start import chance_levels, trial_start_checks, untrained_loss
 
 # imported on first use, so reading a finding (`sweeper status`) does not import torch
 _LAZY = {
@@ -27,6 +28,9 @@ _LAZY = {
     "run_gate": "_gate",
     "TrialMonitor": "_trial",
     "trial_start_checks": "_trial_start",
+    "chance_levels": "_trial_start",
+    "untrained_loss": "_trial_start",
+    "init_profiles": "_activations",
 }
 __all__ = [
     "GATE",
@@ -36,10 +40,13 @@ __all__ = [
     "Report",
     "Settings",
     "TrialMonitor",
+    "chance_levels",
     "fmt",
+    "init_profiles",
     "probe",
     "run_gate",
     "trial_start_checks",
+    "untrained_loss",
 ]
 
 

@@ -46,8 +46,13 @@ def test_corpus_model_trains_three_epochs_in_sweepers_loop_without_a_trial_warni
     judged after the second)."""
     import torch
 
-    from sweeper.probes import REFERENCE_PARAMS, Context, TrialMonitor
-    from sweeper.probes._trial_start import chance_levels, untrained_loss
+    from sweeper.probes import (
+        REFERENCE_PARAMS,
+        Context,
+        TrialMonitor,
+        chance_levels,
+        untrained_loss,
+    )
     from sweeper.training import Data, builtin_fit
 
     task = case()

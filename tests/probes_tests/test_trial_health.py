@@ -10,9 +10,8 @@ import torch
 
 import sweeper
 from sweeper.errors import TrialStopped
-from sweeper.probes import Context, TrialMonitor
+from sweeper.probes import Context, TrialMonitor, chance_levels, untrained_loss
 from sweeper.probes._settings import TRIAL_CHECKS
-from sweeper.probes._trial_start import chance_levels, untrained_loss
 from sweeper.training import Data, builtin_fit
 from tests.probes_tests.trial_zoo import BROKEN, HEALTHY, Case
 
