@@ -9,7 +9,7 @@ import statistics
 import textwrap
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import torch
@@ -121,3 +121,16 @@ def table(title: str, head: list[str], rows: list[list[Any]]) -> str:
 
     sep = "|" + "|".join("-" * (w + 2) for w in widths) + "|"
     return "\n".join([f"### {title}", "", line(head), sep, *(line(r) for r in cells), ""])
+
+
+def paired(run: Callable[[bool], tuple[float, float]], reps: int) -> tuple[float, float, float]:
+    """`run(False)` and `run(True)` alternated `reps` times, so drift hits both alike; each
+    returns (seconds, seconds spent inside what `True` adds). The medians of the off and on
+    seconds, and of the inside share of the on runs."""
+    on, off, inside = [], [], []
+    for _ in range(reps):
+        off.append(run(False)[0])
+        t, inner = run(True)
+        on.append(t)
+        inside.append(inner / t)
+    return statistics.median(off), statistics.median(on), statistics.median(inside)

@@ -12,6 +12,7 @@ from typing import Any
 
 import torch
 
+from benchmarks._common import paired
 from sweeper.examples.digits import cnn_task, mlp_task
 from sweeper.examples.own_loop import own_loop_task
 from sweeper.probes import Context, TrialMonitor, run_gate, trial_start_checks
@@ -55,13 +56,9 @@ def run(quick: bool) -> dict[str, Any]:
         task = make()
         gate_s = statistics.median(run_gate(task, params=PARAMS).seconds for _ in range(reps))
         data = Data.of(task, torch.device("cpu"))
-        on, off, inside = [], [], []
-        for _ in range(reps):  # alternate, so drift hits both alike
-            off.append(_trial(task, data, epochs, probes=False)[0])
-            t, probe_s = _trial(task, data, epochs, probes=True)
-            on.append(t)
-            inside.append(probe_s / t)
-        t_on, t_off = statistics.median(on), statistics.median(off)
+        t_off, t_on, inside = paired(
+            lambda on, t=task, d=data: _trial(t, d, epochs, probes=on), reps
+        )
         rows.append(
             {
                 "task": name,
@@ -69,7 +66,7 @@ def run(quick: bool) -> dict[str, Any]:
                 "trial_s_probes_off": round(t_off, 3),
                 "trial_s_probes_on": round(t_on, 3),
                 "probe_share_by_difference": f"{(t_on - t_off) / t_on:.1%}",
-                "probe_share_timed_inside": f"{statistics.median(inside):.1%}",
+                "probe_share_timed_inside": f"{inside:.1%}",
             }
         )
     return {"epochs": epochs, "repeats": reps, "rows": rows, "corpus": corpus_rows(quick)}

@@ -5,13 +5,13 @@ checks, no gate. Trials with and without it alternate, one thread, median of the
 
 from __future__ import annotations
 
-import statistics
 import time
 from collections.abc import Callable
 from typing import Any
 
 import torch
 
+from benchmarks._common import paired
 from sweeper.examples.digits import cnn_task, mlp_task
 from sweeper.examples.own_loop import own_loop_task
 from sweeper.probes import REFERENCE_PARAMS, TrialMonitor
@@ -61,20 +61,16 @@ def run(quick: bool) -> dict[str, Any]:
         task = make()
         data = None if task.fit is not None else Data.of(task, torch.device("cpu"))
         _trial(task, data, 1, watched=True)  # warm-up: imports, allocator
-        on, off, inside = [], [], []
-        for _ in range(reps):  # alternate, so drift hits both alike
-            off.append(_trial(task, data, epochs, watched=False)[0])
-            t, probe_s = _trial(task, data, epochs, watched=True)
-            on.append(t)
-            inside.append(probe_s / t)
-        t_on, t_off = statistics.median(on), statistics.median(off)
+        t_off, t_on, inside = paired(
+            lambda on, t=task, d=data: _trial(t, d, epochs, watched=on), reps
+        )
         rows.append(
             {
                 "trial": name,
                 "s_unwatched": round(t_off, 3),
                 "s_watched": round(t_on, 3),
                 "ratio": round(t_on / t_off, 3),
-                "share_timed_inside": f"{statistics.median(inside):.1%}",
+                "share_timed_inside": f"{inside:.1%}",
             }
         )
     return {"epochs": epochs, "repeats": reps, "rows": rows}
