@@ -31,7 +31,7 @@ def _trial(runner: Any, number: int, epochs: int, resume: Any = None) -> tuple[f
     """Seconds of the whole trial, and of its checkpoint writes."""
     t0 = time.perf_counter()
     out = runner.start(number, PARAMS, epochs, True, resume)
-    while "metrics" in out:
+    while out.metrics is not None:
         out = runner.epoch()
     seconds = time.perf_counter() - t0
     ck = runner.saver.seconds if runner.saver is not None else 0.0
