@@ -114,8 +114,6 @@ def run_study(
     """Gate, then search until the budget is met: `budget.trials` finished trials in the
     study (shared with any other driver on it), or, with `trials`, that many more from this
     driver. Trials left running by a dead driver are failed and re-queued first."""
-    from sweeper.orchestrator._runner import remote_runner
-
     spec = loaded.spec
     t0 = time.perf_counter()
     me = driver_token()
@@ -142,38 +140,11 @@ def run_study(
         raise TaskError(f"{problem} (nothing was written)")
     fits = concurrency(spec)
     n_runners = fits if trials is None else min(fits, trials)
-    runner_cls = remote_runner(spec.resources.cpus, spec.resources.gpus)
-    probe_settings = Settings.from_spec(spec.probes).model_dump()
-
-    def make_runner() -> Any:
-        return runner_cls.remote(
-            spec.task,
-            spec.task_args,
-            paths,
-            probe_settings,
-            spec.probes.trial,
-            spec.resources.cpus,
-            ck_settings,
-        )
-
-    # the runners start (a process each: import torch, load the task) while the store opens
-    workers = Workers(make_runner, max(1, n_runners), progress.note if progress else log.info)
+    workers = _start_workers(spec, paths, ck_settings, n_runners, progress)
     try:
         refs = [r.load.remote() for r in workers.runners]  # all load at once
-        storage = storage or open_storage(spec.storage)  # opened by budget_met, if it could
-        study = retrying(open_study, loaded, storage, progress, what="opening the study")
-        for number, why in retrying(recover, study, me, what="checking for orphaned trials"):
-            if progress:
-                progress.note(f"trial {number} failed and re-queued: {why}")
-        read_ahead(study)  # while the runners load and the gate runs
-        if ck_settings is not None:
-            retrying(
-                attrs.set_study_attr,
-                study,
-                attrs.CHECKPOINT_STORE,
-                ck_settings["location"],
-                what="recording the checkpoint store",
-            )
+        # the runners start (a process each: import torch, load the task) while the store opens
+        study = _open_and_recover(loaded, storage, me, ck_settings, progress)
         for i, ref in enumerate(refs):
             loaded_ = workers.get(i, "load", ref=ref, what="loading the task")
             if loaded_.error is not None:
@@ -193,6 +164,59 @@ def run_study(
     finally:  # give the CPUs/GPUs back now, not when the handles are garbage-collected
         workers.kill_all()
     return search.outcome(gate)
+
+
+def _start_workers(
+    spec: Any,
+    paths: list[str],
+    ck_settings: dict[str, Any] | None,
+    n_runners: int,
+    progress: Progress | None,
+) -> Workers:
+    """The runner actors, one per trial that runs at once, starting in the background."""
+    from sweeper.orchestrator._runner import remote_runner
+
+    runner_cls = remote_runner(spec.resources.cpus, spec.resources.gpus)
+    probe_settings = Settings.from_spec(spec.probes).model_dump()
+
+    def make_runner() -> Any:
+        return runner_cls.remote(
+            spec.task,
+            spec.task_args,
+            paths,
+            probe_settings,
+            spec.probes.trial,
+            spec.resources.cpus,
+            ck_settings,
+        )
+
+    return Workers(make_runner, max(1, n_runners), progress.note if progress else log.info)
+
+
+def _open_and_recover(
+    loaded: LoadedDefinition,
+    storage: Any,
+    me: str,
+    ck_settings: dict[str, Any] | None,
+    progress: Progress | None,
+) -> optuna.Study:
+    """The study, opened (or made) in its store, with trials a dead driver left running failed
+    and re-queued, its trials read ahead, and its checkpoint store recorded."""
+    storage = storage or open_storage(loaded.spec.storage)  # opened by budget_met, if it could
+    study = retrying(open_study, loaded, storage, progress, what="opening the study")
+    for number, why in retrying(recover, study, me, what="checking for orphaned trials"):
+        if progress:
+            progress.note(f"trial {number} failed and re-queued: {why}")
+    read_ahead(study)  # while the runners load and the gate runs
+    if ck_settings is not None:
+        retrying(
+            attrs.set_study_attr,
+            study,
+            attrs.CHECKPOINT_STORE,
+            ck_settings["location"],
+            what="recording the checkpoint store",
+        )
+    return study
 
 
 def check_store_folder(url: str) -> None:
