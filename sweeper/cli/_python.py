@@ -5,16 +5,22 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from sweeper.definition import LoadedDefinition
+if TYPE_CHECKING:  # `import sweeper.cli` stays light: the definition's schema loads on use
+    from sweeper.definition import LoadedDefinition
 
 
 def _loaded(definition: Any) -> LoadedDefinition:
     """A definition given as a path, a dict (the YAML's sections) or a `Definition`."""
     import yaml
 
-    from sweeper.definition import Definition, load_definition, parse_definition
+    from sweeper.definition import (
+        Definition,
+        LoadedDefinition,
+        load_definition,
+        parse_definition,
+    )
 
     if isinstance(definition, (str, Path)):
         return load_definition(definition)

@@ -70,7 +70,6 @@ class TrialMonitor(MetricChecks, LayerChecks):
         self.ema: float | None = None
         self.start: float | None = None
         self.above = 0
-        self.losses = 0  # losses seen
         self.steps = 0  # optimizer steps taken
         self.findings: list[Finding] = []
         self.warned: set[str] = set()
@@ -199,7 +198,6 @@ class TrialMonitor(MetricChecks, LayerChecks):
         """A step's loss from `trial.step`, read at sampled steps: not finite, or growing past
         `loss_growth` x its start, stops the trial."""
         step = self.steps
-        self.losses += 1
         if self.due(step):  # a sampled step: reading a loss is a host sync
             self._timed(lambda: self._check_loss(step, loss))
 
@@ -300,7 +298,7 @@ class TrialMonitor(MetricChecks, LayerChecks):
 
     def _after_step(self) -> None:
         self.steps += 1
-        if self.due(self.steps) and self.steps > 0:
+        if self.due(self.steps):
             self._gather_incoming()
         if self.snapshot:
             self._judge_update(self._update_ratios())
@@ -345,8 +343,9 @@ class TrialMonitor(MetricChecks, LayerChecks):
         still = bool(judged) and all(r == 0 for r in judged) and any(lr > 0 for lr in lrs)
         self.unchanged = self.unchanged + 1 if still else 0
         if self.unchanged >= 3:
-            grads = [w.grad for pairs in self._snapshot() for w, _ in pairs]
-            if any(g is not None for g in grads):
+            assert self.optimizer is not None
+            held = [p for g in self.optimizer.param_groups for p in g["params"] if p.ndim >= 2]
+            if any(p.grad is not None for p in held):
                 why = (
                     "the gradients are all zero: no signal reaches the weights (units that "
                     "died, see dying_units, or an output detached from them); lower lr or "

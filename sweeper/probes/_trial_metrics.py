@@ -23,9 +23,9 @@ class MetricChecks(MonitorBase):
     def on_report(self, metrics: dict[str, float]) -> None:
         """An epoch's reported metrics: a loss that is not finite, or far above what an
         untrained model gives, means the trial diverged (seen without `trial.step`); an lr
-        of 0 in every group before the last epoch means the schedule ended it early; a loss
-        going up and down in turn oscillates; a metric at the trivial baseline's level after
-        the first epochs means the trial trains but learns nothing."""
+        of 0 in every group before the last epoch means the schedule ended it early; a training
+        loss that rises from epoch to epoch oscillates; a metric at the trivial baseline's
+        level after the first epochs means the trial trains but learns nothing."""
         self.reports += 1
         self._timed(lambda: self._check_report(metrics))
 
