@@ -119,7 +119,7 @@ class TrialMonitor(MetricChecks, LayerChecks):
         # when a gradient turns non-finite, to name the layer where it started
         self.handles.append(model.register_forward_pre_hook(self._keep_input, with_kwargs=True))
         self.handles += [
-            optimizer.register_step_pre_hook(lambda *_: self._timed(self._before_step)),
+            optimizer.register_step_pre_hook(self._pre_step),
             optimizer.register_step_post_hook(lambda *_: self._timed(self._after_step)),
         ]
         s = self.s
@@ -141,6 +141,29 @@ class TrialMonitor(MetricChecks, LayerChecks):
                 self._timed(lambda: self._judge_first_forward(model, recorder))
 
             handle = model.register_forward_hook(once)
+
+    def _pre_step(self, _opt: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        """The optimizer step pre-hook. A step given a closure (Lightning's automatic
+        optimization, LBFGS) computes its gradients inside `step`, after this hook: the
+        checks then run when the closure first returns, before the update."""
+        # args[0] is the optimizer itself (torch hands the pre-hook step's own arguments)
+        closure = kwargs.get("closure", args[1] if len(args) > 1 else None)
+        if closure is None:
+            self._timed(self._before_step)
+            return None
+        done = False
+
+        def checked() -> Any:
+            nonlocal done
+            result = closure()
+            if not done:
+                done = True
+                self._timed(self._before_step)
+            return result
+
+        if "closure" in kwargs:
+            return args, {**kwargs, "closure": checked}
+        return (args[0], checked, *args[2:]), kwargs
 
     def _check_optimizer(self, model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> None:
         """The optimizer must hold the watched model's parameters: a model rebuilt after

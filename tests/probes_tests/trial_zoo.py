@@ -25,7 +25,8 @@ from sweeper.examples.digits import CNN, MLP, digits_split
 
 X_TR, X_VA, Y_TR, Y_VA = (torch.as_tensor(a) for a in digits_split())
 EPOCHS = 4
-OWN_ONLY = ("zero_grad", "step_order", "train_mode", "rebuild")  # bugs of hand-written loops
+# bugs (and the closure style) only hand-written loops have
+OWN_ONLY = ("zero_grad", "step_order", "train_mode", "rebuild", "closure")
 
 
 @dataclass
@@ -44,6 +45,7 @@ class Case:
     nan_row: bool = False  # one training row (past the gate's sample) holds a nan
     warns: bool = False  # the check warns (the trial runs on) instead of stopping it
     epochs: int = EPOCHS
+    closure: bool = False  # the own loop steps as Lightning does: opt.step(closure)
 
     @property
     def own_only(self) -> bool:
@@ -100,6 +102,11 @@ class Case:
                     model.train()
                 total = 0.0
                 for i, idx in enumerate(torch.randperm(len(x_tr), generator=gen).split(bs)):
+                    if self.closure:  # zero_grad, forward and backward inside the step
+                        total += closure_step(model, opt, loss_fn, x_tr[idx], y_tr[idx], bugs)
+                        if sched is not None:
+                            sched.step()
+                        continue
                     loss = loss_fn(model(x_tr[idx]), y_tr[idx])
                     (loss / accumulate).backward()
                     total += float(loss.detach()) * len(idx)
@@ -127,6 +134,30 @@ class Case:
                     )
 
         return fit
+
+
+def closure_step(
+    model: nn.Module,
+    opt: torch.optim.Optimizer,
+    loss_fn: Callable[..., torch.Tensor],
+    x: torch.Tensor,
+    y: torch.Tensor,
+    bugs: tuple[str, ...],
+) -> float:
+    """One step the way Lightning's automatic optimization takes it: `opt.step(closure)`, the
+    closure zeroing the gradients, running forward and backward. Returns the batch's loss sum."""
+    losses: list[float] = []
+
+    def closure() -> torch.Tensor:
+        if "zero_grad" not in bugs:
+            opt.zero_grad()
+        loss = loss_fn(model(x), y)
+        loss.backward()
+        losses.append(float(loss.detach()))
+        return loss
+
+    opt.step(closure)
+    return losses[0] * len(x)
 
 
 def _default_optimizer(model: nn.Module, params: dict[str, Any]) -> torch.optim.Optimizer:
@@ -299,6 +330,18 @@ BROKEN: dict[str, Case] = {
     "train_overridden_to_eval": Case(_frozen_modes, ("eval_mode_training",)),
     "model_train_forgotten_after_eval": Case(checks=("eval_mode_training",), bugs=("train_mode",)),
     "zero_grad_forgotten": Case(checks=("grad_not_zeroed",), bugs=("zero_grad",)),
+    "zero_grad_forgotten_in_a_closure": Case(
+        checks=("grad_not_zeroed",), bugs=("zero_grad",), closure=True
+    ),
+    "model_train_forgotten_with_closure_steps": Case(
+        checks=("eval_mode_training",), bugs=("train_mode",), closure=True
+    ),
+    "sgd_lr_50_with_closure_steps": Case(
+        checks=("update_ratio", "nonfinite_grad", "nonfinite_loss", "loss_growth"),
+        params={"optimizer": "sgd", "lr": 50.0},
+        closure=True,
+        bugs=("closure",),
+    ),
     "zero_grad_between_backward_and_step": Case(
         checks=("weights_unchanged",), bugs=("step_order",)
     ),
@@ -329,4 +372,5 @@ HEALTHY: dict[str, Case] = {
     "sgd_momentum": Case(params={"optimizer": "sgd", "lr": 0.05}),
     "tanh_mlp": Case(lambda: _acts(nn.Tanh)),
     "gru_parity": Case(GRUParity, params={"lr": 3e-3}, binary=True),
+    "closure_steps": Case(closure=True, bugs=("closure",)),
 }
