@@ -82,6 +82,12 @@ class Trial:
         self._model: nn.Module | None = None
 
     @property
+    def in_study(self) -> bool:
+        """Whether sweeper runs this trial (its reports go to a study), rather than a
+        ``sweeper.Trial(params)`` built to run a fit function locally."""
+        return self._reporter is not None
+
+    @property
     def _epochs_done(self) -> int:
         return self.start_epoch + len(self.history)
 

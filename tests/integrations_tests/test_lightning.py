@@ -1,0 +1,108 @@
+"""Lightning's Trainer as a sweeper trial, through `SweeperCallback`, on the real package: a
+study runs from the CLI with every epoch reported and pruned trials ended cleanly, a diverging
+trial is stopped by the probes with its reason, and a re-queued trial resumes from Lightning's
+own checkpoint with the same numbers as the uninterrupted run."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import optuna
+import pytest
+
+import sweeper
+
+pytest.importorskip("lightning")
+
+from sweeper.orchestrator._records import TrialUpdate  # noqa: E402
+from sweeper.orchestrator._runner import TrialRunner  # noqa: E402
+from sweeper.probes import Settings  # noqa: E402
+from tests.conftest import run_here, write_study  # noqa: E402
+
+TASK = "sweeper.examples.lightning_digits:lightning_digits_task"
+PARAMS = {"lr": 3e-3, "batch_size": 64, "dropout": 0.1, "hidden": 32, "init": "none"}
+
+
+def _runner(folder: Path) -> TrialRunner:
+    checkpoint = {"location": str(folder), "study": "s", "every_epochs": 2, "keep_weights": True}
+    return TrialRunner(TASK, {}, [], Settings().model_dump(), True, 1, checkpoint)
+
+
+def _run(
+    runner: TrialRunner, number: int, params: dict[str, Any], epochs: int, resume: Any = None
+) -> tuple[TrialUpdate, list[dict[str, float]], TrialUpdate]:
+    """Trial `number` to its end: its start, every epoch's metrics, and its last update."""
+    out = first = runner.start(number, params, epochs, True, resume)
+    metrics = [first.metrics] if first.metrics is not None else []
+    while not out.ended:
+        out = runner.epoch()
+        if out.metrics is not None:
+            metrics.append(out.metrics)
+    return first, metrics, out
+
+
+def test_lightning_trial_reports_every_epoch_and_resumes_from_its_checkpoint(
+    tmp_path: Path,
+) -> None:
+    runner = _runner(tmp_path)
+    _, whole, last = _run(runner, 0, PARAMS, 6)
+    assert last.done and last.error is None, last
+    assert len(whole) == 6
+    assert {"val_accuracy", "val_loss", "train_loss"} <= set(whole[-1])
+    assert whole[-1]["val_accuracy"] > 0.85, whole[-1]
+    ckpts = [{"id": s["id"], "epoch": s["epoch"]} for s in last.saved + []]
+    assert not ckpts  # the checkpoints came with the earlier epochs' updates
+    from sweeper.checkpoint import checkpoint_id
+
+    resume = {"trial": 0, "checkpoints": [{"id": checkpoint_id("s", 0, 4), "epoch": 4}]}
+    first, rest, last = _run(runner, 1, PARAMS, 6, resume)
+    assert first.resumed_epoch == 4 and last.done, (first, last)
+    assert len(rest) == 2  # epochs 5 and 6 only
+    for got, want in zip(rest, whole[4:], strict=True):
+        assert got["val_loss"] == pytest.approx(want["val_loss"], rel=1e-5), (got, want)
+
+
+def test_diverging_lightning_trial_is_stopped_by_the_probes_with_its_reason(
+    tmp_path: Path,
+) -> None:
+    params = {**PARAMS, "lr": 50.0, "optimizer": "sgd"}
+    _, metrics, last = _run(_runner(tmp_path), 0, params, 6)
+    assert last.stopped, last
+    assert last.error is None
+    assert len(metrics) <= 1, metrics
+    checks = ("update_ratio", "nonfinite_grad", "nonfinite_loss", "loss_growth")
+    assert last.stopped.split(":")[0] in checks, last.stopped
+
+
+@pytest.mark.usefixtures("local_ray")
+def test_lightning_study_runs_from_the_cli_and_pruning_ends_trials_cleanly(workdir: Path) -> None:
+    path = write_study(
+        workdir,
+        name="lit",
+        trials=6,
+        epochs=4,
+        task=TASK,
+        search="""
+          lr: {type: float, low: 1.0e-4, high: 3.0e-2, log: true}
+          batch_size: 64
+          dropout: 0.1
+          hidden: 32
+        """,
+        extra="pruner: {type: median, warmup_epochs: 1, startup_trials: 2}\n",
+    )
+    out = run_here("run", str(path), cwd=workdir)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "Study gate: PASS" in out.stdout
+    study = optuna.load_study(study_name="lit", storage="sqlite:///sweeps.db")
+    done = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    pruned = [t for t in study.trials if t.state == optuna.trial.TrialState.PRUNED]
+    assert len(done) + len(pruned) == 6, [t.state for t in study.trials]
+    assert done and all(len(t.intermediate_values) == 4 for t in done)
+    assert pruned, "the median pruner stopped no trial (lr spans 1e-4 .. 3e-2)"
+    reasons = [str(t.user_attrs.get("sweeper:stopped", "")) for t in pruned]
+    for t, reason in zip(pruned, reasons, strict=True):  # ended where told, with the reason
+        assert len(t.intermediate_values) < 4 and reason, t.user_attrs
+    assert any(r.startswith("pruned by the pruner") for r in reasons), reasons
+    model = sweeper.load_best_model("lit", storage="sqlite:///sweeps.db")
+    assert type(model).__name__ == "LitDigits"  # the LightningModule, with its trained weights
