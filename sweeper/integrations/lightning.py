@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from sweeper.errors import TrialStopped
+from sweeper.integrations._metrics import numeric_metrics
 from sweeper.training import Trial
 
 
@@ -44,28 +45,6 @@ def _callback_bases() -> tuple[type, ...]:
             "(or lightning / pytorch_lightning >= 2.0 in your environment)"
         )
     return tuple(bases)
-
-
-def numeric_metrics(metrics: dict[str, Any], names: list[str] | None) -> dict[str, float]:
-    """The scalar numbers among `metrics` (tensors of one element included), or exactly
-    `names` of them: a name that was not logged is an error that lists what was."""
-    found: dict[str, float] = {}
-    for key, value in metrics.items():
-        if hasattr(value, "numel"):
-            if value.numel() != 1:
-                continue
-            value = value.item()
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            found[str(key)] = float(value)
-    if names is None:
-        return found
-    missing = [n for n in names if n not in found]
-    if missing:
-        raise KeyError(
-            f"metrics {missing} were not logged this epoch (logged: {sorted(found) or 'none'}): "
-            "log them in validation_step/on_validation_epoch_end, or drop them from metrics="
-        )
-    return {n: found[n] for n in names}
 
 
 class SweeperCallback(*_callback_bases()):  # type: ignore[misc]
