@@ -78,7 +78,7 @@ class Context:
     @property
     def loss_name(self) -> str:
         """The task's named loss, or 'custom' for its own callable."""
-        return loss_name(self.task.loss)
+        return loss_name(self.task.loss, self.task.kind)
 
     def accuracy(self, out: Any, y: torch.Tensor) -> float:
         """Share of right predictions (per sample, token, pixel or label; nan when the output

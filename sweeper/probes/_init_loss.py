@@ -35,7 +35,7 @@ def expected_init_loss(ctx: Context, y: torch.Tensor) -> tuple[float, str] | Non
 def init_loss_value(ctx: Context) -> float:
     """The task's loss on the fresh model's output at init (see init_outputs)."""
     o = init_outputs(ctx)
-    return float(resolve_loss(ctx.task.loss)(o.out, o.y).item())
+    return float(resolve_loss(ctx.task.loss, ctx.task.kind)(o.out, o.y).item())
 
 
 def prior_entropy(ctx: Context, y: torch.Tensor) -> float | None:

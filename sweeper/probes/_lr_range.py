@@ -9,7 +9,7 @@ import torch
 
 from sweeper.probes._context import Context
 from sweeper.probes._finding import Finding
-from sweeper.training import Inputs, build_model, forward, make_optimizer, resolve_loss
+from sweeper.training import Inputs, batch_loss, build_model, make_optimizer
 
 
 def _cycle(ctx: Context, batch_size: int) -> Iterator[tuple[Inputs, torch.Tensor]]:
@@ -32,7 +32,6 @@ def lr_range_test(ctx: Context, lo: float = 1e-6, hi: float = 10.0) -> Finding:
     opt = make_optimizer(model, params, ctx.task)
     # each group's lr as a multiple of the params' lr (a backbone at 0.1x stays at 0.1x)
     scale = [float(g["lr"]) / lo for g in opt.param_groups]
-    loss_fn = resolve_loss(ctx.task.loss)
     factor = (hi / lo) ** (1 / steps)
     lrs: list[float] = []
     losses: list[float] = []
@@ -44,7 +43,7 @@ def lr_range_test(ctx: Context, lo: float = 1e-6, hi: float = 10.0) -> Finding:
             g["lr"] = lr * k
         xb, yb = next(batches)
         opt.zero_grad(set_to_none=True)
-        loss = loss_fn(forward(model, xb), yb)
+        loss = batch_loss(ctx.task.loss, model, xb, yb)
         value = float(loss.item())
         if not math.isfinite(value):
             diverged_at = lr

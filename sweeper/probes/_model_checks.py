@@ -10,7 +10,7 @@ import torch
 
 from sweeper.probes._context import Context
 from sweeper.probes._finding import Finding, fmt
-from sweeper.training import build_model, forward, is_plain_float, resolve_loss, rows, tree_map
+from sweeper.training import batch_loss, build_model, forward, is_plain_float, rows, tree_map
 
 
 def _fresh(ctx: Context) -> torch.nn.Module:
@@ -28,7 +28,6 @@ def gradient_flow(ctx: Context, steps: int = 3) -> Finding:
     model = ctx.fresh_model()
     model.train()
     x, y = ctx.data.train.head(64)
-    loss_fn = resolve_loss(ctx.task.loss)
     trainable = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
     frozen = [n for n, p in model.named_parameters() if not p.requires_grad]
     reached: set[str] = set()
@@ -37,7 +36,7 @@ def gradient_flow(ctx: Context, steps: int = 3) -> Finding:
     for step in range(steps):
         if opt is not None:
             opt.zero_grad(set_to_none=True)
-        loss_fn(forward(model, x), y).backward()
+        batch_loss(ctx.task.loss, model, x, y).backward()
         for name, p in trainable:
             if p.grad is None:
                 continue
@@ -150,7 +149,7 @@ def gradient_depth(ctx: Context) -> Finding:
     ]
     try:
         x, y = ctx.data.train.head(64)
-        resolve_loss(ctx.task.loss)(forward(model, x), y).backward()
+        batch_loss(ctx.task.loss, model, x, y).backward()
     finally:
         for h in hooks:
             h.remove()

@@ -136,7 +136,7 @@ def _broadcast_warning(ctx: Context, out: torch.Tensor, y: torch.Tensor) -> bool
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
-            resolve_loss(ctx.task.loss)(out, y)
+            resolve_loss(ctx.task.loss, ctx.task.kind)(out, y)
         except Exception:
             return False
     return any("target size" in str(w.message) for w in caught)
@@ -284,7 +284,7 @@ def _custom_class_loss(ctx: Context, out: torch.Tensor, y: torch.Tensor, measure
     labels = y.long().clamp_min(0)
     right = torch.nn.functional.one_hot(labels, c).float().movedim(-1, dim)
     wrong = torch.nn.functional.one_hot((labels + 1) % c, c).float().movedim(-1, dim)
-    loss = resolve_loss(ctx.task.loss)
+    loss = resolve_loss(ctx.task.loss, ctx.task.kind)
     with torch.no_grad():
         cost = float(loss(wrong, y)) - float(loss(right, y))
     m = {**measured, "confident mistake costs": cost}

@@ -15,7 +15,7 @@ import torch
 
 from sweeper.probes._context import Context
 from sweeper.probes._finding import Finding
-from sweeper.training import Inputs, forward, resolve_loss
+from sweeper.training import MODEL, Inputs, forward, model_loss, resolve_loss
 
 # every this many steps the fit looks at its progress; a plateau is less than
 # _PLATEAU_SHARE of the way from the start to the floor gained over the last _WINDOW steps
@@ -114,12 +114,13 @@ def fit_tiny(
     model.train()
     trainable = [q for q in model.parameters() if q.requires_grad]
     opt = torch.optim.Adam(trainable, lr=s.overfit_lr)
-    loss_fn = resolve_loss(ctx.task.loss)
+    loss_fn = resolve_loss(ctx.task.loss, ctx.task.kind)
+    own = ctx.task.loss == MODEL  # the model's own loss: training_step, or labels=
     fit = TinyFit()
     for step in range(steps or s.overfit_steps):
         opt.zero_grad(set_to_none=True)
         out = forward(model, x)
-        loss = loss_fn(out, y)
+        loss = model_loss(model, x, y) if own else loss_fn(out, y)
         value = float(loss.item())
         fit.curve.append(value)
         if not math.isfinite(value):
@@ -136,7 +137,7 @@ def fit_tiny(
     model.eval()
     with torch.no_grad():
         out = forward(model, x)
-        fit.loss = float(loss_fn(out, y).item())
+        fit.loss = float((model_loss(model, x, y) if own else loss_fn(out, y)).item())
         fit.accuracy = ctx.accuracy(out, y)
     fit.reached = math.isfinite(fit.loss) and goal(ctx, fit, fit.loss, fit.accuracy)
     return fit

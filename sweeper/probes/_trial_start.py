@@ -56,7 +56,7 @@ def _trial_init_loss(ctx: Context) -> list[Finding]:
 def untrained_loss(task: Any) -> float | None:
     """The loss an untrained classifier gives, from the task alone (no data): ln C for a
     softmax loss, ln 2 for a sigmoid one; None where it depends on the data."""
-    name, kind = loss_name(task.loss), str(task.kind)
+    name, kind = loss_name(task.loss, task.kind), str(task.kind)
     if kind == "multiclass" and task.num_classes and name in ("cross_entropy", "nll"):
         return math.log(int(task.num_classes))
     if kind in ("binary", "multilabel") and name in ("bce", "bce_prob"):

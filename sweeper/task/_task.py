@@ -16,7 +16,7 @@ if TYPE_CHECKING:
     LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 KINDS = ("multiclass", "binary", "multilabel", "regression", "custom")
-LOSSES = ("cross_entropy", "nll", "bce", "mse", "l1")
+LOSSES = ("cross_entropy", "nll", "bce", "mse", "l1", "model")
 _LOSS_KINDS = {
     "cross_entropy": ("multiclass",),
     "nll": ("multiclass",),
@@ -42,7 +42,11 @@ class Task:
     loss: ``"cross_entropy"``, ``"nll"``, ``"bce"`` (with logits), ``"mse"``, ``"l1"``, or any
         callable ``loss(output, target) -> scalar tensor``. The named class losses take
         (N, C) outputs and per-token or per-pixel ones, (N, C, ...) or (N, T, C), with
-        targets (N, ...); targets of -100 are ignored, as in PyTorch.
+        targets (N, ...); targets of -100 are ignored, as in PyTorch. ``"model"``: the model
+        computes its own loss, as the gate and sweeper's loop then do too: a LightningModule's
+        ``training_step((x, y), batch_idx)`` (the loss it returns), or a Hugging Face model
+        called with ``labels=y`` (its output's ``loss``); the output checks judge its logits
+        with the kind's loss (cross-entropy, BCE or MSE).
     kind: ``"multiclass"`` (class indices: per sample, token or pixel), ``"binary"`` (0/1),
         ``"multilabel"`` (several independent 0/1 labels per sample), ``"regression"``, or
         ``"custom"`` (no classes: the loss is all sweeper judges, e.g. a VAE or a contrastive

@@ -20,10 +20,13 @@ from sweeper.training._loop import (
 )
 from sweeper.training._losses import (
     IGNORE_INDEX,
+    MODEL,
+    batch_loss,
     class_dim,
     correct,
     decision_threshold,
     loss_name,
+    model_loss,
     resolve_loss,
 )
 from sweeper.training._trial import FitFn, Monitor, Trial, builtin_fit
@@ -54,10 +57,13 @@ __all__ = [
     "is_plain_float",
     "leaves",
     "loss_name",
+    "batch_loss",
+    "MODEL",
     "make_optimizer",
     "make_scheduler",
     "read_output",
     "resolve_loss",
+    "model_loss",
     "rows",
     "start_run",
     "train_epoch",

@@ -19,7 +19,14 @@ from torch import nn
 
 from sweeper.training._data import Batches, concat, forward
 from sweeper.training._init_schemes import apply_init
-from sweeper.training._losses import LossFn, correct, decision_threshold, resolve_loss
+from sweeper.training._losses import (
+    MODEL,
+    LossFn,
+    correct,
+    decision_threshold,
+    model_loss,
+    resolve_loss,
+)
 
 OPTIMIZERS = ("adam", "adamw", "sgd")
 PRECISIONS = ("fp32", "bf16", "fp16")
@@ -208,7 +215,7 @@ def start_run(
     return Run(
         model=model,
         optimizer=optimizer,
-        loss_fn=resolve_loss(task.loss),
+        loss_fn=resolve_loss(task.loss, task.kind),
         loss=task.loss,
         data=data,
         params=dict(params),
@@ -281,7 +288,10 @@ def train_epoch(run: Run, on_loss: OnLoss | None = None, max_steps: int | None =
     run.optimizer.zero_grad(set_to_none=True)
     for xb, yb in run.data.train.epoch(run.batch_size, shuffle=True, generator=run.generator):
         with run.autocast():
-            loss = _loss(run, forward(run.model, xb), yb)
+            if run.loss == MODEL:  # the model's own: a LightningModule's training_step, labels=
+                loss = model_loss(run.model, xb, yb)
+            else:
+                loss = _loss(run, forward(run.model, xb), yb)
         scaled = loss / accumulate if accumulate > 1 else loss
         if run.scaler is not None:
             scaled = run.scaler.scale(scaled)
@@ -300,13 +310,17 @@ def train_epoch(run: Run, on_loss: OnLoss | None = None, max_steps: int | None =
     return float(total.item()) / max(n, 1)
 
 
-def _eval_batches(run: Run, batches: Batches, chunk: int) -> Iterator[tuple[Any, torch.Tensor]]:
+def _eval_batches(
+    run: Run, batches: Batches, chunk: int
+) -> Iterator[tuple[Any, torch.Tensor, torch.Tensor]]:
+    """(output, target, loss) per chunk; the loss is the model's own for ``loss="model"``."""
     for xb, yb in batches.epoch(chunk, shuffle=False):
         with run.autocast():
             out = forward(run.model, xb)
+            own = model_loss(run.model, xb, yb) if run.loss == MODEL else None
         if isinstance(out, torch.Tensor) and out.dtype in (torch.float16, torch.bfloat16):
             out = out.float()
-        yield out, yb
+        yield out, yb, own if own is not None else run.loss_fn(out, yb)
 
 
 @torch.no_grad()
@@ -328,8 +342,8 @@ def evaluate(
     ys: list[torch.Tensor] = []
     accuracy = run.data.kind in ("multiclass", "binary", "multilabel")
     threshold = decision_threshold(run.loss)
-    for out, yb in _eval_batches(run, data, chunk):
-        loss_sum += run.loss_fn(out, yb).double() * len(yb)
+    for out, yb, loss in _eval_batches(run, data, chunk):
+        loss_sum += loss.double() * len(yb)
         if accuracy and isinstance(out, torch.Tensor):
             r, c = correct(out, yb, threshold)
             right += r

@@ -10,14 +10,26 @@ Targets equal to -100 (PyTorch's ignore_index, Hugging Face's padding label) cou
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 
+from sweeper.training._data import Inputs, forward
+
 LossFn = Callable[[Any, torch.Tensor], torch.Tensor]
 IGNORE_INDEX = -100
+MODEL = "model"  # Task(loss="model"): the model computes its own loss
+# the loss a model's own loss stands for where sweeper needs one of (output, target): the output
+# checks and the baselines (a Hugging Face head's loss for its problem type)
+_KIND_LOSS = {
+    "multiclass": "cross_entropy",
+    "binary": "bce",
+    "multilabel": "bce",
+    "regression": "mse",
+}
 
 
 def class_dim(out: torch.Tensor, y: torch.Tensor) -> int:
@@ -79,17 +91,74 @@ _KNOWN = {
 }
 
 
-def resolve_loss(loss: str | Callable[..., Any]) -> LossFn:
-    """The loss function for a task's `loss`: a named loss (class-dimension aware, `-100` ignored)
-    or the task's own callable."""
+def resolve_loss(loss: str | Callable[..., Any], kind: str | None = None) -> LossFn:
+    """The loss function of (output, target) for a task's `loss`: a named loss (class-dimension
+    aware, `-100` ignored) or the task's own callable. For ``"model"``, the named loss of the
+    task's `kind` (what a classification or regression head computes): only the checks that
+    judge outputs use it, the training steps take the model's own loss (`batch_loss`)."""
     if callable(loss):
         return loss
+    if loss == MODEL:
+        named = _KIND_LOSS.get(kind or "")
+        if named is None:
+            return _no_output_loss
+        return _NAMED[named]
     return _NAMED[loss]
 
 
-def loss_name(loss: str | Callable[..., Any]) -> str:
+def _no_output_loss(out: Any, y: torch.Tensor) -> torch.Tensor:
+    raise TypeError(
+        "loss='model' with kind='custom': sweeper has no loss of (output, target) for this "
+        "model; only its own loss (training_step, or labels=) is known"
+    )
+
+
+def model_loss(model: torch.nn.Module, x: Inputs, y: torch.Tensor) -> torch.Tensor:
+    """The loss a model computes itself (``Task(loss="model")``): a LightningModule's
+    ``training_step((x, y), 0)`` (the tensor it returns, or its dict's ``"loss"``), else the
+    model called with ``labels=y``, as a Hugging Face model computes its own loss."""
+    step = getattr(model, "training_step", None)
+    if callable(step):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # self.log() outside a Trainer warns and does nothing
+            out = step((x, y), 0)
+    else:
+        call = model.forward  # past the output hook on the model, which keeps only the logits
+        if isinstance(x, dict):
+            out = call(**x, labels=y)
+        elif isinstance(x, (tuple, list)):
+            out = call(*x, labels=y)
+        else:
+            out = call(x, labels=y)
+    if isinstance(out, dict):
+        loss = out.get("loss")
+    else:
+        loss = out if isinstance(out, torch.Tensor) else getattr(out, "loss", None)
+    if not isinstance(loss, torch.Tensor) or loss.numel() != 1:
+        raise TypeError(
+            f"loss='model': {type(model).__name__} gave no scalar loss (from training_step, "
+            "or as the .loss of its output when called with labels=): give the task a named "
+            "loss or a loss(output, target) instead"
+        )
+    return loss.reshape(()).float()
+
+
+def batch_loss(
+    loss: str | Callable[..., Any], model: torch.nn.Module, x: Inputs, y: torch.Tensor
+) -> torch.Tensor:
+    """The task's loss on one batch, as its training computes it: the model's own
+    (`model_loss`) for ``"model"``, else the loss of the model's output."""
+    if loss == MODEL:
+        return model_loss(model, x, y)
+    return resolve_loss(loss)(forward(model, x), y)
+
+
+def loss_name(loss: str | Callable[..., Any], kind: str | None = None) -> str:
     """What a loss computes: cross_entropy, nll, bce (with logits), bce_prob (BCELoss on
-    probabilities), mse, l1, or custom for any other callable."""
+    probabilities), mse, l1, or custom for any other callable; a model's own loss (``"model"``)
+    stands for its kind's loss."""
+    if loss == MODEL:
+        return _KIND_LOSS.get(kind or "", "custom")
     if isinstance(loss, str):
         return loss
     name = getattr(loss, "__name__", type(loss).__name__)

@@ -10,6 +10,8 @@ from typing import Any
 
 import optuna
 import pytest
+import torch
+import torch.nn.functional as F
 
 import sweeper
 
@@ -106,3 +108,46 @@ def test_lightning_study_runs_from_the_cli_and_pruning_ends_trials_cleanly(workd
     assert any(r.startswith("pruned by the pruner") for r in reasons), reasons
     model = sweeper.load_best_model("lit", storage="sqlite:///sweeps.db")
     assert type(model).__name__ == "LitDigits"  # the LightningModule, with its trained weights
+
+
+def _digits_task(build: Any, loss: str) -> Any:
+    from sweeper.examples.digits import digits_split
+
+    x_tr, x_va, y_tr, y_va = (torch.as_tensor(a) for a in digits_split())
+    return sweeper.Task(
+        build_model=build, train=(x_tr, y_tr), val=(x_va, y_va), loss=loss, num_classes=10
+    )
+
+
+def test_gate_probes_the_modules_own_training_step_with_loss_model() -> None:
+    from sweeper.examples.lightning_digits import LitDigits
+
+    class WrongTargets(LitDigits):
+        """A training_step that compares against the wrong targets (all zeros): its forward
+        is healthy, only its own loss shows the bug."""
+
+        def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
+            x, y = batch
+            return F.cross_entropy(self(x), torch.zeros_like(y))
+
+    healthy = sweeper.probe(_digits_task(LitDigits, "model"), PARAMS)
+    assert healthy.verdict == "pass", [(f.probe, f.hint) for f in healthy.failures]
+    # judged by its forward and a named loss the bug is invisible; by its own loss it is not
+    assert sweeper.probe(_digits_task(WrongTargets, "cross_entropy"), PARAMS).verdict == "pass"
+    broken = sweeper.probe(_digits_task(WrongTargets, "model"), PARAMS)
+    assert {f.probe for f in broken.failures} & {"overfit_tiny", "short_fit_vs_baseline"}, [
+        (f.probe, f.verdict) for f in broken.findings
+    ]
+
+
+def test_loss_model_names_a_training_step_that_returns_no_loss() -> None:
+    from sweeper.examples.lightning_digits import LitDigits
+
+    class NoReturn(LitDigits):
+        def training_step(self, batch: Any, batch_idx: int) -> Any:
+            x, y = batch
+            F.cross_entropy(self(x), y)  # the return forgotten
+
+    report = sweeper.probe(_digits_task(NoReturn, "model"), PARAMS)
+    said = " ".join(str(f.hint) + str(f.measured) for f in report.findings)
+    assert report.verdict == "fail" and "gave no scalar loss" in said, said

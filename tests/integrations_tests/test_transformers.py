@@ -74,3 +74,21 @@ def test_hf_study_runs_from_the_cli(workdir: Path) -> None:
     done = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
     assert len(done) == 3 and all(len(t.intermediate_values) == 3 for t in done)
     assert study.best_value > 0.35  # four classes: chance is ~0.3
+
+
+def test_gate_probes_the_hf_models_own_loss_with_loss_model() -> None:
+    import sweeper
+    from sweeper.examples.hf_text import hf_text_task, tiny_bert
+
+    task = hf_text_task(train_rows=600)
+    own = sweeper.Task(
+        build_model=tiny_bert,
+        train=task.train,
+        val=task.val,
+        loss="model",  # BertForSequenceClassification(labels=y).loss
+        num_classes=task.num_classes,
+    )
+    report = sweeper.probe(own, PARAMS)
+    assert report.verdict != "fail", [(f.probe, f.hint) for f in report.failures]
+    ran = {f.probe for f in report.findings if f.verdict != "skip"}
+    assert {"overfit_tiny", "lr_range_test", "gradient_flow", "init_loss"} <= ran, ran
