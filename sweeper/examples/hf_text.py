@@ -110,7 +110,7 @@ def hf_text_task(train_rows: int = 1200, val_rows: int = 400) -> Task:
         build_model=tiny_bert,
         train=(x_tr, y_tr),
         val=(x_va, y_va),
-        loss="cross_entropy",
+        loss="model",  # the gate trains on the model's own loss (called with labels=)
         kind="multiclass",
         num_classes=CLASSES,
         fit=fit,
