@@ -151,3 +151,51 @@ def test_loss_model_names_a_training_step_that_returns_no_loss() -> None:
     report = sweeper.probe(_digits_task(NoReturn, "model"), PARAMS)
     said = " ".join(str(f.hint) + str(f.measured) for f in report.findings)
     assert report.verdict == "fail" and "gave no scalar loss" in said, said
+
+
+def test_killed_lightning_trial_resumes_from_its_checkpoint(tmp_path: Path) -> None:
+    """The worker of a Lightning trial is SIGKILLed mid-trial (real CLI, Ray, SQLite): the
+    re-run resumes from Lightning's checkpoint and trains only the epochs after it."""
+    import os
+    import signal
+
+    from tests.conftest import assert_final, kill_group, start_cli, trials_of, wait_until
+
+    url = f"sqlite:///{tmp_path / 'sweeps.db'}"
+    epochs = 8
+    write_study(
+        tmp_path,
+        name="litkill",
+        trials=1,
+        epochs=epochs,
+        task=TASK,
+        storage=url,
+        search="""
+          lr: 3.0e-3
+          batch_size: 32
+          dropout: 0.1
+          hidden: 32
+        """,
+        extra="probes: {gate: off}\ncheckpoint: {every_epochs: 2}\n",
+    )
+
+    def late() -> Any:
+        for t in trials_of(url, "litkill"):
+            if t.state == optuna.trial.TrialState.RUNNING and len(t.intermediate_values) >= 5:
+                return t
+        return None
+
+    proc = start_cli("run", "litkill.yaml", "--plain", cwd=tmp_path)
+    try:
+        victim = wait_until("a Lightning trial at epoch 5", late, proc=proc)
+        os.kill(victim.user_attrs["sweeper:worker"]["pid"], signal.SIGKILL)
+        out, _ = proc.communicate(timeout=300)
+    finally:
+        kill_group(proc)
+    assert proc.returncode == 0, out
+    trials = assert_final(url, "litkill", budget=1)
+    rerun = next(t for t in trials if t.user_attrs.get("sweeper:retry_of") == victim.number)
+    resumed = rerun.user_attrs["sweeper:resumed_from"]
+    assert resumed["epoch"] >= 4, resumed  # from the checkpoint at epoch 4 (or 6), not epoch 0
+    assert sorted(rerun.intermediate_values) == list(range(epochs))
+    assert rerun.state == optuna.trial.TrialState.COMPLETE
