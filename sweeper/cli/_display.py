@@ -8,7 +8,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from sweeper.probes._finding import fmt, hint_text, root_causes
+from sweeper.probes import fmt, hint_text, root_causes
 
 _STYLE = {"pass": "green", "skip": "dim", "warn": "yellow", "fail": "bold red"}
 

@@ -7,7 +7,7 @@ from typing import Annotated, Any, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
-from sweeper.probes._settings import GATE_PROBES, Thresholds
+from sweeper.probes import GATE_PROBES, Thresholds
 
 INIT_SCHEMES = (
     "none",

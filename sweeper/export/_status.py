@@ -55,7 +55,7 @@ def study_status(name: str, storage: str, recent: int = 10) -> StudyStatus:
     saved = sum(map(float, user_attr_values(study._storage, sid, attrs.SECONDS_SAVED)))
     jobs = attrs.get_study_attr(study, attrs.JOBS, []) or []
     if jobs:
-        from sweeper.orchestrator._jobs import job_state
+        from sweeper.orchestrator.jobs import job_state
 
         for job in jobs[-3:]:
             job["state"] = job_state(job["address"], job["id"])

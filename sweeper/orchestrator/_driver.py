@@ -32,12 +32,12 @@ from sweeper.errors import (
     catch_sigterm,
 )
 from sweeper.orchestrator._cluster import concurrency, init_ray
+from sweeper.orchestrator._recording import Outcome, Progress
 from sweeper.orchestrator._records import GatePoll
 from sweeper.orchestrator._recovery import driver_token, recover
-from sweeper.orchestrator._search import Outcome, Progress, Search
+from sweeper.orchestrator._search import Search
 from sweeper.orchestrator._workers import Workers
-from sweeper.probes._finding import root_causes
-from sweeper.probes._settings import Settings
+from sweeper.probes import Settings, root_causes
 from sweeper.report import publish_gate
 from sweeper.search import (
     cap_lr,
@@ -45,12 +45,10 @@ from sweeper.search import (
     init_schemes,
     make_pruner,
     make_sampler,
+    read_ahead,
     reference_params,
 )
-from sweeper.search._view import read_ahead
-from sweeper.store import artifact_dir, attrs, open_storage, sqlite_path
-from sweeper.store._retry import retrying
-from sweeper.store._storage import state_counts
+from sweeper.store import artifact_dir, attrs, open_storage, retrying, sqlite_path, state_counts
 from sweeper.task import add_search_paths, load_task, search_paths
 
 log = logging.getLogger("sweeper")

@@ -19,8 +19,7 @@ import optuna
 from optuna.exceptions import UpdateFinishedTrialError
 from optuna.trial import FrozenTrial, TrialState
 
-from sweeper.store import attrs
-from sweeper.store._storage import GRACE_S, trials_in_states
+from sweeper.store import GRACE_S, attrs, trials_in_states
 
 log = logging.getLogger("sweeper")
 MAX_RETRIES = 2  # a trial whose worker or driver died is re-run at most this many times

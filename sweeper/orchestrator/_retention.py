@@ -15,8 +15,7 @@ from collections.abc import Callable
 from typing import Any
 
 from sweeper.checkpoint import Checkpoints, weights_id
-from sweeper.store import attrs
-from sweeper.store._storage import drop_trial_attrs, weights_holders
+from sweeper.store import attrs, drop_trial_attrs, weights_holders
 
 ARTIFACT_PREFIX = "artifacts:"  # Optuna's key for a trial's artifact records
 

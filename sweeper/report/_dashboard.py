@@ -9,7 +9,7 @@ from typing import Any
 
 import optuna
 
-from sweeper.probes._finding import fmt, hint_text, root_causes
+from sweeper.probes import fmt, hint_text, root_causes
 from sweeper.report._gate_plots import gate_plots
 
 # no emoji: fonts vary

@@ -11,7 +11,7 @@ import optuna
 from optuna.trial import FrozenTrial
 
 from sweeper._redact import redact
-from sweeper.probes._finding import fmt
+from sweeper.probes import fmt
 from sweeper.report._gate_plots import gate_plots
 
 CSS = """

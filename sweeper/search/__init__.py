@@ -8,6 +8,7 @@ from sweeper.search._space import (
     init_schemes,
     reference_params,
 )
+from sweeper.search._view import read_ahead, read_through
 
 __all__ = [
     "cap_lr",
@@ -16,5 +17,7 @@ __all__ = [
     "init_schemes",
     "make_pruner",
     "make_sampler",
+    "read_ahead",
+    "read_through",
     "reference_params",
 ]

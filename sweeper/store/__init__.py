@@ -1,8 +1,13 @@
 """The study store: Optuna RDB storage (SQLite, PostgreSQL) plus sweeper's own records."""
 
 from sweeper.store import _attrs as attrs
+from sweeper.store._bulk import record_heartbeats, record_reports, set_trial_attrs
+from sweeper.store._retry import first_line, retrying
 from sweeper.store._storage import (
+    GRACE_S,
+    HEARTBEAT_S,
     artifact_dir,
+    drop_trial_attrs,
     last_trials,
     load_study,
     open_storage,
@@ -12,10 +17,20 @@ from sweeper.store._storage import (
     study_names,
     trials_in_states,
     user_attr_values,
+    weights_holders,
 )
 
 __all__ = [
+    "GRACE_S",
+    "HEARTBEAT_S",
     "artifact_dir",
+    "drop_trial_attrs",
+    "first_line",
+    "record_heartbeats",
+    "record_reports",
+    "retrying",
+    "set_trial_attrs",
+    "weights_holders",
     "attrs",
     "last_trials",
     "load_study",

@@ -38,7 +38,7 @@ def run(args: argparse.Namespace) -> int:
     from sweeper.cli._display import ConsoleProgress
     from sweeper.errors import GateFailedError
     from sweeper.orchestrator import run_study
-    from sweeper.orchestrator._jobs import STORAGE_ENV  # set by `sweeper submit` for its job
+    from sweeper.orchestrator.jobs import STORAGE_ENV  # set by `sweeper submit` for its job
 
     storage = args.storage or os.environ.get(STORAGE_ENV)
     if storage:

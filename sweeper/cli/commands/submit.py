@@ -30,7 +30,7 @@ def add_parser(sub: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     """Run the command with the parsed `args`; its exit code."""
     from sweeper.definition import load_definition
-    from sweeper.orchestrator._jobs import record_job, submit, wait
+    from sweeper.orchestrator.jobs import record_job, submit, wait
 
     loaded = load_definition(args.definition)
     check_task_found(loaded)  # the task runs on the cluster; here it must at least be found

@@ -1,0 +1,101 @@
+"""The search's budget: the study's counts, how many trials may start now, and why the run
+stops early (a timeout, failures in a row, workers gone)."""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from typing import Any
+
+from optuna.trial import TrialState
+
+from sweeper.store import state_counts
+
+COUNTED = (TrialState.COMPLETE, TrialState.PRUNED)
+COUNT_S = 0.5  # how old the study's count of taken trials may be (other drivers' trials)
+
+
+class Budget:
+    """The one owner of the study's counts and of `stop_reason`. `budget.trials` counts the
+    whole study (other drivers' finished and running trials too), so drivers sharing a study
+    stop together; with `--trials N` (`quota`) this driver runs N of its own."""
+
+    def __init__(
+        self, spec: Any, storage: Any, study_id: int, quota: int | None, db: Callable[..., Any]
+    ) -> None:
+        """`db`: the search's store call wrapper (rides out outages)."""
+        self.spec = spec
+        self.storage, self.study_id = storage, study_id
+        self.quota = quota
+        self._db = db
+        self.counts = {s.name: 0 for s in TrialState}
+        for state, n in state_counts(storage, study_id).items():
+            self.counts[state.upper()] = n  # counted by the database, not by reading trials
+        self.counts["RUNNING"] = 0
+        self.start_finished = self.finished()
+        self.own_finished = 0
+        self.consecutive_failures = 0
+        self.stop_reason = ""
+        self.taken, self.counted_at = 0, -math.inf  # see `taken_now`
+        self.t0 = time.perf_counter()  # budget.timeout_s counts from here: not the gate
+
+    def finished(self) -> int:
+        """Trials of the study finished (complete or pruned), as counted so far."""
+        return sum(self.counts[s.name] for s in COUNTED)
+
+    def target(self) -> int:
+        """The number of finished trials this run aims at."""
+        if self.quota is not None:
+            return self.start_finished + self.quota
+        return int(self.spec.budget.trials)
+
+    def room(self, busy: int, slots: int) -> int:
+        """How many new trials may start now, with `busy` of this driver's `slots` running."""
+        if self.stop_reason:
+            return 0
+        timeout = self.spec.budget.timeout_s
+        if timeout is not None and time.perf_counter() - self.t0 > timeout:
+            self.stop_reason = f"wall-clock timeout of {timeout:g}s reached"
+            return 0
+        if self.quota is not None:
+            return self.quota - self.own_finished - busy
+        return int(self.spec.budget.trials) - self.taken_now(slots)
+
+    def taken_now(self, slots: int) -> int:
+        """Trials of the whole study finished or running: counted by the database at most every
+        COUNT_S (other drivers' trials), this driver's own starts added as they happen. Within
+        one round of slots of the budget it is counted at every call: a trial another driver
+        (or a cut-off ask) started since the last count would otherwise let this driver start
+        one trial too many, and a re-queued trial would then be left WAITING at the end."""
+        now = time.monotonic()
+        near_end = int(self.spec.budget.trials) - self.taken <= slots
+        if near_end or now - self.counted_at >= COUNT_S:
+            counts = self._db(state_counts, self.storage, self.study_id, what="counting trials")
+            self.taken = sum(counts.get(s, 0) for s in ("complete", "pruned", "running"))
+            self.counted_at = now
+        return self.taken
+
+    def started(self) -> None:
+        """This driver started a trial."""
+        self.taken += 1
+
+    def recount(self) -> None:
+        """A trial stopped counting (failed): count the study again at the next call."""
+        self.counted_at = -math.inf
+
+    def count(self, state: TrialState, note: str) -> None:
+        """A trial of this driver ended in `state`; failures in a row stop the run."""
+        self.counts[state.name] += 1
+        if state in COUNTED:
+            self.own_finished += 1
+        if state != TrialState.FAIL:
+            self.consecutive_failures = 0
+            return
+        self.consecutive_failures += 1
+        limit = self.spec.budget.max_consecutive_failures
+        if self.consecutive_failures >= limit and not self.stop_reason:
+            self.stop_reason = (
+                f"{limit} trials failed in a row (last: {note}); fix the error, then run "
+                "the same command to resume (budget.max_consecutive_failures sets the limit)"
+            )

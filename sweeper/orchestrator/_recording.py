@@ -1,0 +1,249 @@
+"""Recording a trial's result in the study store: its attributes, Optuna's tell, the counts and
+the best value, the weights kept, and the run's outcome. Everything the search writes about a
+finished trial goes through `Recorder`."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import optuna
+from optuna.trial import TrialState
+
+from sweeper.orchestrator._budget import COUNTED, Budget
+from sweeper.orchestrator._recovery import requeue
+from sweeper.orchestrator._retention import Retention
+from sweeper.orchestrator._slots import Slot
+from sweeper.report import trial_summary
+from sweeper.store import attrs, record_reports, set_trial_attrs
+
+log = logging.getLogger("sweeper")
+BUILTIN_METRICS = {"train_loss", "val_loss", "val_accuracy"}
+
+
+class Progress(Protocol):
+    """What the search reports to while it runs (the console display, or nothing)."""
+
+    def gate_done(self, report: dict[str, Any]) -> None:
+        """The gate's report, once it has run."""
+
+    def note(self, text: str) -> None:
+        """One line for the user: a recovered trial, a worker lost, a warning."""
+
+    def trial_done(
+        self, number: int, state: str, value: float | None, params: dict[str, Any], note: str
+    ) -> None:
+        """A trial finished: its state, value, params and why it stopped."""
+
+    def tick(self, counts: dict[str, int], best: float | None, elapsed: float, target: int) -> None:
+        """The study's counts, best value and elapsed time, now and then."""
+
+
+@dataclass
+class Outcome:
+    """What a `sweeper run` ended with: the counts, the best trial, the gate and why it stopped
+    early."""
+
+    study_name: str
+    storage: str
+    counts: dict[str, int]
+    best_value: float | None
+    best_params: dict[str, Any] | None
+    best_number: int | None
+    elapsed_s: float
+    gate: dict[str, Any] | None
+    stopped_reason: str = ""
+    probe_seconds_saved: float = 0.0
+
+
+class Recorder:
+    """Writes trials' reports and results; keeps the best value and the time probes saved."""
+
+    def __init__(
+        self,
+        study: optuna.Study,
+        spec: Any,
+        budget: Budget,
+        view: Any,
+        retention: Retention | None,
+        db: Callable[..., Any],
+        progress: Progress | None,
+    ) -> None:
+        """`view`: the sampler's snapshot of the study (told when a trial ends); `db`: the
+        search's store call wrapper (rides out outages)."""
+        self.study, self.storage = study, study._storage
+        self.spec, self.budget, self.view = spec, budget, view
+        self.retention = retention
+        self._db = db
+        self.progress = progress
+        self.saved_seconds = 0.0
+        self.best: float | None = None
+        try:
+            self.best = float(study.best_value)
+        except ValueError:
+            pass
+
+    def _note(self, text: str) -> None:
+        if self.progress is not None:
+            self.progress.note(text)
+
+    def write_reports(self, slots: list[Slot]) -> set[int]:
+        """The epochs the `slots` reported, in one transaction; returns the trial ids that were
+        already finished (another driver took them over)."""
+        reports = []
+        for slot in slots:
+            assert slot.trial is not None and slot.value is not None
+            reports.append((slot.trial._trial_id, slot.epoch, float(slot.value)))
+        finished = self._db(
+            record_reports, self.storage, reports, what="reporting the trials' progress"
+        )
+        for slot in slots:
+            assert slot.trial is not None and slot.value is not None
+            if slot.trial._trial_id not in finished:
+                slot.trial._cached_frozen_trial.intermediate_values[slot.epoch] = slot.value
+        return set(finished)
+
+    def prune(self, slot: Slot, reason: str, probed: bool) -> None:
+        """The trial is pruned; a probe's stop also records what the rest would have cost."""
+        if probed:
+            assert slot.trial is not None
+            done = max(slot.epoch, 1)
+            spent = time.perf_counter() - slot.started
+            saved = spent / done * (self.spec.budget.epochs - slot.epoch)
+            self.saved_seconds += saved
+            self.finish(
+                slot, TrialState.PRUNED, None, reason, {attrs.SECONDS_SAVED: round(saved, 3)}
+            )
+            return
+        self.finish(slot, TrialState.PRUNED, None, reason)
+
+    def fail(self, slot: Slot, error: str) -> None:
+        """The trial failed with `error`."""
+        self.finish(slot, TrialState.FAIL, None, error)
+
+    def finish(
+        self,
+        slot: Slot,
+        state: TrialState,
+        value: float | None,
+        note: str,
+        notes: dict[str, Any] | None = None,
+    ) -> None:
+        """Record the trial's result: its attributes in one transaction, then Optuna's tell."""
+        trial = slot.trial
+        assert trial is not None
+        tid = trial._trial_id
+        notes = dict(notes or {})
+        if slot.probe_seconds:
+            notes[attrs.PROBE_SECONDS] = round(slot.probe_seconds, 4)
+        if slot.checkpoint_seconds:
+            notes[attrs.CHECKPOINT_SECONDS] = round(slot.checkpoint_seconds, 4)
+        if set(slot.metrics) - BUILTIN_METRICS:  # a task's own metrics: keep them all
+            notes[attrs.METRICS] = dict(slot.metrics)
+        if slot.findings:
+            notes[attrs.FINDINGS] = slot.findings
+            notes[attrs.VERDICT], notes[attrs.PROBES] = trial_summary(slot.findings)
+        if state == TrialState.FAIL:
+            notes[attrs.ERROR] = note[:2000]
+        elif state == TrialState.PRUNED and note:
+            notes[attrs.STOPPED] = note[:2000]
+        if notes:
+            self._db(set_trial_attrs, self.storage, tid, notes, what="recording a trial's result")
+        kept = None
+        if (
+            self.retention is not None
+            and state == TrialState.COMPLETE
+            and slot.weights is not None
+            and value is not None
+            and self.retention.would_keep(value)
+        ):
+            self.retention.record_weights(tid, trial.number, slot.weights)
+            kept = slot.weights
+        told = self._db(
+            self.study.tell,
+            trial,
+            value if state == TrialState.COMPLETE else None,
+            state=state,
+            skip_if_finished=True,  # a retried tell whose first try did commit
+            what="recording a trial's result",
+        )
+        if told.state != state:
+            self.taken_over(slot)
+            return
+        self.count(slot, state, value, note)
+        slot.runner.finish.remote()
+        if self.retention is not None:
+            self.retention.finished(trial.number, tid, value, kept, slot.checkpoints, slot.chain)
+        self.release(slot, told)
+
+    def count(self, slot: Slot, state: TrialState, value: float | None, note: str) -> None:
+        """A trial of this driver ended: the counts, the best value and the user's line."""
+        assert slot.trial is not None
+        self.budget.count(state, note)
+        if state == TrialState.COMPLETE and value is not None:
+            maximize = self.spec.objective.direction == "maximize"
+            if self.best is None or (value > self.best if maximize else value < self.best):
+                self.best = value
+        if self.progress:
+            self.progress.trial_done(
+                slot.trial.number, state.name.lower(), value, slot.params, note
+            )
+
+    def release(self, slot: Slot, told: Any = None) -> None:
+        """The slot is free again; the sampler's snapshot learns how its trial ended."""
+        if slot.trial is not None:
+            self.view.done(slot.trial._trial_id, told)
+            if told is None or told.state not in COUNTED:
+                self.budget.recount()  # a failed trial no longer counts: recount
+        slot.clear()
+
+    def taken_over(self, slot: Slot) -> None:
+        """Another driver failed and re-queued this slot's trial: this run of it is dropped."""
+        assert slot.trial is not None
+        self._note(
+            f"trial {slot.trial.number} was failed and re-queued by another driver "
+            "(its heartbeat had lapsed); dropping this run of it"
+        )
+        self.release(slot)
+
+    def abandon(self, busy: list[Slot], why: str) -> None:
+        """On interrupt: fail the running trials and re-queue their params so a re-run
+        finishes them. Never leaves a trial RUNNING (short of a store that is down, where the
+        next run's recovery does it)."""
+        for slot in busy:
+            assert slot.trial is not None
+            try:
+                trial = self.storage.get_trial(slot.trial._trial_id)
+                requeue(self.study, trial, why)
+            except Exception as e:  # the store is down or full: the next run recovers it
+                log.warning(
+                    "trial %s could not be re-queued (%s); the next run does it",
+                    slot.trial.number,
+                    str(e).splitlines()[0] if str(e) else type(e).__name__,
+                )
+
+    def outcome(self, gate: dict[str, Any] | None, fixed: dict[str, Any], t0: float) -> Outcome:
+        """The run's outcome, with the gate report it started from."""
+        best_params = best_number = None
+        try:
+            bt = self.study.best_trial
+            best_params, best_number = {**fixed, **bt.params}, bt.number
+            self.best = float(bt.values[0])
+        except ValueError:
+            pass
+        counts = self.budget.counts
+        return Outcome(
+            self.study.study_name,
+            self.spec.storage,
+            {k.lower(): v for k, v in counts.items() if k not in ("WAITING", "RUNNING")},
+            self.best,
+            best_params,
+            best_number,
+            time.perf_counter() - t0,
+            gate,
+            self.budget.stop_reason,
+            self.saved_seconds,
+        )
