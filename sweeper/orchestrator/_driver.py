@@ -48,7 +48,7 @@ from sweeper.search import (
     read_ahead,
     reference_params,
 )
-from sweeper.store import artifact_dir, attrs, open_storage, retrying, sqlite_path, state_counts
+from sweeper.store import Store, attrs, retrying, state_counts
 from sweeper.task import add_search_paths, load_task, search_paths
 
 log = logging.getLogger("sweeper")
@@ -119,16 +119,16 @@ def run_study(
     # cluster are known good: a typo costs the message, not a study that remembers it.
     paths = search_paths(loaded.path)
     add_search_paths(paths)
-    ck_settings = checkpoint_settings(spec)  # before Ray: a job's driver may lose its cwd
+    store = Store.at(spec.storage, spec.artifacts)  # derived from the URL here, once
+    ck_settings = checkpoint_settings(spec, store)  # before Ray: a job's driver may lose its cwd
     catch_sigterm()
-    check_store_folder(spec.storage)  # before Ray: its start-up noise would bury the message
-    storage = None
+    store.check_folder()  # before Ray: its start-up noise would bury the message
     if trials is None:
-        met, storage = budget_met(loaded, t0, progress)
+        met = budget_met(loaded, store, t0, progress)
         if met is not None:
             return met
         if address is not None or os.environ.get("RAY_ADDRESS"):
-            storage = None  # ray.init may move this process to the job's working directory,
+            store.forget()  # ray.init may move this process to the job's working directory,
             # where a relative SQLite path means another file: opened again after it
     with _loading_task(spec, address) as task_loaded:  # the task loads while Ray starts
         init_ray(address, spec.task, paths)
@@ -142,14 +142,14 @@ def run_study(
     try:
         refs = [r.load.remote() for r in workers.runners]  # all load at once
         # the runners start (a process each: import torch, load the task) while the store opens
-        study = _open_and_recover(loaded, storage, me, ck_settings, progress)
+        study = _open_and_recover(loaded, store, me, ck_settings, progress)
         for i, ref in enumerate(refs):
             loaded_ = workers.get(i, "load", ref=ref, what="loading the task")
             if loaded_.error is not None:
                 raise TaskError(loaded_.error)
 
         fixed = attrs.get_study_attr(study, attrs.FIXED, {}) or {}
-        gate = _gate(study, spec, workers, progress) if spec.probes.gate != "off" else None
+        gate = _gate(study, spec, store, workers, progress) if spec.probes.gate != "off" else None
         spec = _apply_lr_cap(study, spec, gate, progress)
 
         checkpoints = (
@@ -193,14 +193,14 @@ def _start_workers(
 
 def _open_and_recover(
     loaded: LoadedDefinition,
-    storage: Any,
+    store: Store,
     me: str,
     ck_settings: dict[str, Any] | None,
     progress: Progress | None,
 ) -> optuna.Study:
     """The study, opened (or made) in its store, with trials a dead driver left running failed
     and re-queued, its trials read ahead, and its checkpoint store recorded."""
-    storage = storage or open_storage(loaded.spec.storage)  # opened by budget_met, if it could
+    storage = store.open()  # already open when budget_met could open it
     study = retrying(open_study, loaded, storage, progress, what="opening the study")
     for number, why in retrying(recover, study, me, what="checking for orphaned trials"):
         if progress:
@@ -217,38 +217,23 @@ def _open_and_recover(
     return study
 
 
-def check_store_folder(url: str) -> None:
-    """A SQLite store whose folder does not exist cannot be created: say so before anything
-    starts."""
-    path = sqlite_path(url)
-    if path is not None and str(path.parent) not in ("", ".") and not path.parent.exists():
-        raise StoreFaultError(
-            f"folder {str(path.parent)!r} of the SQLite store {str(path)!r} does not exist: "
-            "create it (mkdir -p), or point storage: at an existing folder"
-        )
-
-
 def budget_met(
-    loaded: LoadedDefinition, t0: float, progress: Progress | None = None
-) -> tuple[Outcome | None, Any]:
+    loaded: LoadedDefinition, store: Store, t0: float, progress: Progress | None = None
+) -> Outcome | None:
     """The outcome of a study that already has `budget.trials` finished trials and none
     running or waiting: there is nothing to run, so no Ray, no runners and no gate (a re-run
     of a finished study used to start them all to find that out). None when there is work
     left, or when the store cannot tell at once (the full start opens it and says why).
-    Also the storage, when it was opened, for the full start to use."""
+    The store stays open, when it could be opened, for the full start to use."""
     from sqlalchemy.exc import SQLAlchemyError
 
     spec = loaded.spec
-    path = sqlite_path(spec.storage)
-    storage = None
     study_id: int | None = None
     best, met = None, False
     try:
-        if path is not None and not path.exists():
-            return None, None
-        if path is None and not _has_studies(spec.storage):
-            return None, None  # a new database: no tables are written before the task loads
-        storage = open_storage(spec.storage)
+        if not store.may_hold_studies():
+            return None  # a new store: no tables are written before the task loads
+        storage = store.open()
         with contextlib.suppress(KeyError):  # no such study yet
             study_id = storage.get_study_id_from_name(spec.name)
         if study_id is not None:
@@ -266,9 +251,9 @@ def budget_met(
     except StoreFaultError:
         raise  # a store it cannot write (full, read-only) fails now, not after Ray starts
     except (SweeperError, SQLAlchemyError, OSError):  # the full start rides it out or says why
-        return None, storage
+        return None
     if not met:
-        return None, storage
+        return None
     if progress is not None:
         progress.note(
             f"study {spec.name!r} already has {finished} finished trials (budget.trials: "
@@ -286,18 +271,7 @@ def budget_met(
         time.perf_counter() - t0,
         None,
     )
-    return outcome, storage
-
-
-def _has_studies(url: str) -> bool:
-    """Whether the database at `url` holds Optuna's tables (read without creating them)."""
-    import sqlalchemy
-
-    engine = sqlalchemy.create_engine(url)
-    try:
-        return bool(sqlalchemy.inspect(engine).has_table("studies"))
-    finally:
-        engine.dispose()
+    return outcome
 
 
 @contextlib.contextmanager
@@ -323,7 +297,7 @@ def _loading_task(spec: Any, address: str | None) -> Iterator[Callable[[], Any]]
         yield future.result
 
 
-def checkpoint_settings(spec: Any) -> dict[str, Any] | None:
+def checkpoint_settings(spec: Any, store: Store) -> dict[str, Any] | None:
     """Where and how often runners checkpoint (None: neither checkpoints nor weights). The
     store is the definition's `checkpoint.store`, else the study's artifact folder, so the
     kept weights show in optuna-dashboard beside the gate's plots; a folder is made absolute
@@ -332,7 +306,7 @@ def checkpoint_settings(spec: Any) -> dict[str, Any] | None:
     every = None if ck.every_epochs == "auto" else int(ck.every_epochs)
     if every == 0 and ck.keep_best == 0:
         return None
-    location = ck.store or str(artifact_dir(spec.storage, spec.artifacts))
+    location = ck.store or str(store.artifacts)
     if not re.match(r"^(s3|gs)://", location):
         try:
             location = str(Path(location).resolve())
@@ -347,7 +321,7 @@ def checkpoint_settings(spec: Any) -> dict[str, Any] | None:
 
 
 def _gate(
-    study: optuna.Study, spec: Any, workers: Workers, progress: Progress | None
+    study: optuna.Study, spec: Any, store: Store, workers: Workers, progress: Progress | None
 ) -> dict[str, Any]:
     """Run the study gate on one runner, save it with the study (report, dashboard note,
     plots), and stop here if it failed in strict mode. A worker that dies under the gate is
@@ -369,7 +343,7 @@ def _gate(
     gate["reference_params"] = ref
     gate["key"] = key
     retrying(attrs.save_gate, study, gate, what="saving the gate report")
-    _publish(study, gate, artifact_dir(spec.storage, spec.artifacts), progress)
+    _publish(study, gate, store.artifacts, progress)
     if progress:
         progress.gate_done(gate)
     if gate["verdict"] == "fail" and spec.probes.gate == "strict":

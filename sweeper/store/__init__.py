@@ -2,6 +2,7 @@
 
 from sweeper.store import _attrs as attrs
 from sweeper.store._bulk import record_heartbeats, record_reports, set_trial_attrs
+from sweeper.store._place import Store
 from sweeper.store._retry import first_line, retrying
 from sweeper.store._storage import (
     GRACE_S,
@@ -21,6 +22,7 @@ from sweeper.store._storage import (
 )
 
 __all__ = [
+    "Store",
     "GRACE_S",
     "HEARTBEAT_S",
     "artifact_dir",

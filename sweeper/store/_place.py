@@ -1,0 +1,66 @@
+"""`Store`: one study store, derived from its URL once, opened at most once, passed down."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sweeper.errors import StoreFaultError
+from sweeper.store._storage import artifact_dir, open_storage, sqlite_path
+
+
+@dataclass
+class Store:
+    """A study store: its URL, its SQLite file (None for a database server or in-memory
+    SQLite), the folder of its artifacts (gate plots, checkpoints, kept weights), and the
+    Optuna storage once `open` has opened it. Paths stay as written: a relative SQLite file
+    means the file in the working directory at the time it is opened."""
+
+    url: str
+    sqlite: Path | None
+    artifacts: Path
+    _storage: Any = field(default=None, repr=False)
+
+    @classmethod
+    def at(cls, url: str, artifacts: str | None = None) -> Store:
+        """The store at `url`, with the definition's `artifacts:` folder if it names one."""
+        return cls(url, sqlite_path(url), artifact_dir(url, artifacts))
+
+    def check_folder(self) -> None:
+        """A SQLite store whose folder does not exist cannot be created: say so before
+        anything starts."""
+        path = self.sqlite
+        if path is not None and str(path.parent) not in ("", ".") and not path.parent.exists():
+            raise StoreFaultError(
+                f"folder {str(path.parent)!r} of the SQLite store {str(path)!r} does not exist: "
+                "create it (mkdir -p), or point storage: at an existing folder"
+            )
+
+    def may_hold_studies(self) -> bool:
+        """Whether the store exists with Optuna's tables (read without creating anything)."""
+        if self.sqlite is not None:
+            return self.sqlite.exists()
+        import sqlalchemy
+
+        engine = sqlalchemy.create_engine(self.url)
+        try:
+            return bool(sqlalchemy.inspect(engine).has_table("studies"))
+        finally:
+            engine.dispose()
+
+    @property
+    def is_open(self) -> bool:
+        """Whether `open` has opened it (and `forget` not dropped it since)."""
+        return self._storage is not None
+
+    def open(self) -> Any:
+        """The Optuna RDB storage (heartbeats on), opened on the first call."""
+        if self._storage is None:
+            self._storage = open_storage(self.url)
+        return self._storage
+
+    def forget(self) -> None:
+        """Drop the opened storage, so the next `open` opens it again (after the working
+        directory moved, a relative SQLite path means another file)."""
+        self._storage = None
