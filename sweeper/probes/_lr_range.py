@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator
+from typing import Any
 
 import torch
 
 from sweeper.probes._context import Context
 from sweeper.probes._finding import Finding
-from sweeper.training import Inputs, batch_loss, build_model, make_optimizer
+from sweeper.training import Inputs, build_model, make_optimizer, probe_steps
 
 
 def _cycle(ctx: Context, batch_size: int) -> Iterator[tuple[Inputs, torch.Tensor]]:
@@ -30,36 +31,35 @@ def lr_range_test(ctx: Context, lo: float = 1e-6, hi: float = 10.0) -> Finding:
     model = build_model(ctx.task, params, ctx.device)
     model.train()
     opt = make_optimizer(model, params, ctx.task)
-    # each group's lr as a multiple of the params' lr (a backbone at 0.1x stays at 0.1x)
-    scale = [float(g["lr"]) / lo for g in opt.param_groups]
     factor = (hi / lo) ** (1 / steps)
     lrs: list[float] = []
     losses: list[float] = []
-    avg, best, diverged_at = 0.0, math.inf, None
-    batches = _cycle(ctx, min(int(params.get("batch_size", 32)), 256))
-    for i in range(steps):
-        lr = lo * factor**i
-        for g, k in zip(opt.param_groups, scale, strict=True):
-            g["lr"] = lr * k
-        xb, yb = next(batches)
-        opt.zero_grad(set_to_none=True)
-        loss = batch_loss(ctx.task.loss, model, xb, yb)
-        value = float(loss.item())
+    avg, best = 0.0, math.inf
+    diverged_at: float | None = None
+
+    def lr_at(i: int) -> float:
+        return lo * factor**i
+
+    def watch(i: int, value: float, _out: Any) -> bool:
+        """The smoothed loss of step i; True once it diverges (not finite, or 4x its best)."""
+        nonlocal avg, best, diverged_at
         if not math.isfinite(value):
-            diverged_at = lr
-            break
+            diverged_at = lr_at(i)
+            return True
         avg = 0.9 * avg + 0.1 * value
         smooth = avg / (1 - 0.9 ** (i + 1))
-        lrs.append(lr)
+        lrs.append(lr_at(i))
         losses.append(smooth)
         best = min(best, smooth)
         if i > 5 and smooth > 4 * best:
-            diverged_at = lr
-            break
-        loss.backward()
-        opt.step()
+            diverged_at = lr_at(i)
+            return True
+        return False
+
+    batches = _cycle(ctx, min(int(params.get("batch_size", 32)), 256))
+    probe_steps(model, opt, batches, steps, ctx.task.loss, ctx.task.kind, lr=lr_at, on_loss=watch)
     known = ctx.task.fit is None or ctx.task.optimizer is not None or "optimizer" in ctx.params
-    details = {"lrs": lrs, "losses": losses, "optimizer": type(opt).__name__}
+    details: dict[str, Any] = {"lrs": lrs, "losses": losses, "optimizer": type(opt).__name__}
     if diverged_at is not None and known:
         details["cap"] = diverged_at * ctx.settings.lr_cap_factor
     expected = f"loss falls, then diverges somewhere in [{lo:g}, {hi:g}]"

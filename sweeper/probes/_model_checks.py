@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import itertools
 import math
 from typing import Any
 
@@ -10,7 +11,15 @@ import torch
 
 from sweeper.probes._context import Context
 from sweeper.probes._finding import Finding, fmt
-from sweeper.training import batch_loss, build_model, forward, is_plain_float, rows, tree_map
+from sweeper.training import (
+    batch_loss,
+    build_model,
+    forward,
+    is_plain_float,
+    probe_steps,
+    rows,
+    tree_map,
+)
 
 
 def _fresh(ctx: Context) -> torch.nn.Module:
@@ -32,11 +41,10 @@ def gradient_flow(ctx: Context, steps: int = 3) -> Finding:
     frozen = [n for n, p in model.named_parameters() if not p.requires_grad]
     reached: set[str] = set()
     none, nonfinite = [], []
-    opt = torch.optim.Adam([p for _, p in trainable], lr=1e-3) if trainable else None
-    for step in range(steps):
-        if opt is not None:
-            opt.zero_grad(set_to_none=True)
-        batch_loss(ctx.task.loss, model, x, y).backward()
+
+    def look(step: int) -> bool:
+        """After backward: which parameters the gradients reached; True once it is known."""
+        nonlocal none
         for name, p in trainable:
             if p.grad is None:
                 continue
@@ -46,9 +54,12 @@ def gradient_flow(ctx: Context, steps: int = 3) -> Finding:
                 reached.add(name)
         if step == 0:
             none = [n for n, p in trainable if p.grad is None]
-        if nonfinite or none or len(reached) == len(trainable) or opt is None:
-            break
-        opt.step()
+        return bool(nonfinite or none or len(reached) == len(trainable) or not trainable)
+
+    if trainable:
+        opt = torch.optim.Adam([p for _, p in trainable], lr=1e-3)
+        same = itertools.repeat((x, y))
+        probe_steps(model, opt, same, steps, ctx.task.loss, ctx.task.kind, on_grads=look)
     zero = [n for n, _ in trainable if n not in reached and n not in none and n not in nonfinite]
     fixed = ctx.fixed_parameters()
     random_frozen = [n for n in frozen if n not in fixed]

@@ -8,14 +8,16 @@ and only a loss that levels off above the floor shows a wiring bug.
 
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 
 from sweeper.probes._context import Context
 from sweeper.probes._finding import Finding
-from sweeper.training import MODEL, Inputs, forward, model_loss, resolve_loss
+from sweeper.training import MODEL, Inputs, forward, model_loss, probe_steps, resolve_loss
 
 # every this many steps the fit looks at its progress; a plateau is less than
 # _PLATEAU_SHARE of the way from the start to the floor gained over the last _WINDOW steps
@@ -117,22 +119,26 @@ def fit_tiny(
     loss_fn = resolve_loss(ctx.task.loss, ctx.task.kind)
     own = ctx.task.loss == MODEL  # the model's own loss: training_step, or labels=
     fit = TinyFit()
-    for step in range(steps or s.overfit_steps):
-        opt.zero_grad(set_to_none=True)
-        out = forward(model, x)
-        loss = model_loss(model, x, y) if own else loss_fn(out, y)
-        value = float(loss.item())
+
+    def watch(step: int, value: float, out: Any) -> bool:
+        """Keep the curve; True at a non-finite loss, and (with `stop`) at the goal or a
+        plateau, checked every `_CHECK` steps."""
         fit.curve.append(value)
         if not math.isfinite(value):
-            break
+            return True
         if stop and step % _CHECK == _CHECK - 1:
             if goal(ctx, fit, value, ctx.accuracy(out, y)):
-                break
+                return True
             if _plateau(ctx, fit.curve):
                 fit.plateau = True
-                break
-        loss.backward()
-        opt.step()
+                return True
+        return False
+
+    full_batch = itertools.repeat((x, y))
+    n = steps or s.overfit_steps
+    probe_steps(
+        model, opt, full_batch, n, ctx.task.loss, ctx.task.kind, on_loss=watch, outputs=True
+    )
     recalibrate_batchnorm(model, x)
     model.eval()
     with torch.no_grad():

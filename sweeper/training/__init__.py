@@ -29,6 +29,7 @@ from sweeper.training._losses import (
     model_loss,
     resolve_loss,
 )
+from sweeper.training._steps import probe_steps
 from sweeper.training._trial import FitFn, Monitor, Trial, builtin_fit
 
 __all__ = [
@@ -63,6 +64,7 @@ __all__ = [
     "make_scheduler",
     "read_output",
     "resolve_loss",
+    "probe_steps",
     "model_loss",
     "rows",
     "start_run",
