@@ -69,8 +69,7 @@ def _one(folder: Path, slots: int, epoch_s: float, in_study: int, new: int) -> d
     from optuna.trial import TrialState
 
     from sweeper.definition import LoadedDefinition, parse_definition
-    from sweeper.orchestrator import run_study
-    from sweeper.orchestrator._driver import open_study
+    from sweeper.orchestrator import open_study, run_study
     from sweeper.store import open_storage
 
     name = f"sim-{slots}-{epoch_s:g}-{in_study}"

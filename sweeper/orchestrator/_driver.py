@@ -24,7 +24,6 @@ from sweeper._redact import redact
 from sweeper.checkpoint import Checkpoints
 from sweeper.definition import LoadedDefinition
 from sweeper.errors import (
-    GateFailedError,
     StoreFaultError,
     StudyMismatchError,
     SweeperError,
@@ -32,21 +31,17 @@ from sweeper.errors import (
     catch_sigterm,
 )
 from sweeper.orchestrator._cluster import concurrency, init_ray
+from sweeper.orchestrator._gate_run import apply_lr_cap, study_gate
 from sweeper.orchestrator._recording import Outcome, Progress
-from sweeper.orchestrator._records import GatePoll
 from sweeper.orchestrator._recovery import driver_token, recover
 from sweeper.orchestrator._search import Search
 from sweeper.orchestrator._workers import Workers
-from sweeper.probes import Settings, root_causes
-from sweeper.report import publish_gate
+from sweeper.probes import Settings
 from sweeper.search import (
-    cap_lr,
     fixed_values,
-    init_schemes,
     make_pruner,
     make_sampler,
     read_ahead,
-    reference_params,
 )
 from sweeper.store import Store, attrs, retrying, state_counts
 from sweeper.task import add_search_paths, load_task, search_paths
@@ -149,8 +144,10 @@ def run_study(
                 raise TaskError(loaded_.error)
 
         fixed = attrs.get_study_attr(study, attrs.FIXED, {}) or {}
-        gate = _gate(study, spec, store, workers, progress) if spec.probes.gate != "off" else None
-        spec = _apply_lr_cap(study, spec, gate, progress)
+        gate = (
+            study_gate(study, spec, store, workers, progress) if spec.probes.gate != "off" else None
+        )
+        spec = apply_lr_cap(study, spec, gate, progress)
 
         checkpoints = (
             Checkpoints(ck_settings["location"], spec.name) if ck_settings is not None else None
@@ -318,177 +315,3 @@ def checkpoint_settings(spec: Any, store: Store) -> dict[str, Any] | None:
         "every_epochs": every,
         "keep_weights": ck.keep_best > 0,
     }
-
-
-def _gate(
-    study: optuna.Study, spec: Any, store: Store, workers: Workers, progress: Progress | None
-) -> dict[str, Any]:
-    """Run the study gate on one runner, save it with the study (report, dashboard note,
-    plots), and stop here if it failed in strict mode. A worker that dies under the gate is
-    revived and the gate run again."""
-    ref = {**reference_params(spec.search)}
-    key = gate_key(spec, ref)
-    earlier = attrs.get_study_attr(study, attrs.GATE)
-    if earlier and earlier.get("key") == key and earlier.get("verdict") != "fail":
-        if progress:
-            progress.note(
-                f"the study gate passed ({earlier.get('verdict')}) on this definition and task "
-                "code before: not run again (it runs again when the task's code, the search "
-                "or the probes: section change)"
-            )
-        return dict(earlier)
-    gate = run_gate_on_worker(workers, ref, init_schemes(spec.search), spec, progress)
-    if "error" in gate:
-        raise TaskError(f"the study gate could not run: {gate['error']}")
-    gate["reference_params"] = ref
-    gate["key"] = key
-    retrying(attrs.save_gate, study, gate, what="saving the gate report")
-    _publish(study, gate, store.artifacts, progress)
-    if progress:
-        progress.gate_done(gate)
-    if gate["verdict"] == "fail" and spec.probes.gate == "strict":
-        raise GateFailedError(_gate_message(gate))
-    return gate
-
-
-def gate_key(spec: Any, ref: dict[str, Any]) -> str:
-    """What a gate report was made from: the task's code (its module and the .py files beside
-    it), its arguments, the reference params and the probe settings. An equal key on a
-    resumed study means the same gate would run again."""
-    import hashlib
-    import json
-
-    h = hashlib.sha256()
-    h.update(
-        json.dumps(
-            [spec.task, spec.task_args, ref, spec.probes.model_dump()], sort_keys=True, default=str
-        ).encode()
-    )
-    try:
-        found = importlib.util.find_spec(spec.task.partition(":")[0])
-    except (ImportError, ValueError):
-        found = None
-    origin = Path(found.origin) if found is not None and found.origin else None
-    if origin is not None and origin.exists():
-        files = sorted(origin.parent.glob("*.py"))
-        for f in files if len(files) <= 200 else [origin]:
-            h.update(f.name.encode())
-            h.update(f.read_bytes())
-    return h.hexdigest()
-
-
-def run_gate_on_worker(
-    workers: Workers, ref: dict[str, Any], schemes: list[str], spec: Any, progress: Any
-) -> dict[str, Any]:
-    """Run the gate on runner 0, showing each probe as it ends. A probe running past
-    `probes.probe_timeout_s` is stopped and named with the user's line; a worker that dies
-    twice in the same probe is a crash in the task's code, not a lost worker: named, not
-    retried again."""
-    import ray
-
-    limit = spec.probes.probe_timeout_s
-    deaths: dict[str, int] = {}
-    show = getattr(progress, "gate_probe", None)
-    while True:
-        runner = workers.runners[0]
-        last = GatePoll()
-        try:
-            started = ray.get(runner.gate_start.remote(ref, schemes))
-            if started.error is not None:
-                return {"error": started.error}
-            while True:
-                r = ray.get(runner.gate_poll.remote(1.0))
-                if r.lost:
-                    raise ray.exceptions.RayActorError()
-                if show is not None:
-                    for f in r.findings:
-                        show(f)
-                if r.done is not None:
-                    return dict(r.done)
-                last = r
-                if r.running and r.seconds > limit:
-                    ray.kill(runner, no_restart=True)
-                    where = f" at {r.where}" if r.where else ""
-                    raise TaskError(
-                        f"the gate's probe {r.running} ran for {r.seconds:.0f} s, past "
-                        f"probes.probe_timeout_s = {limit:g}{where}: the model's forward or "
-                        "the loss does not return (an endless loop, a blocking read); fix it, "
-                        "or raise probe_timeout_s for a model this slow"
-                    )
-        except ray.exceptions.RayActorError:
-            probe = last.running or "its start"
-            deaths[probe] = deaths.get(probe, 0) + 1
-            if deaths[probe] >= 2:
-                where = f" (last seen at {last.where})" if last.where else ""
-                raise TaskError(
-                    f"the worker running the study gate died twice in probe {probe}{where}: a "
-                    "crash in the task's own code (a segfault or abort in an extension, "
-                    "os._exit), not a lost machine; `sweeper probe` on the definition runs the "
-                    "gate in one process to show it"
-                ) from None
-            if progress is not None:
-                progress.note(
-                    f"the worker running the study gate died in probe {probe}; "
-                    "running the gate again on a fresh one"
-                )
-            workers.revive(runner)
-            time.sleep(0.5)
-
-
-def _publish(
-    study: optuna.Study, gate: dict[str, Any], folder: Path, progress: Progress | None
-) -> None:
-    """The gate note and plots for optuna-dashboard. A plot that cannot be written (a read-only
-    or vanished folder) is reported, never a reason to stop the study: the gate report itself
-    is already saved with the study."""
-    try:
-        retrying(publish_gate, study, gate, folder, what="saving the gate note and plots")
-    except OSError as e:
-        if progress:
-            progress.note(
-                f"the gate's plots could not be written to {folder} ({e.strerror or e}); set "
-                "`artifacts:` in the definition to a writable folder to keep them"
-            )
-
-
-def _apply_lr_cap(
-    study: optuna.Study, spec: Any, gate: dict[str, Any] | None, progress: Progress | None
-) -> Any:
-    """Lower the search's lr ceiling below the range test's divergence lr. The cap found on the
-    study's first run is kept, so a resumed study searches the same space."""
-    if not spec.probes.lr_cap:
-        return spec
-    cap = attrs.get_study_attr(study, attrs.LR_CAP)
-    if cap is None and gate is not None:
-        lr_test = next((f for f in gate["findings"] if f["probe"] == "lr_range_test"), None)
-        cap = (lr_test or {}).get("details", {}).get("cap")
-        if cap is not None:
-            attrs.set_study_attr(study, attrs.LR_CAP, cap)
-    if cap is None:
-        return spec
-    capped = cap_lr(spec.search, float(cap))
-    if capped is spec.search:
-        return spec
-    if progress is not None:
-        progress.note(
-            f"lr range capped at {float(cap):.3g} (below the divergence lr found by "
-            "lr_range_test); set `probes: {lr_cap: false}` to keep the full range"
-        )
-    return spec.model_copy(update={"search": capped})
-
-
-def _gate_message(gate: dict[str, Any]) -> str:
-    """The root causes with what to fix, then the failures that follow from them, by name."""
-    roots = root_causes(gate)
-    lines = [f"{f['probe']}: {f['hint']}" for f in roots]
-    follow = [f["probe"] for f in gate["findings"] if f["verdict"] == "fail" and f.get("cause")]
-    if follow:
-        lines.append(
-            f"(follows from {'the above' if len(roots) > 1 else roots[0]['probe']}: "
-            f"{', '.join(follow)})"
-        )
-    return (
-        "the study gate failed, so no search was run (gate mode: strict):\n  "
-        + "\n  ".join(lines)
-        + "\nFix the setup, or set `probes: {gate: warn}` to search anyway."
-    )
