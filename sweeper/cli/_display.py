@@ -8,27 +8,17 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from sweeper.probes import fmt, hint_text, root_causes
+from sweeper.probes import Finding, Report, fmt
 
 _STYLE = {"pass": "green", "skip": "dim", "warn": "yellow", "fail": "bold red"}
 
 
-def root_cause_line(report: dict[str, Any]) -> str:
-    """`Root cause: probe: what to fix` (or several), or "" when nothing failed."""
-    roots = root_causes(report)
-    if not roots:
-        return ""
-    if len(roots) == 1:
-        return f"Root cause: {roots[0]['probe']}: {roots[0].get('hint', '')}"
-    return "Root causes: " + "; ".join(f"{f['probe']}: {f.get('hint', '')}" for f in roots)
-
-
-def gate_table(report: dict[str, Any], title: str = "Study gate") -> Table:
+def gate_table(report: Report, title: str = "Study gate") -> Table:
     """The gate report as a rich table: probe, verdict, measured, expected, hint."""
-    heading = f"{title}: {report['verdict'].upper()} ({report.get('seconds', 0):.1f}s)"
-    root = root_cause_line(report)
+    model = report.table()
+    heading = f"{title}: {model.verdict.upper()} ({model.seconds:.1f}s)"
     table = Table(
-        title=f"{heading}\n[bold]{root}[/]" if root else heading,
+        title=f"{heading}\n[bold]{model.root_line}[/]" if model.root_line else heading,
         title_justify="left",
         show_lines=False,
     )
@@ -36,15 +26,9 @@ def gate_table(report: dict[str, Any], title: str = "Study gate") -> Table:
     table.add_column("verdict", no_wrap=True)
     for col in ("measured", "expected", "hint"):
         table.add_column(col, overflow="fold", ratio=1)
-    for f in report["findings"]:
-        v = f["verdict"]
-        table.add_row(
-            f["probe"],
-            f"[{_STYLE[v]}]{v}[/]",
-            fmt(f["measured"]),
-            fmt(f["expected"]),
-            hint_text(f),
-        )
+    for row in model.rows:
+        v = row.verdict
+        table.add_row(row.probe, f"[{_STYLE[v]}]{v}[/]", row.measured, row.expected, row.hint)
     return table
 
 
@@ -73,21 +57,21 @@ class ConsoleProgress:
         if self.status is not None:
             self.status.__exit__(*exc)
 
-    def gate_probe(self, finding: dict[str, Any]) -> None:
+    def gate_probe(self, finding: Finding) -> None:
         """One gate probe ended: its verdict and time, as the gate goes (also in --plain)."""
         if self.mode == "quiet":
             return
         if self.status is not None:
-            self.status.update(f"study gate: {finding['probe']} {finding['verdict']}")
+            self.status.update(f"study gate: {finding.probe} {finding.verdict}")
         else:
-            style = {"fail": "red", "warn": "yellow"}.get(finding["verdict"], "")
-            verdict = f"[{style}]{finding['verdict']}[/]" if style else finding["verdict"]
+            style = {"fail": "red", "warn": "yellow"}.get(finding.verdict, "")
+            verdict = f"[{style}]{finding.verdict}[/]" if style else finding.verdict
             self.console.print(
-                f"gate  {finding['probe']:<22} {verdict:<4} {finding.get('seconds', 0):6.2f}s",
+                f"gate  {finding.probe:<22} {verdict:<4} {finding.seconds:6.2f}s",
                 highlight=False,
             )
 
-    def gate_done(self, report: dict[str, Any]) -> None:
+    def gate_done(self, report: Report) -> None:
         """Print the gate's table."""
         if self.mode != "quiet":
             self.console.print(gate_table(report))

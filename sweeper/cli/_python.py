@@ -60,7 +60,6 @@ def run(
     from sweeper.cli._common import console
     from sweeper.cli._display import ConsoleProgress
     from sweeper.orchestrator import run_study
-    from sweeper.probes import Report
     from sweeper.store import load_study
 
     loaded = _loaded(definition)
@@ -78,5 +77,5 @@ def run(
         )
         raise
     study = load_study(loaded.spec.storage, loaded.spec.name)
-    study.gate_report = Report.from_dict(outcome.gate) if outcome.gate else None  # type: ignore[attr-defined]
+    study.gate_report = outcome.gate  # type: ignore[attr-defined]
     return study

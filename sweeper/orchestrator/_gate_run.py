@@ -15,7 +15,7 @@ from sweeper.errors import GateFailedError, TaskError
 from sweeper.orchestrator._recording import Progress
 from sweeper.orchestrator._records import GatePoll
 from sweeper.orchestrator._workers import Workers
-from sweeper.probes import root_causes
+from sweeper.probes import Report
 from sweeper.report import publish_gate
 from sweeper.search import cap_lr, init_schemes, reference_params
 from sweeper.store import Store, attrs, retrying
@@ -23,31 +23,29 @@ from sweeper.store import Store, attrs, retrying
 
 def study_gate(
     study: optuna.Study, spec: Any, store: Store, workers: Workers, progress: Progress | None
-) -> dict[str, Any]:
+) -> Report:
     """Run the study gate on one runner, save it with the study (report, dashboard note,
     plots), and stop here if it failed in strict mode. A worker that dies under the gate is
     revived and the gate run again."""
     ref = {**reference_params(spec.search)}
     key = gate_key(spec, ref)
-    earlier = attrs.get_study_attr(study, attrs.GATE)
-    if earlier and earlier.get("key") == key and earlier.get("verdict") != "fail":
+    stored = attrs.get_study_attr(study, attrs.GATE)
+    earlier = Report.from_dict(stored) if stored else None
+    if earlier is not None and earlier.key == key and earlier.verdict != "fail":
         if progress:
             progress.note(
-                f"the study gate passed ({earlier.get('verdict')}) on this definition and task "
+                f"the study gate passed ({earlier.verdict}) on this definition and task "
                 "code before: not run again (it runs again when the task's code, the search "
                 "or the probes: section change)"
             )
-        return dict(earlier)
+        return earlier
     gate = run_gate_on_worker(workers, ref, init_schemes(spec.search), spec, progress)
-    if "error" in gate:
-        raise TaskError(f"the study gate could not run: {gate['error']}")
-    gate["reference_params"] = ref
-    gate["key"] = key
-    retrying(attrs.save_gate, study, gate, what="saving the gate report")
+    gate.reference_params, gate.key = ref, key
+    retrying(attrs.save_gate, study, gate.to_dict(), what="saving the gate report")
     _publish(study, gate, store.artifacts, progress)
     if progress:
         progress.gate_done(gate)
-    if gate["verdict"] == "fail" and spec.probes.gate == "strict":
+    if gate.verdict == "fail" and spec.probes.gate == "strict":
         raise GateFailedError(_gate_message(gate))
     return gate
 
@@ -80,7 +78,7 @@ def gate_key(spec: Any, ref: dict[str, Any]) -> str:
 
 def run_gate_on_worker(
     workers: Workers, ref: dict[str, Any], schemes: list[str], spec: Any, progress: Any
-) -> dict[str, Any]:
+) -> Report:
     """Run the gate on runner 0, showing each probe as it ends. A probe running past
     `probes.probe_timeout_s` is stopped and named with the user's line; a worker that dies
     twice in the same probe is a crash in the task's code, not a lost worker: named, not
@@ -96,7 +94,7 @@ def run_gate_on_worker(
         try:
             started = ray.get(runner.gate_start.remote(ref, schemes))
             if started.error is not None:
-                return {"error": started.error}
+                raise TaskError(f"the study gate could not run: {started.error}")
             while True:
                 r = ray.get(runner.gate_poll.remote(1.0))
                 if r.lost:
@@ -104,8 +102,10 @@ def run_gate_on_worker(
                 if show is not None:
                     for f in r.findings:
                         show(f)
+                if r.error is not None:
+                    raise TaskError(f"the study gate could not run: {r.error}")
                 if r.done is not None:
-                    return dict(r.done)
+                    return r.done
                 last = r
                 if r.running and r.seconds > limit:
                     ray.kill(runner, no_restart=True)
@@ -136,9 +136,7 @@ def run_gate_on_worker(
             time.sleep(0.5)
 
 
-def _publish(
-    study: optuna.Study, gate: dict[str, Any], folder: Path, progress: Progress | None
-) -> None:
+def _publish(study: optuna.Study, gate: Report, folder: Path, progress: Progress | None) -> None:
     """The gate note and plots for optuna-dashboard. A plot that cannot be written (a read-only
     or vanished folder) is reported, never a reason to stop the study: the gate report itself
     is already saved with the study."""
@@ -153,7 +151,7 @@ def _publish(
 
 
 def apply_lr_cap(
-    study: optuna.Study, spec: Any, gate: dict[str, Any] | None, progress: Progress | None
+    study: optuna.Study, spec: Any, gate: Report | None, progress: Progress | None
 ) -> Any:
     """Lower the search's lr ceiling below the range test's divergence lr. The cap found on the
     study's first run is kept, so a resumed study searches the same space."""
@@ -161,8 +159,7 @@ def apply_lr_cap(
         return spec
     cap = attrs.get_study_attr(study, attrs.LR_CAP)
     if cap is None and gate is not None:
-        lr_test = next((f for f in gate["findings"] if f["probe"] == "lr_range_test"), None)
-        cap = (lr_test or {}).get("details", {}).get("cap")
+        cap = gate["lr_range_test"].details.get("cap") if "lr_range_test" in gate else None
         if cap is not None:
             attrs.set_study_attr(study, attrs.LR_CAP, cap)
     if cap is None:
@@ -178,14 +175,14 @@ def apply_lr_cap(
     return spec.model_copy(update={"search": capped})
 
 
-def _gate_message(gate: dict[str, Any]) -> str:
+def _gate_message(gate: Report) -> str:
     """The root causes with what to fix, then the failures that follow from them, by name."""
-    roots = root_causes(gate)
-    lines = [f"{f['probe']}: {f['hint']}" for f in roots]
-    follow = [f["probe"] for f in gate["findings"] if f["verdict"] == "fail" and f.get("cause")]
+    roots = gate.root_causes
+    lines = [f"{f.probe}: {f.hint}" for f in roots]
+    follow = [f.probe for f in gate.failures if f.cause]
     if follow:
         lines.append(
-            f"(follows from {'the above' if len(roots) > 1 else roots[0]['probe']}: "
+            f"(follows from {'the above' if len(roots) > 1 else roots[0].probe}: "
             f"{', '.join(follow)})"
         )
     return (

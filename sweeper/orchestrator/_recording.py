@@ -17,6 +17,7 @@ from sweeper.orchestrator._budget import COUNTED, Budget
 from sweeper.orchestrator._recovery import requeue
 from sweeper.orchestrator._retention import Retention
 from sweeper.orchestrator._slots import Slot
+from sweeper.probes import Report
 from sweeper.report import trial_summary
 from sweeper.store import attrs, record_reports, set_trial_attrs
 
@@ -27,7 +28,7 @@ BUILTIN_METRICS = {"train_loss", "val_loss", "val_accuracy"}
 class Progress(Protocol):
     """What the search reports to while it runs (the console display, or nothing)."""
 
-    def gate_done(self, report: dict[str, Any]) -> None:
+    def gate_done(self, report: Report) -> None:
         """The gate's report, once it has run."""
 
     def note(self, text: str) -> None:
@@ -54,7 +55,7 @@ class Outcome:
     best_params: dict[str, Any] | None
     best_number: int | None
     elapsed_s: float
-    gate: dict[str, Any] | None
+    gate: Report | None
     stopped_reason: str = ""
     probe_seconds_saved: float = 0.0
 
@@ -225,7 +226,7 @@ class Recorder:
                     str(e).splitlines()[0] if str(e) else type(e).__name__,
                 )
 
-    def outcome(self, gate: dict[str, Any] | None, fixed: dict[str, Any], t0: float) -> Outcome:
+    def outcome(self, gate: Report | None, fixed: dict[str, Any], t0: float) -> Outcome:
         """The run's outcome, with the gate report it started from."""
         best_params = best_number = None
         try:

@@ -4,7 +4,10 @@ so the driver reads fields, not keys it has to probe for."""
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from sweeper.probes import Finding, Report
 
 
 @dataclass
@@ -43,11 +46,12 @@ class GatePoll:
     where in the user's code), and the report once the gate is done. `lost`: the worker has
     no gate running (it was restarted after a crash)."""
 
-    findings: list[dict[str, Any]] = field(default_factory=list)
+    findings: list[Finding] = field(default_factory=list)
     running: str | None = None
     seconds: float = 0.0
     where: str = ""
-    done: dict[str, Any] | None = None
+    done: Report | None = None
+    error: str | None = None  # the gate could not run (the task's code raised)
     lost: bool = False
 
 

@@ -148,7 +148,7 @@ class TrialRunner:
         except Exception as e:
             return GateStarted(error=_error_text(e))
         state: dict[str, Any] = {"findings": [], "sent": 0, "running": None, "since": 0.0}
-        state["done"] = None
+        state["done"] = state["error"] = None
         self._gate_state = state
 
         def main() -> None:
@@ -161,18 +161,18 @@ class TrialRunner:
                     settings=Settings(**self.probe_settings),
                     device=self.device,
                     data=self.data,
-                    progress=lambda f: state["findings"].append(f.to_dict()),
+                    progress=lambda f: state["findings"].append(f),
                     starting=lambda name: state.update(running=name, since=time.monotonic()),
                 )
-                out = report.to_dict()
                 state.update(running="init_profiles", since=time.monotonic())
                 try:  # a plot's data, not a verdict
-                    out["init_profiles"] = init_profiles(self._context(params, 0), init_schemes)
+                    report.init_profiles = init_profiles(self._context(params, 0), init_schemes)
                 except Exception:
-                    out["init_profiles"] = {}
+                    report.init_profiles = {}
             except Exception as e:
-                out = {"error": _error_text(e)}
-            state["done"] = out
+                state["error"] = _error_text(e)
+                return
+            state["done"] = report
 
         self._gate_thread = threading.Thread(target=main, name="sweeper-gate", daemon=True)
         self._gate_thread.start()
@@ -189,6 +189,7 @@ class TrialRunner:
         while (
             time.monotonic() < deadline
             and state["done"] is None
+            and state["error"] is None
             and len(state["findings"]) == state["sent"]
         ):
             time.sleep(0.05)
@@ -202,6 +203,7 @@ class TrialRunner:
             seconds=time.monotonic() - state["since"] if running else 0.0,
             where=user_frame(self._gate_thread),
             done=done,
+            error=state["error"],
         )
 
     # -- one trial ---------------------------------------------------------------------------

@@ -30,6 +30,7 @@ from sweeper.orchestrator._resume import Resumes
 from sweeper.orchestrator._retention import Retention
 from sweeper.orchestrator._slots import Phase, Slot
 from sweeper.orchestrator._warnings import StudyWarnings
+from sweeper.probes import Report
 from sweeper.search import distributions, read_through
 from sweeper.store import attrs, first_line, retrying, set_trial_attrs
 
@@ -344,6 +345,6 @@ class Search:
         else:
             slot.ref, slot.phase = slot.runner.epoch.remote(), Phase.EPOCH
 
-    def outcome(self, gate: dict[str, Any] | None) -> Outcome:
+    def outcome(self, gate: Report | None) -> Outcome:
         """The run's outcome, with the gate report it started from."""
         return self.recorder.outcome(gate, self.fixed, self.t0)

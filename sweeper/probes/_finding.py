@@ -38,6 +38,10 @@ class Report:
 
     findings: list[Finding] = field(default_factory=list)
     seconds: float = 0.0
+    # a study gate's report also keeps what it was made from and its plots' data
+    reference_params: dict[str, Any] = field(default_factory=dict)
+    key: str = ""  # what the gate ran on (orchestrator: unchanged code and settings reuse it)
+    init_profiles: dict[str, Any] = field(default_factory=dict)
 
     @property
     def verdict(self) -> Verdict:
@@ -82,18 +86,84 @@ class Report:
         return any(f.probe == probe for f in self.findings)
 
     def to_dict(self) -> dict[str, Any]:
-        """The report as plain data (JSON, Ray, the store)."""
-        return {
+        """The report as plain data (JSON, the store)."""
+        out: dict[str, Any] = {
             "verdict": self.verdict,
             "root_causes": [f.probe for f in self.root_causes],
             "seconds": round(self.seconds, 3),
             "findings": [f.to_dict() for f in self.findings],
         }
+        for name in ("reference_params", "key", "init_profiles"):
+            if getattr(self, name):
+                out[name] = getattr(self, name)
+        return out
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Report:
-        """A report from `to_dict`'s data."""
-        return cls([Finding.from_dict(f) for f in d.get("findings", [])], d.get("seconds", 0.0))
+        """A report from `to_dict`'s data (a stored gate report)."""
+        return cls(
+            [Finding.from_dict(f) for f in d.get("findings", [])],
+            d.get("seconds", 0.0),
+            dict(d.get("reference_params") or {}),
+            str(d.get("key") or ""),
+            dict(d.get("init_profiles") or {}),
+        )
+
+    def table(self) -> GateTable:
+        """The report as every renderer shows it (see `GateTable`)."""
+        return GateTable.of(self)
+
+
+@dataclass(frozen=True)
+class GateRow:
+    """One probe's line in a gate table, as text: verdict, measured, expected, hint (led by
+    the failure it follows from), and the probe's seconds."""
+
+    probe: str
+    verdict: Verdict
+    measured: str
+    expected: str
+    hint: str
+    seconds: float
+
+
+@dataclass(frozen=True)
+class GateTable:
+    """The one table model of a gate report, rendered by the CLI (rich), the dashboard note
+    (Markdown) and the HTML report: a heading (verdict, seconds, reference params), the root
+    causes with what to fix, and a row per probe."""
+
+    verdict: Verdict
+    seconds: float
+    reference_params: dict[str, Any]
+    roots: list[tuple[str, str]]  # (probe, hint) of each root cause, in the order they ran
+    rows: list[GateRow]
+
+    @classmethod
+    def of(cls, report: Report) -> GateTable:
+        """The table of `report`."""
+        rows = [
+            GateRow(
+                f.probe,
+                f.verdict,
+                fmt(f.measured),
+                fmt(f.expected),
+                hint_text(f.to_dict()),
+                f.seconds,
+            )
+            for f in report.findings
+        ]
+        roots = [(f.probe, f.hint) for f in report.root_causes]
+        return cls(report.verdict, report.seconds, dict(report.reference_params), roots, rows)
+
+    @property
+    def root_line(self) -> str:
+        """`Root cause: probe: what to fix` (or several), or "" when nothing failed."""
+        if not self.roots:
+            return ""
+        if len(self.roots) == 1:
+            return f"Root cause: {self.roots[0][0]}: {self.roots[0][1]}"
+        return "Root causes: " + "; ".join(f"{p}: {h}" for p, h in self.roots)
 
 
 def root_causes(report: dict[str, Any]) -> list[dict[str, Any]]:

@@ -9,7 +9,7 @@ from typing import Any
 
 import optuna
 
-from sweeper.probes import fmt, hint_text, root_causes
+from sweeper.probes import Report, fmt
 from sweeper.report._gate_plots import gate_plots
 
 # no emoji: fonts vary
@@ -17,32 +17,36 @@ ICON = {"pass": "pass", "skip": "skipped", "warn": "**warn**", "fail": "**FAIL**
 _RANK = {"pass": 0, "skip": 0, "warn": 1, "fail": 2}
 
 
+def _esc(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
 def _cell(value: Any) -> str:
-    return fmt(value).replace("|", "\\|").replace("\n", " ")
+    return _esc(fmt(value))
 
 
-def gate_note(gate: dict[str, Any], plots: list[str] | None = None) -> str:
+def gate_note(gate: Report, plots: list[str] | None = None) -> str:
     """The gate report as a Markdown note: a table of probe, verdict, measured, expected, hint."""
+    model = gate.table()
     lines = [
-        f"## sweeper study gate: {gate['verdict'].upper()}",
+        f"## sweeper study gate: {model.verdict.upper()}",
         "",
-        f"{len(gate['findings'])} probes on the reference config "
-        f"`{_cell(gate.get('reference_params', {}))}` in {gate.get('seconds', 0):.1f}s.",
+        f"{len(model.rows)} probes on the reference config "
+        f"`{_cell(model.reference_params)}` in {model.seconds:.1f}s.",
         "",
     ]
-    roots = root_causes(gate)
-    for f in roots:
-        lines.append(f"**Root cause: {f['probe']}**: {_cell(f.get('hint', ''))}")
-    if roots:
+    for probe, hint in model.roots:
+        lines.append(f"**Root cause: {probe}**: {_cell(hint)}")
+    if model.roots:
         lines += ["", "The other failures follow from it; fix the root cause first.", ""]
     lines += [
         "| probe | verdict | measured | expected | hint |",
         "| --- | --- | --- | --- | --- |",
     ]
-    for f in gate["findings"]:
+    for row in model.rows:
         lines.append(
-            f"| {f['probe']} | {ICON.get(f['verdict'], f['verdict'])} | {_cell(f['measured'])} "
-            f"| {_cell(f['expected'])} | {_cell(hint_text(f))} |"
+            f"| {row.probe} | {ICON.get(row.verdict, row.verdict)} | {_esc(row.measured)} "
+            f"| {_esc(row.expected)} | {_esc(row.hint)} |"
         )
     if plots:
         lines += ["", "Plots (in this study's Artifacts): " + ", ".join(f"`{p}`" for p in plots)]
@@ -54,7 +58,7 @@ def gate_note(gate: dict[str, Any], plots: list[str] | None = None) -> str:
     return "\n".join(lines)
 
 
-def publish_gate(study: optuna.Study, gate: dict[str, Any], artifact_dir: Path) -> list[str]:
+def publish_gate(study: optuna.Study, gate: Report, artifact_dir: Path) -> list[str]:
     """Save the gate note on the study and its plots as study artifacts (once per file name,
     so a resumed study does not pile up copies). Returns the plot file names."""
     from optuna.artifacts import FileSystemArtifactStore, get_all_artifact_meta, upload_artifact

@@ -2,32 +2,27 @@
 
 from __future__ import annotations
 
-from typing import Any
-
+from sweeper.probes import Report
 from sweeper.report._svg import line_chart
 
 
-def _finding(gate: dict[str, Any], probe: str) -> dict[str, Any] | None:
-    return next((f for f in gate.get("findings", []) if f["probe"] == probe), None)
-
-
-def gate_plots(gate: dict[str, Any]) -> dict[str, str]:
+def gate_plots(gate: Report) -> dict[str, str]:
     """file name -> SVG text, for the plots the gate's details allow."""
     out: dict[str, str] = {}
-    overfit = _finding(gate, "overfit_tiny") or {}
-    curve = overfit.get("details", {}).get("curve")
-    if curve:
+    overfit = gate["overfit_tiny"] if "overfit_tiny" in gate else None
+    curve = overfit.details.get("curve") if overfit is not None else None
+    if overfit is not None and curve:
         out["gate_overfit_tiny.svg"] = line_chart(
             {"train loss": list(enumerate(curve))},
-            f"Tiny-set overfit ({overfit['verdict']}): loss on "
-            f"{overfit['details'].get('samples', '?')} samples",
+            f"Tiny-set overfit ({overfit.verdict}): loss on "
+            f"{overfit.details.get('samples', '?')} samples",
             "step",
             "loss",
         )
-    lr = _finding(gate, "lr_range_test") or {}
-    details = lr.get("details", {})
-    if details.get("lrs"):
-        measured = lr["measured"] if isinstance(lr["measured"], dict) else {}
+    lr = gate["lr_range_test"] if "lr_range_test" in gate else None
+    details = lr.details if lr is not None else {}
+    if lr is not None and details.get("lrs"):
+        measured = lr.measured if isinstance(lr.measured, dict) else {}
         marks = {}
         if measured.get("divergence_lr"):
             marks["diverges"] = float(measured["divergence_lr"])
@@ -41,7 +36,7 @@ def gate_plots(gate: dict[str, Any]) -> dict[str, str]:
             logx=True,
             marks=marks,
         )
-    profiles = gate.get("init_profiles") or {}
+    profiles = gate.init_profiles
     if any(profiles.values()):
         out["gate_activation_std.svg"] = line_chart(
             {scheme: list(enumerate(stds.values())) for scheme, stds in profiles.items()},

@@ -11,7 +11,7 @@ import optuna
 from optuna.trial import FrozenTrial
 
 from sweeper._redact import redact
-from sweeper.probes import fmt
+from sweeper.probes import Report, fmt
 from sweeper.report._gate_plots import gate_plots
 
 CSS = """
@@ -108,22 +108,24 @@ def build_report(name: str, storage: str) -> str:
     )
 
 
-def _gate_section(gate: dict[str, Any] | None) -> str:
-    if not gate:
+def _gate_section(stored: dict[str, Any] | None) -> str:
+    if not stored:
         return "<h2>Study gate</h2><p>not run (probes.gate: off)</p>"
+    gate = Report.from_dict(stored)
+    model = gate.table()
     rows = [
         [
-            escape(f["probe"]),
-            _verdict(f["verdict"]),
-            escape(fmt(f["measured"])),
-            escape(fmt(f["expected"])),
-            escape(f.get("hint", "")),
+            escape(r.probe),
+            _verdict(r.verdict),
+            escape(r.measured),
+            escape(r.expected),
+            escape(r.hint),
         ]
-        for f in gate["findings"]
+        for r in model.rows
     ]
     plots = "".join(f"<div>{svg}</div>" for svg in gate_plots(gate).values())
     return (
-        f"<h2>Study gate: {_verdict(gate['verdict'])} ({gate.get('seconds', 0):.1f}s)</h2>"
+        f"<h2>Study gate: {_verdict(model.verdict)} ({model.seconds:.1f}s)</h2>"
         + _table(["probe", "verdict", "measured", "expected", "hint"], rows)
         + f"<div class='plots'>{plots}</div>"
     )

@@ -70,16 +70,26 @@ def test_probe_thresholds_are_the_settings_the_probes_use() -> None:
     assert sweeper.probe(mlp_task(), settings=tight)["gradient_depth"].verdict == "fail"
 
 
-def test_root_cause_leads_the_dashboard_note_and_the_gate_table() -> None:
+def test_one_gate_table_model_rendered_by_the_cli_the_dashboard_and_the_html() -> None:
+    """The Report stays a Report to every renderer; its one table model (GateTable) gives
+    the same rows, root cause first, to the rich table, the Markdown note and the HTML."""
     from rich.console import Console
 
     from sweeper.cli._display import gate_table
+    from sweeper.probes import Report
     from sweeper.report._dashboard import gate_note
+    from sweeper.report._html import _gate_section
 
     task = mlp_task()
     build = task.build_model
     task.build_model = lambda p: nn.Sequential(build(p), nn.Softmax(dim=-1))
-    report = sweeper.probe(task).to_dict()
+    report = sweeper.probe(task)
+    model = report.table()
+    assert model.roots[0][0] == "output_range"
+    follows = next(r for r in model.rows if r.probe == "overfit_tiny")
+    assert follows.hint.startswith("follows from output_range")
+    assert Report.from_dict(report.to_dict()).table() == model  # stored and back: the same
+
     note = gate_note(report)
     root_at, table_at = note.index("**Root cause: output_range**"), note.index("| probe |")
     assert root_at < table_at
@@ -89,3 +99,7 @@ def test_root_cause_leads_the_dashboard_note_and_the_gate_table() -> None:
     text = console.export_text()
     assert text.index("Root cause: output_range") < text.index("overfit_tiny")
     assert "{'" not in text and "['" not in text  # no dict or list reprs
+    html = _gate_section(report.to_dict())
+    assert "follows from output_range" in html  # the HTML shows the same hint text
+    for row in model.rows:
+        assert row.probe in html and row.probe in note

@@ -35,5 +35,5 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(report.to_dict(), indent=2, default=str))
     else:
-        console().print(gate_table(report.to_dict()))
+        console().print(gate_table(report))
     return 3 if report.verdict == "fail" else 0

@@ -67,7 +67,10 @@ def _study_lines(out: Any, status: Any) -> None:
             + (f", {len(flagged)} not passed)" if flagged else ")")
         )
         if flagged:
-            out.print(gate_table({**gate, "findings": flagged}, title="not passed"))
+            from sweeper.probes import Report
+
+            shown = Report.from_dict({**gate, "findings": flagged})
+            out.print(gate_table(shown, title="not passed"))
 
 
 def _stopped_lines(out: Any, recent: list[Any]) -> None:
