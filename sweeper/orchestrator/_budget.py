@@ -10,6 +10,7 @@ from typing import Any
 
 from optuna.trial import TrialState
 
+from sweeper.definition import Definition
 from sweeper.store import state_counts
 
 COUNTED = (TrialState.COMPLETE, TrialState.PRUNED)
@@ -22,7 +23,12 @@ class Budget:
     stop together; with `--trials N` (`quota`) this driver runs N of its own."""
 
     def __init__(
-        self, spec: Any, storage: Any, study_id: int, quota: int | None, db: Callable[..., Any]
+        self,
+        spec: Definition,
+        storage: Any,
+        study_id: int,
+        quota: int | None,
+        db: Callable[..., Any],
     ) -> None:
         """`db`: the search's store call wrapper (rides out outages)."""
         self.spec = spec

@@ -9,6 +9,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from sweeper.definition import Definition
 from sweeper.errors import ClusterError, SweeperError
 from sweeper.orchestrator import _leftovers as leftovers
 
@@ -144,7 +145,7 @@ def _quiet_replaced() -> None:
     worker.print_to_stdstream = print_to_stdstream
 
 
-def concurrency(spec: Any) -> int:
+def concurrency(spec: Definition) -> int:
     """How many trials run at once: what the cluster fits, capped by max_concurrent and the
     budget."""
     import ray

@@ -22,7 +22,7 @@ import optuna
 
 from sweeper._redact import redact
 from sweeper.checkpoint import Checkpoints
-from sweeper.definition import LoadedDefinition
+from sweeper.definition import Definition, LoadedDefinition
 from sweeper.errors import (
     StoreFaultError,
     StudyMismatchError,
@@ -162,7 +162,7 @@ def run_study(
 
 
 def _start_workers(
-    spec: Any,
+    spec: Definition,
     paths: list[str],
     ck_settings: dict[str, Any] | None,
     n_runners: int,
@@ -272,7 +272,7 @@ def budget_met(
 
 
 @contextlib.contextmanager
-def _loading_task(spec: Any, address: str | None) -> Iterator[Callable[[], Any]]:
+def _loading_task(spec: Definition, address: str | None) -> Iterator[Callable[[], Any]]:
     """Load the task in a thread while the caller starts Ray (both take seconds: importing
     torch and the user's data, starting Ray's processes); yields a function that returns
     the task or raises its error. A module that cannot be found fails at once, before Ray."""
@@ -294,7 +294,7 @@ def _loading_task(spec: Any, address: str | None) -> Iterator[Callable[[], Any]]
         yield future.result
 
 
-def checkpoint_settings(spec: Any, store: Store) -> dict[str, Any] | None:
+def checkpoint_settings(spec: Definition, store: Store) -> dict[str, Any] | None:
     """Where and how often runners checkpoint (None: neither checkpoints nor weights). The
     store is the definition's `checkpoint.store`, else the study's artifact folder, so the
     kept weights show in optuna-dashboard beside the gate's plots; a folder is made absolute

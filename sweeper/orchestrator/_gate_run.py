@@ -11,6 +11,7 @@ from typing import Any
 
 import optuna
 
+from sweeper.definition import Definition
 from sweeper.errors import GateFailedError, TaskError
 from sweeper.orchestrator._recording import Progress
 from sweeper.orchestrator._records import GatePoll
@@ -22,7 +23,7 @@ from sweeper.store import Store, attrs, retrying
 
 
 def study_gate(
-    study: optuna.Study, spec: Any, store: Store, workers: Workers, progress: Progress | None
+    study: optuna.Study, spec: Definition, store: Store, workers: Workers, progress: Progress | None
 ) -> Report:
     """Run the study gate on one runner, save it with the study (report, dashboard note,
     plots), and stop here if it failed in strict mode. A worker that dies under the gate is
@@ -50,7 +51,7 @@ def study_gate(
     return gate
 
 
-def gate_key(spec: Any, ref: dict[str, Any]) -> str:
+def gate_key(spec: Definition, ref: dict[str, Any]) -> str:
     """What a gate report was made from: the task's code (its module and the .py files beside
     it), its arguments, the reference params and the probe settings. An equal key on a
     resumed study means the same gate would run again."""
@@ -77,7 +78,7 @@ def gate_key(spec: Any, ref: dict[str, Any]) -> str:
 
 
 def run_gate_on_worker(
-    workers: Workers, ref: dict[str, Any], schemes: list[str], spec: Any, progress: Any
+    workers: Workers, ref: dict[str, Any], schemes: list[str], spec: Definition, progress: Any
 ) -> Report:
     """Run the gate on runner 0, showing each probe as it ends. A probe running past
     `probes.probe_timeout_s` is stopped and named with the user's line; a worker that dies
@@ -151,7 +152,7 @@ def _publish(study: optuna.Study, gate: Report, folder: Path, progress: Progress
 
 
 def apply_lr_cap(
-    study: optuna.Study, spec: Any, gate: Report | None, progress: Progress | None
+    study: optuna.Study, spec: Definition, gate: Report | None, progress: Progress | None
 ) -> Any:
     """Lower the search's lr ceiling below the range test's divergence lr. The cap found on the
     study's first run is kept, so a resumed study searches the same space."""

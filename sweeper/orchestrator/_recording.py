@@ -13,6 +13,7 @@ from typing import Any, Protocol
 import optuna
 from optuna.trial import TrialState
 
+from sweeper.definition import Definition
 from sweeper.orchestrator._budget import COUNTED, Budget
 from sweeper.orchestrator._recovery import requeue
 from sweeper.orchestrator._retention import Retention
@@ -66,7 +67,7 @@ class Recorder:
     def __init__(
         self,
         study: optuna.Study,
-        spec: Any,
+        spec: Definition,
         budget: Budget,
         view: Any,
         retention: Retention | None,

@@ -20,6 +20,7 @@ import optuna
 from optuna.exceptions import UpdateFinishedTrialError
 from optuna.trial import TrialState
 
+from sweeper.definition import Definition
 from sweeper.errors import Terminated
 from sweeper.orchestrator._budget import Budget
 from sweeper.orchestrator._housekeeping import Housekeeping
@@ -46,7 +47,7 @@ class Search:
     def __init__(
         self,
         study: optuna.Study,
-        spec: Any,
+        spec: Definition,
         fixed: dict[str, Any],
         workers: Any,
         progress: Progress | None,

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import argparse
 import os
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sweeper._redact import redact
 from sweeper.cli._common import DEFAULT_STORAGE, console, positive, with_storage
+
+if TYPE_CHECKING:
+    from sweeper.definition import Definition
 
 
 def add_parser(sub: Any) -> None:
@@ -62,7 +65,7 @@ def run(args: argparse.Namespace) -> int:
     return 1 if out.stopped_reason and out.best_value is None else 0
 
 
-def _summary(out_console: Any, spec: Any, out: Any) -> None:
+def _summary(out_console: Any, spec: Definition, out: Any) -> None:
     """The run's last lines: the counts, why it stopped early, the best, how to get it."""
     from sweeper.cli._display import params_text
 
