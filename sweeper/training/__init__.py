@@ -1,23 +1,19 @@
 """The training loop shared by trials and probes, the trial handle, init schemes, losses.
 Imports torch."""
 
-from sweeper.training._data import Batches, Inputs, forward, is_plain_float, leaves, rows, tree_map
-from sweeper.training._init_schemes import SCHEMES, apply_init, init_targets
-from sweeper.training._loop import (
+from sweeper.training._build import (
     OPTIMIZERS,
     PRECISIONS,
     SCHEDULES,
-    Data,
-    Run,
     autocast,
     build_model,
-    evaluate,
     make_optimizer,
     make_scheduler,
     read_output,
-    start_run,
-    train_epoch,
 )
+from sweeper.training._data import Batches, Inputs, forward, is_plain_float, leaves, rows, tree_map
+from sweeper.training._init_schemes import SCHEMES, apply_init, init_targets
+from sweeper.training._loop import Data, Run, evaluate, start_run, train_epoch
 from sweeper.training._losses import (
     IGNORE_INDEX,
     MODEL,
