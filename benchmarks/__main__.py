@@ -27,6 +27,7 @@ COMPARISONS = {
     "chaos_soak": "8. Chaos soak (random kills, SQLite and PostgreSQL)",
     "cluster_sim": "9. Simulated cluster (one driver, sleeping trials)",
     "trial_monitor": "10. Trial monitor overhead",
+    "plots": "11. Gate plots: own SVG writer vs matplotlib",
 }
 NEEDS_RAY = {"overhead", "gate_savings", "search_quality"}
 
