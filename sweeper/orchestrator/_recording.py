@@ -146,7 +146,7 @@ class Recorder:
         if set(slot.metrics) - BUILTIN_METRICS:  # a task's own metrics: keep them all
             notes[attrs.METRICS] = dict(slot.metrics)
         if slot.findings:
-            notes[attrs.FINDINGS] = slot.findings
+            notes[attrs.FINDINGS] = [f.to_dict() for f in slot.findings]
             notes[attrs.VERDICT], notes[attrs.PROBES] = trial_summary(slot.findings)
         if state == TrialState.FAIL:
             notes[attrs.ERROR] = note[:2000]

@@ -61,7 +61,7 @@ class TrialUpdate:
     `error`, `stopped`, `metrics` (an epoch's report) and `done` (the training code returned)
     is set; none after a `start` that did not run an epoch."""
 
-    findings: list[dict[str, Any]] = field(default_factory=list)
+    findings: list[Finding] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     resumed_epoch: int | None = None  # the epoch the trial resumed after, from a checkpoint
     saved: list[dict[str, Any]] = field(default_factory=list)  # checkpoints written

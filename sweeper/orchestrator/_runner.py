@@ -268,7 +268,7 @@ class TrialRunner:
                 if failed:
                     return TrialUpdate(
                         stopped=f"{failed[0].probe}: {failed[0].hint}",
-                        findings=[f.to_dict() for f in findings],
+                        findings=list(findings),
                         probe_seconds=self.start_probe_s,
                     )
             monitor = self._monitor(params, number, epochs, first_forward=not checked)
@@ -286,7 +286,7 @@ class TrialRunner:
                 stopped=lambda: monitor.stopped if monitor is not None else None,
             )
             out = TrialUpdate(
-                findings=[f.to_dict() for f in findings],
+                findings=list(findings),
                 probe_seconds=self.start_probe_s,
                 worker=self.worker(),
                 notes=notes,
@@ -335,7 +335,7 @@ class TrialRunner:
             out.probe_seconds = self.start_probe_s + self.monitor.seconds
             new = self.monitor.findings[self.sent :]  # each finding goes to the driver once
             self.sent = len(self.monitor.findings)
-            out.findings = [f.to_dict() for f in new]
+            out.findings = list(new)
         if event.kind == "report":
             out.metrics = event.metrics
             return out

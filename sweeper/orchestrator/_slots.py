@@ -9,6 +9,8 @@ from typing import Any
 
 import optuna
 
+from sweeper.probes import Finding
+
 
 class Phase(enum.Enum):
     """What a slot's pending runner call is doing."""
@@ -30,7 +32,7 @@ class Slot:
     ref: Any = None  # the pending call on the runner
     phase: Phase = Phase.IDLE
     started: float = 0.0
-    findings: list[dict[str, Any]] = field(default_factory=list)
+    findings: list[Finding] = field(default_factory=list)
     probe_seconds: float = 0.0
     metrics: dict[str, float] = field(default_factory=dict)  # the last epoch's, all of them
     value: float | None = None  # the objective's last reported value

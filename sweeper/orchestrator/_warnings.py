@@ -8,6 +8,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from sweeper.probes import Finding
+
 WORSE = 1.5  # a warning shows again when its measure grows by this factor
 
 
@@ -30,19 +32,19 @@ class StudyWarnings:
         self.note = note
         self.shown: dict[str, float] = {}
 
-    def see(self, trial: int, findings: list[dict[str, Any]]) -> None:
+    def see(self, trial: int, findings: list[Finding]) -> None:
         """Show the warnings among a trial's new findings that are new to the study or worse."""
         for f in findings:
-            if f.get("verdict") != "warn":
+            if f.verdict != "warn":
                 continue
-            probe, now = str(f["probe"]), size(f.get("measured"))
+            probe, now = f.probe, size(f.measured)
             before = self.shown.get(probe)
             if before is not None and not now > WORSE * before:
                 continue
             self.shown[probe] = now
             again = ", worse than before" if before is not None else ""
             self.note(
-                f"trial {trial} warns {probe}{again}: {f.get('hint') or f.get('expected')} "
+                f"trial {trial} warns {probe}{again}: {f.hint or f.expected} "
                 "(shown once per study unless it gets worse; `sweeper status` lists each "
                 "trial's findings)"
             )

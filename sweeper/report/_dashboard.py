@@ -9,7 +9,7 @@ from typing import Any
 
 import optuna
 
-from sweeper.probes import Report, fmt
+from sweeper.probes import Finding, Report, fmt
 from sweeper.report._gate_plots import gate_plots
 
 # no emoji: fonts vary
@@ -79,17 +79,17 @@ def publish_gate(study: optuna.Study, gate: Report, artifact_dir: Path) -> list[
     return list(plots)
 
 
-def trial_summary(findings: list[dict[str, Any]]) -> tuple[str, str]:
+def trial_summary(findings: list[Finding]) -> tuple[str, str]:
     """(worst verdict, one readable line) of a trial's probe findings, for its user attrs."""
     worst = "pass"
     parts = []
     for f in findings:
-        if _RANK.get(f["verdict"], 0) > _RANK[worst]:
-            worst = f["verdict"]
-        text = f"{f['probe']}: {f['verdict']}"
-        if f["verdict"] != "pass" and f.get("hint"):
-            text += f" ({f['hint']})"
-        elif isinstance(f.get("measured"), (int, float)):
-            text += f" ({fmt(f['measured'])})"
+        if _RANK.get(f.verdict, 0) > _RANK[worst]:
+            worst = f.verdict
+        text = f"{f.probe}: {f.verdict}"
+        if f.verdict != "pass" and f.hint:
+            text += f" ({f.hint})"
+        elif isinstance(f.measured, (int, float)):
+            text += f" ({fmt(f.measured)})"
         parts.append(text)
     return worst, " · ".join(parts)

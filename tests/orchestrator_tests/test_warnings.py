@@ -3,19 +3,18 @@
 from __future__ import annotations
 
 from sweeper.orchestrator._warnings import StudyWarnings, size
+from sweeper.probes import Finding
 
 
-def _warn(probe: str, measured: object) -> dict[str, object]:
-    return {"probe": probe, "verdict": "warn", "measured": measured, "hint": f"{probe} hint"}
+def _warn(probe: str, measured: object) -> Finding:
+    return Finding(probe, "warn", measured, "", hint=f"{probe} hint")
 
 
 def test_each_check_warns_once_per_study_then_only_when_worse() -> None:
     said: list[str] = []
     warnings = StudyWarnings(said.append)
     for trial in range(5):  # the same warning on every trial: shown once
-        warnings.see(
-            trial, [_warn("dying_units", {"net.1": 0.55}), {"probe": "x", "verdict": "pass"}]
-        )
+        warnings.see(trial, [_warn("dying_units", {"net.1": 0.55}), Finding("x", "pass", 0, "")])
     assert len(said) == 1 and said[0].startswith("trial 0 warns dying_units: dying_units hint")
     warnings.see(5, [_warn("dying_units", {"net.1": 0.7})])  # not 1.5x worse
     warnings.see(6, [_warn("loss_oscillation", 0.4)])  # another check: shown
