@@ -7,23 +7,11 @@ from typing import Annotated, Any, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
+from sweeper.catalog import INIT_SCHEMES, LOOP_METRICS, PRECISIONS, SCHEDULES
 from sweeper.probes import GATE_PROBES, Thresholds
 
-INIT_SCHEMES = (
-    "none",
-    "default",
-    "xavier_uniform",
-    "xavier_normal",
-    "kaiming_uniform",
-    "kaiming_normal",
-    "orthogonal",
-    "normal",
-    "zeros",
-)
-METRICS = ("val_accuracy", "val_loss", "train_loss")  # what sweeper's own loop reports
+METRICS = LOOP_METRICS
 # Params sweeper's loop reads itself (searched or fixed like any other), and their rules.
-PRECISIONS = ("fp32", "bf16", "fp16")
-SCHEDULES = ("constant", "cosine", "linear")
 # The study gate's probes, in the order they run (sweeper.probes.GATE holds the code).
 PARAM_TYPES = ("float", "int", "categorical", "fixed")
 

@@ -13,6 +13,7 @@ from typing import Any, Protocol
 import optuna
 from optuna.trial import TrialState
 
+from sweeper.catalog import LOOP_METRICS
 from sweeper.definition import Definition
 from sweeper.orchestrator._budget import COUNTED, Budget
 from sweeper.orchestrator._recovery import requeue
@@ -23,7 +24,7 @@ from sweeper.report import trial_summary
 from sweeper.store import attrs, record_reports, set_trial_attrs
 
 log = logging.getLogger("sweeper")
-BUILTIN_METRICS = {"train_loss", "val_loss", "val_accuracy"}
+BUILTIN_METRICS = set(LOOP_METRICS)
 
 
 class Progress(Protocol):

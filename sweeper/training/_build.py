@@ -13,11 +13,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from sweeper.catalog import OPTIMIZERS, PRECISIONS, SCHEDULES
 from sweeper.training._init_schemes import apply_init
-
-OPTIMIZERS = ("adam", "adamw", "sgd")
-PRECISIONS = ("fp32", "bf16", "fp16")
-SCHEDULES = ("constant", "cosine", "linear")
 
 
 def autocast(

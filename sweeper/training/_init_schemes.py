@@ -8,17 +8,9 @@ from typing import Union
 import torch
 from torch import nn
 
-SCHEMES = (
-    "none",
-    "default",
-    "xavier_uniform",
-    "xavier_normal",
-    "kaiming_uniform",
-    "kaiming_normal",
-    "orthogonal",
-    "normal",
-    "zeros",
-)
+from sweeper.catalog import INIT_SCHEMES
+
+SCHEMES = INIT_SCHEMES  # declared in sweeper.catalog, which the definition also reads
 _LAYERS = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
 # Which part of a model a searched scheme may re-initialise: submodule names ("head",
 # "encoder.proj") or a function model -> modules. None means the whole model.

@@ -25,3 +25,22 @@ def test_every_trial_check_is_named_in_the_monitor_and_every_one_it_raises_is_de
     assert raised and raised <= set(TRIAL_CHECKS), raised - set(TRIAL_CHECKS)
     named = set(re.findall(r'"([a-z_]+)"', source))
     assert set(TRIAL_CHECKS) <= named, set(TRIAL_CHECKS) - named
+
+
+def test_the_loops_names_are_declared_once_torch_free_and_the_training_code_uses_them() -> None:
+    import subprocess
+    import sys
+
+    from sweeper import catalog
+    from sweeper.definition import _schema
+    from sweeper.training import OPTIMIZERS, PRECISIONS, SCHEDULES, SCHEMES
+
+    assert SCHEMES is catalog.INIT_SCHEMES and _schema.INIT_SCHEMES is catalog.INIT_SCHEMES
+    assert (OPTIMIZERS, PRECISIONS, SCHEDULES) == (
+        catalog.OPTIMIZERS,
+        catalog.PRECISIONS,
+        catalog.SCHEDULES,
+    )
+    code = "import sys, sweeper.catalog, sweeper.definition; print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"  # the definition validates without torch
