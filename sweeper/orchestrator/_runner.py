@@ -10,11 +10,11 @@ from __future__ import annotations
 import os
 import time
 import traceback
-from pathlib import Path
 from typing import Any
 
 import ray
 
+from sweeper.orchestrator._gate_thread import GateThread
 from sweeper.orchestrator._records import GatePoll, GateStarted, Loaded, TrialUpdate, WorkerInfo
 
 
@@ -138,73 +138,39 @@ class TrialRunner:
 
     # -- the gate ----------------------------------------------------------------------------
     def gate_start(self, params: dict[str, Any], init_schemes: list[str]) -> GateStarted:
-        """Start the study gate in a thread of this worker; `gate_poll` hands its findings to
-        the driver as each probe ends, so the driver shows progress and can name a probe that
-        never returns."""
-        import threading
-
+        """Start the study gate in a thread of this worker (see `GateThread`)."""
         try:
             self._ensure()
         except Exception as e:
             return GateStarted(error=_error_text(e))
-        state: dict[str, Any] = {"findings": [], "sent": 0, "running": None, "since": 0.0}
-        state["done"] = state["error"] = None
-        self._gate_state = state
 
-        def main() -> None:
+        def run(progress: Any, starting: Any) -> Any:
             from sweeper.probes import Settings, init_profiles, run_gate
 
-            try:
-                report = run_gate(
-                    self.task,
-                    params=params,
-                    settings=Settings(**self.probe_settings),
-                    device=self.device,
-                    data=self.data,
-                    progress=lambda f: state["findings"].append(f),
-                    starting=lambda name: state.update(running=name, since=time.monotonic()),
-                )
-                state.update(running="init_profiles", since=time.monotonic())
-                try:  # a plot's data, not a verdict
-                    report.init_profiles = init_profiles(self._context(params, 0), init_schemes)
-                except Exception:
-                    report.init_profiles = {}
-            except Exception as e:
-                state["error"] = _error_text(e)
-                return
-            state["done"] = report
+            report = run_gate(
+                self.task,
+                params=params,
+                settings=Settings(**self.probe_settings),
+                device=self.device,
+                data=self.data,
+                progress=progress,
+                starting=starting,
+            )
+            starting("init_profiles")
+            try:  # a plot's data, not a verdict
+                report.init_profiles = init_profiles(self._context(params, 0), init_schemes)
+            except Exception:
+                report.init_profiles = {}
+            return report
 
-        self._gate_thread = threading.Thread(target=main, name="sweeper-gate", daemon=True)
-        self._gate_thread.start()
+        self._gate = GateThread(run, _error_text)
         return GateStarted()
 
     def gate_poll(self, wait_s: float) -> GatePoll:
-        """The gate's findings since the last poll (waiting up to `wait_s` for one), the probe
-        running now, for how long and where in the user's code, and the report once done;
-        `lost` from a worker that has no gate running (restarted after a crash)."""
-        state = getattr(self, "_gate_state", None)
-        if state is None:
-            return GatePoll(lost=True)
-        deadline = time.monotonic() + wait_s
-        while (
-            time.monotonic() < deadline
-            and state["done"] is None
-            and state["error"] is None
-            and len(state["findings"]) == state["sent"]
-        ):
-            time.sleep(0.05)
-        done = state["done"]
-        new = state["findings"][state["sent"] :]
-        state["sent"] += len(new)
-        running = state["running"]
-        return GatePoll(
-            findings=new,
-            running=running,
-            seconds=time.monotonic() - state["since"] if running else 0.0,
-            where=user_frame(self._gate_thread),
-            done=done,
-            error=state["error"],
-        )
+        """The gate's progress (see `GateThread.poll`); `lost` from a worker that has no gate
+        running (restarted after a crash)."""
+        gate = getattr(self, "_gate", None)
+        return GatePoll(lost=True) if gate is None else gate.poll(wait_s)
 
     # -- one trial ---------------------------------------------------------------------------
     def start(
@@ -379,28 +345,6 @@ class TrialRunner:
             import torch
 
             torch.cuda.empty_cache()
-
-
-def user_frame(thread: Any) -> str:
-    """Where `thread` is now in the user's code (file:line in function), or "" (inside
-    sweeper, torch or the standard library only)."""
-    import sys
-    import sysconfig
-
-    frame = sys._current_frames().get(thread.ident) if thread is not None else None
-    skip = tuple(
-        str(p)
-        for p in (Path(__file__).parents[1], sysconfig.get_paths()["stdlib"])
-        + tuple(
-            Path(p) for p in {sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]}
-        )
-    )
-    while frame is not None:
-        name = frame.f_code.co_filename
-        if not name.startswith(skip) and not name.startswith("<"):
-            return f"{name}:{frame.f_lineno} in {frame.f_code.co_name}"
-        frame = frame.f_back
-    return ""
 
 
 def remote_runner(cpus: float, gpus: float) -> Any:
