@@ -17,9 +17,10 @@ from sweeper.probes._layer_watch import LayerWatch
 from sweeper.probes._settings import Thresholds
 from sweeper.probes._trial_layers import LayerChecks
 from sweeper.probes._trial_metrics import MetricChecks
+from sweeper.probes._trial_updates import UpdateChecks
 
 
-class TrialMonitor(MetricChecks, LayerChecks):
+class TrialMonitor(UpdateChecks, MetricChecks, LayerChecks):
     """Watches a whole trial, sampling steps (every `trial_every_early` within the first
     `trial_window` steps, then every `trial_every`); a failed check raises TrialStopped, a
     warning is recorded once per trial. Here: the optimizer's parameters, gradients, train
@@ -329,94 +330,3 @@ class TrialMonitor(MetricChecks, LayerChecks):
             self._judge_ratio(self.ratios[: self.s.update_ratio_steps])
         if self.layers is not None and self.hooked(self.steps):
             self.layers.arm()  # records the forward before that step
-
-    def _update_ratios(self) -> list[float]:
-        """Per parameter group, the median over its weight matrices of |ΔW| / |W| in the step
-        just taken (-1 for a group without matrices), as the full step under a warmup."""
-        assert self.optimizer is not None
-        per_group = []
-        for group, pairs in zip(self.optimizer.param_groups, self.snapshot, strict=True):
-            per_layer = sorted(
-                float((w.detach() - old).norm() / old.norm().clamp_min(1e-12)) for w, old in pairs
-            )
-            lr = float(group["lr"])
-            # under a warmup the step is a fraction of the full one: judge the full one
-            scale = float(group.get("initial_lr", lr)) / lr if lr > 0 else 1.0
-            per_group.append(per_layer[len(per_layer) // 2] * scale if per_layer else -1.0)
-        self.snapshot = []
-        self.ratios.append(per_group)
-        return per_group
-
-    def _judge_update(self, per_group: list[float]) -> None:
-        """Any sampled step: one group's weights changed by more than `update_ratio_spike` of
-        their size, or no weight changed at all at three sampled steps in a row."""
-        assert self.optimizer is not None
-        worst = max(((r, i) for i, r in enumerate(per_group)), default=(-1.0, 0))
-        if worst[0] > self.s.update_ratio_spike:
-            self._stop(
-                "update_ratio",
-                worst[0],
-                f"≤ {self.s.update_ratio_spike:g} of the weights' size per step",
-                f"step {self.steps} changed the weights of parameter group {worst[1]} by "
-                f"{worst[0]:.3g}x their size: lr={self._lr(worst[1]):.3g} is far too high "
-                "(later steps may look calm once units saturate)",
-            )
-        lrs = [float(g["lr"]) for g in self.optimizer.param_groups]
-        judged = [r for r in per_group if r >= 0]
-        still = bool(judged) and all(r == 0 for r in judged) and any(lr > 0 for lr in lrs)
-        self.unchanged = self.unchanged + 1 if still else 0
-        if self.unchanged >= 3:
-            assert self.optimizer is not None
-            held = [p for g in self.optimizer.param_groups for p in g["params"] if p.ndim >= 2]
-            if any(p.grad is not None for p in held):
-                why = (
-                    "the gradients are all zero: no signal reaches the weights (units that "
-                    "died, see dying_units, or an output detached from them); lower lr or "
-                    "check the forward"
-                )
-            else:
-                why = (
-                    "the gradients are gone when step() runs: call loss.backward() before "
-                    "optimizer.step() and zero_grad() after it (or before backward), not "
-                    "between them"
-                )
-            self._stop(
-                "weights_unchanged",
-                0.0,
-                "optimizer steps change the weights",
-                f"optimizer step {self.steps} changed no weight (nor did the sampled steps "
-                f"before it) although the lr is above 0: {why}",
-            )
-
-    def _judge_ratio(self, ratios: list[list[float]]) -> None:
-        """For each parameter group, the median over the first steps of the median over its
-        layers of |ΔW| / |W|. Any group too high diverges; too low only if every group is
-        (a fine-tuned backbone with a tiny lr beside a head that learns is fine)."""
-        groups = range(len(ratios[0]))
-        medians = []
-        for i in groups:
-            values = sorted(r[i] for r in ratios if r[i] >= 0)
-            medians.append(values[len(values) // 2] if values else -1.0)
-        judged = [(m, i) for i, m in enumerate(medians) if m >= 0]
-        if not judged:
-            return
-        lo, hi = self.s.update_ratio_min, self.s.update_ratio_max
-        expected = f"in [{lo:g}, {hi:g}]"
-        high, hi_group = max(judged)
-        if high > hi:
-            self._stop(
-                "update_ratio",
-                high,
-                expected,
-                f"each step changes the weights of parameter group {hi_group} by {high:.2g} of "
-                f"their size: lr={self._lr(hi_group):.3g} is too high for this setup",
-            )
-        if 0 < high < lo:
-            self._stop(
-                "update_ratio",
-                high,
-                expected,
-                f"each step changes the weights by only {high:.2g} of their "
-                f"size: lr={self._lr(hi_group):.3g} is too low to learn within the budget",
-            )
-        self.findings.append(Finding("update_ratio", "pass", high, expected))

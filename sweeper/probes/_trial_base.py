@@ -1,6 +1,7 @@
 """What the trial monitor's checks share: the monitor's state as its parts read it, and how a
 check stops the trial or warns. The checks live in the parts: optimizer steps in `_trial.py`,
-the layer hooks in `_trial_layers.py`, the reported metrics in `_trial_metrics.py`."""
+the weight updates in `_trial_updates.py`, the layer hooks in `_trial_layers.py`, the reported
+metrics in `_trial_metrics.py`."""
 
 from __future__ import annotations
 
