@@ -77,11 +77,12 @@ def main(argv: list[str] | None = None) -> int:
         result["seconds"] = round(time.perf_counter() - t0, 1)
         report["results"][name] = result
         rows = result["rows"]
+        head = list(dict.fromkeys(k for r in rows for k in r))  # a row may lack a column
         print(
             table(
                 f"{COMPARISONS[name]} ({result['seconds']}s)",
-                list(rows[0]),
-                [list(r.values()) for r in rows],
+                head,
+                [[r.get(k, "") for k in head] for r in rows],
             ),
             flush=True,
         )
