@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import shutil
 import tempfile
 from collections.abc import Iterable
 from pathlib import Path
@@ -84,10 +85,17 @@ class SweeperCallback(*_callback_bases()):  # type: ignore[misc]
 
     def _checkpoint_bytes(self, trainer: Any) -> bytes:
         """Lightning's own checkpoint of the whole fit (module, optimizers, schedulers, loops,
-        callbacks), as the bytes ``trainer.save_checkpoint`` writes."""
+        callbacks), as the bytes ``trainer.save_checkpoint`` writes (the file is not kept)."""
         path = Path(self._dir) / "last.ckpt"
         trainer.save_checkpoint(path)
-        return path.read_bytes()
+        try:
+            return path.read_bytes()
+        finally:
+            path.unlink(missing_ok=True)
+
+    def _clean_up(self) -> None:
+        """Remove the callback's folder (the resume file): the trial is over."""
+        shutil.rmtree(self._dir, ignore_errors=True)
 
     def setup(self, trainer: Any, pl_module: Any, stage: str) -> None:
         """Check the Trainer against the trial before anything trains."""
@@ -102,15 +110,16 @@ class SweeperCallback(*_callback_bases()):  # type: ignore[misc]
             )
         if self.ckpt_path is not None and trainer.ckpt_path != self.ckpt_path:
             self.trial.start_epoch = 0  # resumable, but fit was not given the checkpoint
-        if self.trial.device.type == "cpu" and pl_module.device.type == "cuda":
-            raise RuntimeError(
-                "the Trainer put the model on a GPU this trial was not given (resources: "
-                "gpus_per_trial is 0): build it with accelerator='auto' after creating "
-                "SweeperCallback, or accelerator='cpu'"
-            )
 
     def on_train_start(self, trainer: Any, pl_module: Any) -> None:
-        """Watch the module and its first optimizer, after Lightning's sanity check."""
+        """Watch the module and its first optimizer, after Lightning's sanity check, on the
+        device the Trainer moved it to."""
+        if self.trial.device.type == "cpu" and pl_module.device.type == "cuda":
+            raise RuntimeError(
+                "the Trainer put the model on a GPU this trial was not given (the study's "
+                "resources.gpus is 0): build the Trainer with accelerator='auto' after "
+                "creating SweeperCallback, or with accelerator='cpu'"
+            )
         if trainer.optimizers:
             self.trial.watch(pl_module, trainer.optimizers[0])
 
@@ -135,5 +144,12 @@ class SweeperCallback(*_callback_bases()):  # type: ignore[misc]
         """The Trainer has wound down: a stop is raised now, so the trial is recorded as
         stopped with its reason."""
         self.trial.close()
+        self._clean_up()
         if self.stopped is not None:
             raise self.stopped
+
+    def on_exception(self, trainer: Any, pl_module: Any, exception: BaseException) -> None:
+        """Training raised (a probe's stop from a hook, or an error): clean up; Lightning
+        passes the exception on."""
+        self.trial.close()
+        self._clean_up()

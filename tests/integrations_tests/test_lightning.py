@@ -44,9 +44,17 @@ def _run(
     return first, metrics, out
 
 
+def _callback_folders() -> set[str]:
+    import glob
+    import tempfile
+
+    return set(glob.glob(f"{tempfile.gettempdir()}/sweeper-trial*"))
+
+
 def test_lightning_trial_reports_every_epoch_and_resumes_from_its_checkpoint(
     tmp_path: Path,
 ) -> None:
+    before = _callback_folders()
     runner = _runner(tmp_path)
     _, whole, last = _run(runner, 0, PARAMS, 6)
     assert last.done and last.error is None, last
@@ -63,18 +71,21 @@ def test_lightning_trial_reports_every_epoch_and_resumes_from_its_checkpoint(
     assert len(rest) == 2  # epochs 5 and 6 only
     for got, want in zip(rest, whole[4:], strict=True):
         assert got["val_loss"] == pytest.approx(want["val_loss"], rel=1e-5), (got, want)
+    assert _callback_folders() <= before  # the callback's resume files are gone
 
 
 def test_diverging_lightning_trial_is_stopped_by_the_probes_with_its_reason(
     tmp_path: Path,
 ) -> None:
     params = {**PARAMS, "lr": 50.0, "optimizer": "sgd"}
+    before = _callback_folders()
     _, metrics, last = _run(_runner(tmp_path), 0, params, 6)
     assert last.stopped, last
     assert last.error is None
     assert len(metrics) <= 1, metrics
     checks = ("update_ratio", "nonfinite_grad", "nonfinite_loss", "loss_growth")
     assert last.stopped.split(":")[0] in checks, last.stopped
+    assert _callback_folders() <= before  # cleaned up after a stop raised from a hook too
 
 
 @pytest.mark.usefixtures("local_ray")
