@@ -38,7 +38,7 @@ def build_model(task: Any, params: dict[str, Any], device: torch.device) -> nn.M
     if not isinstance(model, nn.Module):
         raise TypeError(f"build_model returned {type(model).__name__}, not a torch.nn.Module")
     apply_init(model, str(params.get("init", "none")), getattr(task, "init_modules", None))
-    model.register_forward_hook(_readout(getattr(task, "output", None)))
+    model.register_forward_hook(_readout(getattr(task, "output", None)), with_kwargs=True)
     return model.to(device)
 
 
@@ -60,7 +60,9 @@ def _readout(how: str | Callable[..., Any] | None) -> Callable[..., Any]:
     """A forward hook on the model itself, so every caller (trials, probes, evaluation) gets
     the output the loss takes; the model's weights and state dict stay the user's."""
 
-    def hook(_m: nn.Module, _args: Any, out: Any) -> Any:
+    def hook(_m: nn.Module, _args: Any, kwargs: dict[str, Any], out: Any) -> Any:
+        if "labels" in kwargs:  # called for its own loss (loss="model"): the output as it is
+            return None
         return read_output(out, how)
 
     return hook

@@ -123,7 +123,7 @@ def model_loss(model: torch.nn.Module, x: Inputs, y: torch.Tensor) -> torch.Tens
             warnings.simplefilter("ignore")  # self.log() outside a Trainer warns and does nothing
             out = step((x, y), 0)
     else:
-        call = model.forward  # past the output hook on the model, which keeps only the logits
+        call = model  # with labels=, the output hook leaves the output (and its loss) whole
         if isinstance(x, dict):
             out = call(**x, labels=y)
         elif isinstance(x, (tuple, list)):
