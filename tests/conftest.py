@@ -345,3 +345,19 @@ def assert_final(url: str, name: str, budget: int) -> list[Any]:
         if t.state == TrialState.FAIL:
             assert t.user_attrs.get("sweeper:error"), f"trial {t.number} failed with no reason"
     return trials
+
+
+def run_trial(
+    runner: Any, number: int, params: dict[str, Any], epochs: int, resume: Any = None
+) -> tuple[Any, list[dict[str, float]], list[dict[str, Any]], Any]:
+    """A trial on a real `TrialRunner` (no Ray) to its end, as the search drives it: its start
+    update, every epoch's metrics, everything it saved, and its last update."""
+    out = first = runner.start(number, params, epochs, True, resume)
+    metrics = [first.metrics] if first.metrics is not None else []
+    saved = list(first.saved)
+    while not out.ended:
+        out = runner.epoch()
+        saved += out.saved
+        if out.metrics is not None:
+            metrics.append(out.metrics)
+    return first, metrics, saved, out

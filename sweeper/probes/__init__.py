@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:  # what mypy sees; at run time each name is imported on first use
     from sweeper.probes._activations import init_profiles
     from sweeper.probes._context import REFERENCE_PARAMS, Context
-    from sweeper.probes._finding import Finding, Report, fmt, hint_text, root_causes
+    from sweeper.probes._finding import Finding, Report, fmt
     from sweeper.probes._gate import GATE, probe, run_gate
     from sweeper.probes._settings import GATE_PROBES, TRIAL_CHECKS, Settings, Thresholds
     from sweeper.probes._trial import TrialMonitor
@@ -23,8 +23,6 @@ _LAZY = {
     "Thresholds": "_settings",
     "GATE_PROBES": "_settings",
     "TRIAL_CHECKS": "_settings",
-    "hint_text": "_finding",
-    "root_causes": "_finding",
     "Finding": "_finding",
     "Report": "_finding",
     "fmt": "_finding",
@@ -42,8 +40,6 @@ __all__ = [
     "GATE_PROBES",
     "TRIAL_CHECKS",
     "Thresholds",
-    "hint_text",
-    "root_causes",
     "REFERENCE_PARAMS",
     "Context",
     "Finding",

@@ -22,8 +22,15 @@ class Finding:
     details: dict[str, Any] = field(default_factory=dict)
     cause: str = ""  # a failure that follows from another: that probe (the root cause)
 
+    @property
+    def hint_text(self) -> str:
+        """The hint as shown, led by the failure it follows from."""
+        if self.cause:
+            return f"follows from {self.cause} (fix that first); {self.hint}"
+        return self.hint
+
     def to_dict(self) -> dict[str, Any]:
-        """The finding as plain data (JSON, Ray, the store)."""
+        """The finding as plain data (JSON, the store)."""
         return asdict(self)
 
     @classmethod
@@ -116,15 +123,14 @@ class Report:
 
 @dataclass(frozen=True)
 class GateRow:
-    """One probe's line in a gate table, as text: verdict, measured, expected, hint (led by
-    the failure it follows from), and the probe's seconds."""
+    """One probe's line in a gate table, as text: verdict, measured, expected, and the hint
+    (led by the failure it follows from)."""
 
     probe: str
     verdict: Verdict
     measured: str
     expected: str
     hint: str
-    seconds: float
 
 
 @dataclass(frozen=True)
@@ -143,14 +149,7 @@ class GateTable:
     def of(cls, report: Report) -> GateTable:
         """The table of `report`."""
         rows = [
-            GateRow(
-                f.probe,
-                f.verdict,
-                fmt(f.measured),
-                fmt(f.expected),
-                hint_text(f.to_dict()),
-                f.seconds,
-            )
+            GateRow(f.probe, f.verdict, fmt(f.measured), fmt(f.expected), f.hint_text)
             for f in report.findings
         ]
         roots = [(f.probe, f.hint) for f in report.root_causes]
@@ -164,22 +163,6 @@ class GateTable:
         if len(self.roots) == 1:
             return f"Root cause: {self.roots[0][0]}: {self.roots[0][1]}"
         return "Root causes: " + "; ".join(f"{p}: {h}" for p, h in self.roots)
-
-
-def root_causes(report: dict[str, Any]) -> list[dict[str, Any]]:
-    """A stored report's failures that no other failure explains (the others name theirs in
-    `cause`)."""
-    return [f for f in report["findings"] if f["verdict"] == "fail" and not f.get("cause")]
-
-
-def hint_text(finding: dict[str, Any]) -> str:
-    """A stored finding's hint, led by the failure it follows from."""
-    hint = str(finding.get("hint", ""))
-    return (
-        f"follows from {finding['cause']} (fix that first); {hint}"
-        if finding.get("cause")
-        else hint
-    )
 
 
 def fmt(value: Any, digits: int = 3) -> str:

@@ -122,14 +122,12 @@ def model_loss(model: torch.nn.Module, x: Inputs, y: torch.Tensor) -> torch.Tens
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # self.log() outside a Trainer warns and does nothing
             out = step((x, y), 0)
+    elif isinstance(x, dict):  # with labels=, the output hook leaves the output (and its loss)
+        out = model(**x, labels=y)
+    elif isinstance(x, (tuple, list)):
+        out = model(*x, labels=y)
     else:
-        call = model  # with labels=, the output hook leaves the output (and its loss) whole
-        if isinstance(x, dict):
-            out = call(**x, labels=y)
-        elif isinstance(x, (tuple, list)):
-            out = call(*x, labels=y)
-        else:
-            out = call(x, labels=y)
+        out = model(x, labels=y)
     if isinstance(out, dict):
         loss = out.get("loss")
     else:

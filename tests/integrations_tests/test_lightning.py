@@ -17,10 +17,9 @@ import sweeper
 
 pytest.importorskip("lightning")
 
-from sweeper.orchestrator._records import TrialUpdate  # noqa: E402
 from sweeper.orchestrator._runner import TrialRunner  # noqa: E402
 from sweeper.probes import Settings  # noqa: E402
-from tests.conftest import run_here, write_study  # noqa: E402
+from tests.conftest import run_here, run_trial, write_study  # noqa: E402
 
 TASK = "sweeper.examples.lightning_digits:lightning_digits_task"
 PARAMS = {"lr": 3e-3, "batch_size": 64, "dropout": 0.1, "hidden": 32, "init": "none"}
@@ -29,19 +28,6 @@ PARAMS = {"lr": 3e-3, "batch_size": 64, "dropout": 0.1, "hidden": 32, "init": "n
 def _runner(folder: Path) -> TrialRunner:
     checkpoint = {"location": str(folder), "study": "s", "every_epochs": 2, "keep_weights": True}
     return TrialRunner(TASK, {}, [], Settings().model_dump(), True, 1, checkpoint)
-
-
-def _run(
-    runner: TrialRunner, number: int, params: dict[str, Any], epochs: int, resume: Any = None
-) -> tuple[TrialUpdate, list[dict[str, float]], TrialUpdate]:
-    """Trial `number` to its end: its start, every epoch's metrics, and its last update."""
-    out = first = runner.start(number, params, epochs, True, resume)
-    metrics = [first.metrics] if first.metrics is not None else []
-    while not out.ended:
-        out = runner.epoch()
-        if out.metrics is not None:
-            metrics.append(out.metrics)
-    return first, metrics, out
 
 
 def _callback_folders() -> set[str]:
@@ -56,17 +42,17 @@ def test_lightning_trial_reports_every_epoch_and_resumes_from_its_checkpoint(
 ) -> None:
     before = _callback_folders()
     runner = _runner(tmp_path)
-    _, whole, last = _run(runner, 0, PARAMS, 6)
+    _, whole, saved, last = run_trial(runner, 0, PARAMS, 6)
     assert last.done and last.error is None, last
     assert len(whole) == 6
     assert {"val_accuracy", "val_loss", "train_loss"} <= set(whole[-1])
     assert whole[-1]["val_accuracy"] > 0.85, whole[-1]
-    ckpts = [{"id": s["id"], "epoch": s["epoch"]} for s in last.saved + []]
-    assert not ckpts  # the checkpoints came with the earlier epochs' updates
-    from sweeper.checkpoint import checkpoint_id
+    # Lightning's checkpoints went through the trial's saver (every 2 epochs, never the last)
+    written = [s for s in saved if s["kind"] == "checkpoint"]
+    assert [s["epoch"] for s in written] == [2, 4], saved
 
-    resume = {"trial": 0, "checkpoints": [{"id": checkpoint_id("s", 0, 4), "epoch": 4}]}
-    first, rest, last = _run(runner, 1, PARAMS, 6, resume)
+    resume = {"trial": 0, "checkpoints": [{"id": written[-1]["id"], "epoch": 4}]}
+    first, rest, _, last = run_trial(runner, 1, PARAMS, 6, resume)
     assert first.resumed_epoch == 4 and last.done, (first, last)
     assert len(rest) == 2  # epochs 5 and 6 only
     for got, want in zip(rest, whole[4:], strict=True):
@@ -79,7 +65,7 @@ def test_diverging_lightning_trial_is_stopped_by_the_probes_with_its_reason(
 ) -> None:
     params = {**PARAMS, "lr": 50.0, "optimizer": "sgd"}
     before = _callback_folders()
-    _, metrics, last = _run(_runner(tmp_path), 0, params, 6)
+    _, metrics, _, last = run_trial(_runner(tmp_path), 0, params, 6)
     assert last.stopped, last
     assert last.error is None
     assert len(metrics) <= 1, metrics

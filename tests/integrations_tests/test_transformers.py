@@ -13,24 +13,18 @@ import pytest
 pytest.importorskip("transformers")
 pytest.importorskip("accelerate")
 
-from sweeper.orchestrator._records import TrialUpdate  # noqa: E402
 from sweeper.orchestrator._runner import TrialRunner  # noqa: E402
 from sweeper.probes import Settings  # noqa: E402
-from tests.conftest import run_here, write_study  # noqa: E402
+from tests.conftest import run_here, run_trial, write_study  # noqa: E402
 
 TASK = "sweeper.examples.hf_text:hf_text_task"
 PARAMS = {"lr": 1e-3, "batch_size": 16, "dropout": 0.0, "hidden": 32, "init": "none"}
 
 
-def _run(params: dict[str, Any], epochs: int) -> tuple[list[dict[str, float]], TrialUpdate]:
+def _run(params: dict[str, Any], epochs: int) -> tuple[list[dict[str, float]], Any]:
     runner = TrialRunner(TASK, {"train_rows": 600}, [], Settings().model_dump(), True, 1)
-    out = runner.start(0, params, epochs, True)
-    metrics = [out.metrics] if out.metrics is not None else []
-    while not out.ended:
-        out = runner.epoch()
-        if out.metrics is not None:
-            metrics.append(out.metrics)
-    return metrics, out
+    _, metrics, _, last = run_trial(runner, 0, params, epochs)
+    return metrics, last
 
 
 def test_hf_trial_reports_each_evaluation_with_its_eval_names() -> None:
