@@ -21,3 +21,18 @@ OPTIMIZERS = ("adam", "adamw", "sgd")  # sweeper's optimizer without a task hook
 PRECISIONS = ("fp32", "bf16", "fp16")
 SCHEDULES = ("constant", "cosine", "linear")  # sweeper's lr schedule without a task hook
 LOOP_METRICS = ("val_accuracy", "val_loss", "train_loss")  # what sweeper's loop reports
+# what it reports besides at a trial's last epoch: the train split in eval mode (the
+# bias/variance verdict's train side; `train_loss` is the epoch's running mean in train mode)
+LOOP_TRAIN_METRICS = ("train_accuracy", "train_eval_loss")
+
+
+def train_counterpart(metric: str) -> list[str]:
+    """The names a trial's last epoch may report the objective's train-split value under, first
+    found wins: `val_X`/`eval_X` -> `train_X` (sweeper's loop: `val_loss` -> `train_eval_loss`,
+    measured in eval mode, before the running `train_loss`), any other name `train_<name>`."""
+    if metric == "val_loss":
+        return ["train_eval_loss", "train_loss"]
+    for prefix in ("val_", "eval_", "valid_", "validation_", "test_"):
+        if metric.startswith(prefix):
+            return ["train_" + metric[len(prefix) :]]
+    return ["train_" + metric]

@@ -9,22 +9,26 @@ from sweeper.definition._load import (
 from sweeper.definition._schema import (
     INIT_SCHEMES,
     CategoricalParam,
+    Confirm,
     Definition,
     FixedParam,
     FloatParam,
     IntParam,
     SearchSpace,
+    Stage,
 )
 
 __all__ = [
     "INIT_SCHEMES",
     "CategoricalParam",
+    "Confirm",
     "Definition",
     "FixedParam",
     "FloatParam",
     "IntParam",
     "LoadedDefinition",
     "SearchSpace",
+    "Stage",
     "fingerprint",
     "load_definition",
     "parse_definition",

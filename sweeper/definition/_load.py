@@ -36,10 +36,13 @@ def fingerprint(spec: Definition) -> str:
     core = {
         "task": spec.task,
         "task_args": spec.task_args,
-        "objective": spec.objective.model_dump(),
+        "objective": spec.objective.model_dump(exclude={"target"}),  # advice, not the study
         "epochs": spec.budget.epochs,
         "search": {k: v.model_dump() for k, v in spec.search.params().items()},
     }
+    if spec.stages:  # each stage's epochs and narrowing (its trial count may change, as the
+        # budget's may); a study without stages keeps the hash it had before stages existed
+        core["stages"] = [[st.epochs, st.narrow] for st in spec.stages]
     blob = json.dumps(core, sort_keys=True, default=str).encode()
     return hashlib.sha256(blob).hexdigest()[:16]
 

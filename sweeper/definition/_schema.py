@@ -27,11 +27,13 @@ __all__ = [
     "PRECISIONS",
     "SCHEDULES",
     "CategoricalParam",
+    "Confirm",
     "Definition",
     "FixedParam",
     "FloatParam",
     "IntParam",
     "SearchSpace",
+    "Stage",
 ]
 
 
@@ -41,6 +43,9 @@ class Objective(_Strict):
 
     metric: str = Field(default="val_accuracy", pattern=r"^[A-Za-z_][A-Za-z0-9_.@/-]*$")
     direction: Literal["maximize", "minimize"] | None = None
+    # the level aimed for (human-level or Bayes error's proxy), for the bias/variance verdict;
+    # unset: a bounded metric's perfect score (accuracy 1.0)
+    target: float | None = None
 
     @model_validator(mode="after")
     def _direction_fits_metric(self) -> Objective:
@@ -68,6 +73,23 @@ class Budget(_Strict):
     epochs: int = Field(ge=1)
     timeout_s: float | None = Field(default=None, gt=0)
     max_consecutive_failures: int = Field(default=5, ge=1)
+
+
+class Stage(_Strict):
+    """One stage of a coarse-to-fine search: its trials and epochs per trial; a stage after the
+    first searches the space narrowed around the best `narrow` share of the stage before."""
+
+    trials: int = Field(ge=1)
+    epochs: int = Field(ge=1)
+    narrow: float = Field(default=0.25, gt=0, le=1)
+
+
+class Confirm(_Strict):
+    """After the search, the `top` best distinct configurations train again with `seeds` new
+    seeds each, for the full epochs; the best is then the configuration with the best mean."""
+
+    top: int = Field(default=3, ge=1)
+    seeds: int = Field(default=3, ge=1)
 
 
 class Sampler(_Strict):
@@ -183,6 +205,49 @@ class Definition(_Strict):
     probes: Probes = Field(default_factory=Probes)
     resources: Resources = Field(default_factory=Resources)
     checkpoint: Checkpoint = Field(default_factory=Checkpoint)
+    stages: list[Stage] | None = Field(default=None, min_length=1)
+    confirm: Confirm | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _budget_from_stages(cls, data: Any) -> Any:
+        """With `stages`, budget.trials and budget.epochs may be left out: they are the stages'
+        sum of trials and the last stage's epochs (given, they must say the same)."""
+        if not isinstance(data, dict) or not isinstance(data.get("stages"), list):
+            return data
+        stages = data["stages"]
+        if not stages or not all(
+            isinstance(st, dict)
+            and isinstance(st.get("trials"), int)
+            and isinstance(st.get("epochs"), int)
+            for st in stages
+        ):
+            return data  # the stages' own errors say what is wrong
+        budget = data.get("budget", {})
+        if not isinstance(budget, dict):
+            return data
+        trials = sum(int(st["trials"]) for st in stages)
+        epochs = int(stages[-1]["epochs"])
+        for key, value in (("trials", trials), ("epochs", epochs)):
+            if key in budget and budget[key] != value:
+                what = "the stages' trials add up to" if key == "trials" else "the last stage has"
+                raise ValueError(
+                    f"budget.{key} is {budget[key]!r} but {what} {value}: leave budget.{key} "
+                    "out when the definition has stages"
+                )
+        return {**data, "budget": {**budget, "trials": trials, "epochs": epochs}}
+
+    @field_validator("stages")
+    @classmethod
+    def _stages_grow(cls, v: list[Stage] | None) -> list[Stage] | None:
+        if v is not None:
+            for i in range(1, len(v)):
+                if v[i].epochs < v[i - 1].epochs:
+                    raise ValueError(
+                        f"stage {i + 1} has fewer epochs ({v[i].epochs}) than stage {i} "
+                        f"({v[i - 1].epochs}): a later stage trains at least as long"
+                    )
+        return v
 
     @field_validator("name")
     @classmethod
@@ -210,6 +275,7 @@ class Definition(_Strict):
 
     @model_validator(mode="after")
     def _warmup_inside_epochs(self) -> Definition:
+        # with stages, budget.epochs is the last stage's: a shorter stage may prune nothing
         if self.pruner.type != "none" and self.pruner.warmup_epochs >= self.budget.epochs:
             raise ValueError(
                 f"pruner.warmup_epochs ({self.pruner.warmup_epochs}) must be < budget.epochs "
@@ -217,3 +283,9 @@ class Definition(_Strict):
                 "pruner.type: none"
             )
         return self
+
+    def stage_plan(self) -> list[Stage]:
+        """The stages the search runs: the definition's, or one stage of the whole budget."""
+        if self.stages:
+            return list(self.stages)
+        return [Stage(trials=self.budget.trials, epochs=self.budget.epochs, narrow=1.0)]

@@ -13,7 +13,7 @@ from sweeper.training._build import (
 )
 from sweeper.training._data import Batches, Inputs, forward, is_plain_float, leaves, rows, tree_map
 from sweeper.training._init_schemes import SCHEMES, apply_init, init_targets
-from sweeper.training._loop import Data, Run, evaluate, start_run, train_epoch
+from sweeper.training._loop import Data, Run, evaluate, evaluate_train, start_run, train_epoch
 from sweeper.training._losses import (
     IGNORE_INDEX,
     MODEL,
@@ -49,6 +49,7 @@ __all__ = [
     "correct",
     "decision_threshold",
     "evaluate",
+    "evaluate_train",
     "forward",
     "init_targets",
     "is_plain_float",

@@ -17,6 +17,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from sweeper.catalog import train_counterpart
 from sweeper.training._build import autocast, build_model, make_optimizer, make_scheduler
 from sweeper.training._data import Batches, concat, forward
 from sweeper.training._losses import (
@@ -201,10 +202,11 @@ def train_epoch(run: Run, on_loss: OnLoss | None = None, max_steps: int | None =
 
 
 def _eval_batches(
-    run: Run, batches: Batches, chunk: int
+    run: Run, batches: Batches, chunk: int, order: torch.Generator | None = None
 ) -> Iterator[tuple[Any, torch.Tensor, torch.Tensor]]:
-    """(output, target, loss) per chunk; the loss is the model's own for ``loss="model"``."""
-    for xb, yb in batches.epoch(chunk, shuffle=False):
+    """(output, target, loss) per chunk, in the split's order or shuffled by `order`; the loss
+    is the model's own for ``loss="model"``."""
+    for xb, yb in batches.epoch(chunk, shuffle=order is not None, generator=order):
         with run.autocast():
             out = forward(run.model, xb)
             own = model_loss(run.model, xb, yb) if run.loss == MODEL else None
@@ -215,12 +217,17 @@ def _eval_batches(
 
 @torch.no_grad()
 def evaluate(
-    run: Run, batches: Batches | None = None, chunk: int = 4096, limit: int | None = None
+    run: Run,
+    batches: Batches | None = None,
+    chunk: int = 4096,
+    limit: int | None = None,
+    sample: torch.Generator | None = None,
 ) -> dict[str, float]:
-    """Loss (and accuracy for classification) over a whole split (or its first `limit` rows),
-    in eval mode, plus the task's own metrics over the whole split when it has a metrics hook.
-    Rows go through the model in chunks whose outputs stay within about 16M numbers (a
-    language model's logits are rows x tokens x vocabulary)."""
+    """Loss (and accuracy for classification) over a whole split (or its first `limit` rows;
+    with `sample`, `limit` rows drawn at random), in eval mode, plus the task's own metrics
+    when it has a metrics hook (over the whole split, or over the sample). Rows go through the
+    model in chunks whose outputs stay within about 16M numbers (a language model's logits are
+    rows x tokens x vocabulary)."""
     run.model.eval()
     data = batches if batches is not None else run.data.val
     chunk = _eval_chunk(run, data, chunk if limit is None else min(chunk, limit))
@@ -232,7 +239,8 @@ def evaluate(
     ys: list[torch.Tensor] = []
     accuracy = run.data.kind in ("multiclass", "binary", "multilabel")
     threshold = decision_threshold(run.loss)
-    for out, yb, loss in _eval_batches(run, data, chunk):
+    own_metrics = run.metrics_fn is not None and (limit is None or sample is not None)
+    for out, yb, loss in _eval_batches(run, data, chunk, sample):
         loss_sum += loss.double() * len(yb)
         if accuracy and isinstance(out, torch.Tensor):
             r, c = correct(out, yb, threshold)
@@ -240,7 +248,7 @@ def evaluate(
             counted += c
         else:
             accuracy = False
-        if run.metrics_fn is not None and limit is None:
+        if own_metrics:
             outs.append(out)
             ys.append(yb)
         n += len(yb)
@@ -252,6 +260,27 @@ def evaluate(
     if run.metrics_fn is not None and outs:
         metrics.update(_user_metrics(run.metrics_fn, concat(outs), torch.cat(ys)))
     return metrics
+
+
+TRAIN_EVAL_ROWS = 20_000  # a larger train split is judged on a random sample of this many rows
+
+
+def evaluate_train(run: Run) -> dict[str, float]:
+    """The train split judged as the validation split is (eval mode, no dropout): the
+    bias/variance verdict's train side, reported at a trial's last epoch. `val_accuracy` ->
+    `train_accuracy`, `val_loss` -> `train_eval_loss`, a metrics hook's `X` -> `train_X`."""
+    rows = len(run.data.train)
+    sample = None
+    if rows > TRAIN_EVAL_ROWS:
+        sample = torch.Generator().manual_seed(0)
+    got = evaluate(run, run.data.train, limit=TRAIN_EVAL_ROWS if sample else None, sample=sample)
+    out = {}
+    for key, value in got.items():
+        if key == "val_loss":
+            out["train_eval_loss"] = value
+        else:
+            out[train_counterpart(key)[0]] = value
+    return out
 
 
 _EVAL_NUMBERS = 1 << 24
@@ -297,6 +326,7 @@ __all__ = [
     "Data",
     "Run",
     "evaluate",
+    "evaluate_train",
     "load_run_state",
     "run_state",
     "start_run",

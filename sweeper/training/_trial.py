@@ -17,6 +17,7 @@ from sweeper.errors import TrialStopped
 from sweeper.training._loop import (
     Data,
     evaluate,
+    evaluate_train,
     load_run_state,
     run_state,
     start_run,
@@ -166,11 +167,13 @@ def builtin_fit(task: Any, data: Data) -> FitFn:
         state = trial.restore()
         if state is not None:
             load_run_state(run, state)
-        for _ in range(trial.start_epoch, trial.epochs):
+        for epoch in range(trial.start_epoch, trial.epochs):
             train_loss = train_epoch(run, on_loss=trial.step)
             if not math.isfinite(train_loss):
                 raise TrialStopped(f"train loss became {train_loss} (not finite)")
             metrics = {"train_loss": train_loss, **evaluate(run)}
+            if epoch == trial.epochs - 1:  # the train split as the val split is judged
+                metrics.update(evaluate_train(run))
             trial.checkpoint(lambda: run_state(run))
             trial.report(metrics)
 
