@@ -28,6 +28,7 @@ storage: sqlite:///sweeps.db   # one file here; a PostgreSQL URL for a cluster
 objective:
   metric: val_accuracy         # val_accuracy | val_loss | train_loss | any metric your task reports
   direction: maximize
+  # target: 0.98               # the level you aim for (human-level); unset: accuracy's 1.0
 
 budget:
   trials: 30                   # finished trials in the study (re-running resumes it)
@@ -48,6 +49,9 @@ sampler: {{type: tpe, seed: 0}}
 pruner: {{type: median, warmup_epochs: 5}}   # stop trials below the median of the others
 probes: {{gate: strict, trial: true}}       # sanity gate before the search; per-trial probes
 resources: {{cpus: 1, gpus: 0}}             # per trial; gpus: 0.25 packs four trials per GPU
+# After the search, train the 3 best configurations again with 2 new seeds each: the best is
+# then the one with the best mean, and `sweeper best` shows its mean ± std.
+confirm: {{top: 3, seeds: 2}}
 """
 
 TASK = '''\

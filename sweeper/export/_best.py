@@ -30,6 +30,9 @@ class BestConfig:
     environment: dict[str, Any] = field(default_factory=dict)
     user_attrs: dict[str, Any] = field(default_factory=dict)
     metrics: dict[str, float] = field(default_factory=dict)  # every metric of its last epoch
+    # its configuration's values over new seeds: {mean, std, values, trials, search_value}
+    confirmed: dict[str, Any] | None = None
+    stage: int | None = None  # the stage it ran in (staged studies: the last)
 
     def to_dict(self) -> dict[str, Any]:
         """The config as plain data, as `sweeper best --format json` prints it."""
@@ -40,10 +43,16 @@ def top_configs(name: str, storage: str = DEFAULT_STORAGE, k: int = 1) -> list[B
     """The `k` best completed trials of study `name`, best first."""
     from optuna.trial import TrialState
 
-    from sweeper.store import attrs, load_study, trials_in_states
+    from sweeper.store import attrs, load_study, needs_ranking, study_ranking, trials_in_states
 
     study = load_study(storage, name)
-    if k == 1:  # one ORDER BY ... LIMIT 1 query instead of reading every trial
+    system = study._storage.get_study_system_attrs(study._study_id)
+    maximize = study.direction.name == "MAXIMIZE"
+    confirmed: dict[int, Any] = {}
+    if needs_ranking(system):  # stages, confirmations: the last stage, the best mean first
+        ranking = study_ranking(study)
+        done, confirmed = ranking.ordered(), ranking.confirmed
+    elif k == 1:  # one ORDER BY ... LIMIT 1 query instead of reading every trial
         try:
             done = [study.best_trial]
         except ValueError:
@@ -55,12 +64,11 @@ def top_configs(name: str, storage: str = DEFAULT_STORAGE, k: int = 1) -> list[B
             f"study {name!r} has no completed trial yet; run it first "
             f"(`sweeper status {name}` shows its progress)"
         )
-    maximize = study.direction.name == "MAXIMIZE"
-    if k > 1:  # Optuna's best trial first (the one the dashboard shows, also on ties)
+    if k > 1 and not needs_ranking(system):
+        # Optuna's best trial first (the one the dashboard shows, also on ties)
         first = study.best_trial
         rest = sorted(done, key=lambda t: (-t.values[0] if maximize else t.values[0], t.number))
         done = [first, *(t for t in rest if t.number != first.number)]
-    system = study._storage.get_study_system_attrs(study._study_id)
     fixed = system.get(attrs.FIXED) or {}
     metric = (study.metric_names or ["value"])[0]
     out = []
@@ -79,6 +87,8 @@ def top_configs(name: str, storage: str = DEFAULT_STORAGE, k: int = 1) -> list[B
                 environment=env,
                 user_attrs=dict(t.user_attrs),
                 metrics=dict(t.user_attrs.get(attrs.METRICS) or {metric: float(t.values[0])}),
+                confirmed=confirmed[t.number].to_dict() if t.number in confirmed else None,
+                stage=int(t.user_attrs[attrs.STAGE]) if attrs.STAGE in t.user_attrs else None,
             )
         )
     return out
@@ -94,7 +104,7 @@ def best_config(name: str, storage: str = DEFAULT_STORAGE) -> BestConfig:
 
 
 def _export(best: BestConfig) -> dict[str, Any]:
-    return {
+    out = {
         "study": best.study,
         "metric": best.metric,
         "value": best.value,
@@ -104,6 +114,11 @@ def _export(best: BestConfig) -> dict[str, Any]:
         "environment": best.environment,
         "params": best.params,
     }
+    if best.confirmed is not None:
+        out["confirmed"] = best.confirmed
+    if best.stage is not None:
+        out["stage"] = best.stage
+    return out
 
 
 def _env_name(key: str) -> str:
@@ -135,6 +150,11 @@ def render(configs: BestConfig | list[BestConfig], fmt: str, as_list: bool = Fal
             f"SWEEPER_TRIAL={best.number}",
             f"SWEEPER_DEFINITION_HASH={best.definition_hash}",
         ]
+        if best.confirmed and best.confirmed.get("mean") is not None:
+            lines += [
+                f"SWEEPER_CONFIRMED_MEAN={best.confirmed['mean']!r}",
+                f"SWEEPER_CONFIRMED_STD={best.confirmed['std']!r}",
+            ]
         lines += [f"{_env_name(k)}={shlex.quote(str(v))}" for k, v in best.params.items()]
         return "\n".join(lines)
     raise SweeperError(f"unknown format {fmt!r}; choose from {', '.join(FORMATS)}")
@@ -147,5 +167,11 @@ def _python(best: BestConfig, rank: int | None) -> str:
         f"# study {best.study!r}: {best.metric} = {best.value:.6g} (trial {best.number}, "
         f"definition {best.definition_hash or '?'})\n"
         + (f"# ran with {env}\n" if env else "")
+        + (
+            f"# over new seeds: {best.confirmed['mean']:.6g} ± {best.confirmed['std']:.3g} "
+            f"({len(best.confirmed['values'])} runs)\n"
+            if best.confirmed and best.confirmed.get("mean") is not None
+            else ""
+        )
         + f"{name} = {pprint.pformat(best.params, sort_dicts=False)}\n"
     )

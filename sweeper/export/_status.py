@@ -6,6 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+FRESH_UP_TO = 5000  # up to this many trials, status makes the verdict if no run has kept one
+
 
 @dataclass
 class StudyStatus:
@@ -20,6 +22,7 @@ class StudyStatus:
     jobs: list[dict[str, Any]] = field(default_factory=list)
     checkpoint_store: dict[str, Any] | None = None
     recent_stopped: list[Any] = field(default_factory=list)  # FrozenTrials, pruned or failed
+    after: Any = None  # sweeper.diagnosis.AfterSearch: stages, confirmations, the verdict
 
     @property
     def trials(self) -> int:
@@ -40,6 +43,17 @@ class StudyStatus:
             "probe_seconds_saved": round(self.seconds_saved, 3),
             "jobs": self.jobs,
             "checkpoint_store": self.checkpoint_store,
+            "stages": self.after.stages if self.after is not None else [],
+            "confirmed": (
+                self.after.confirmed.to_dict()
+                if self.after is not None and self.after.confirmed is not None
+                else None
+            ),
+            "diagnosis": (
+                self.after.diagnosis.to_dict()
+                if self.after is not None and self.after.diagnosis is not None
+                else None
+            ),
         }
 
 
@@ -48,7 +62,15 @@ def study_status(name: str, storage: str, recent: int = 10) -> StudyStatus:
     failed trials among it); the state of its last three Ray jobs is asked of their clusters."""
     from optuna.trial import TrialState
 
-    from sweeper.store import attrs, last_trials, load_study, state_counts, user_attr_values
+    from sweeper.store import (
+        attrs,
+        last_trials,
+        load_study,
+        needs_ranking,
+        rank,
+        state_counts,
+        user_attr_values,
+    )
 
     study = load_study(storage, name)
     sid = study._study_id
@@ -59,13 +81,26 @@ def study_status(name: str, storage: str, recent: int = 10) -> StudyStatus:
 
         for job in jobs[-3:]:
             job["state"] = job_state(job["address"], job["id"])
+    counts = state_counts(study._storage, sid)
+    system = study._storage.get_study_system_attrs(sid)
     try:
         best = study.best_trial
     except ValueError:
         best = None
+    after = None
+    if best is not None:
+        from sweeper.diagnosis import AfterSearch, Diagnosis, after_search
+
+        if needs_ranking(system) or sum(counts.values()) <= FRESH_UP_TO:
+            after = after_search(study)
+            best = after.ranking.best() or best
+        elif isinstance(system.get(attrs.DIAGNOSIS), dict):
+            # a big study: the verdict its last run kept, without reading every trial again
+            kept = Diagnosis.from_dict(system[attrs.DIAGNOSIS])
+            after = AfterSearch(kept.metric, rank([], maximize=False), [], kept)
     return StudyStatus(
         name=name,
-        counts=state_counts(study._storage, sid),
+        counts=counts,
         best=best,
         gate=attrs.gate_of(study),
         seconds_saved=saved,
@@ -74,6 +109,7 @@ def study_status(name: str, storage: str, recent: int = 10) -> StudyStatus:
         recent_stopped=last_trials(
             study._storage, sid, (TrialState.PRUNED, TrialState.FAIL), recent
         ),
+        after=after,
     )
 
 

@@ -41,20 +41,32 @@ class Budget:
         self.counts["RUNNING"] = 0
         self.start_finished = self.finished()
         self.own_finished = 0
+        self.started_here = 0  # trials this driver started
         self.consecutive_failures = 0
         self.stop_reason = ""
         self.taken, self.counted_at = 0, -math.inf  # see `taken_now`
+        self.waiting = 0  # the study's WAITING trials at the last count
+        self.aim: int | None = int(spec.budget.trials)  # the round's target (see `round`)
+        self.confirming = False
         self.t0 = time.perf_counter()  # budget.timeout_s counts from here: not the gate
 
     def finished(self) -> int:
         """Trials of the study finished (complete or pruned), as counted so far."""
         return sum(self.counts[s.name] for s in COUNTED)
 
+    def round(self, target: int | None, confirming: bool) -> None:
+        """A new round of the search: the study's trials finished or running it aims at (None:
+        no such limit), and whether it only runs trials that wait (confirmation runs)."""
+        self.aim, self.confirming = target, confirming
+        self.counted_at = -math.inf
+
     def target(self) -> int:
         """The number of finished trials this run aims at."""
         if self.quota is not None:
             return self.start_finished + self.quota
-        return int(self.spec.budget.trials)
+        if self.aim is None:
+            return self.finished() + self.waiting
+        return self.aim
 
     def room(self, busy: int, slots: int) -> int:
         """How many new trials may start now, with `busy` of this driver's `slots` running."""
@@ -64,9 +76,16 @@ class Budget:
         if timeout is not None and time.perf_counter() - self.t0 > timeout:
             self.stop_reason = f"wall-clock timeout of {timeout:g}s reached"
             return 0
+        if self.confirming:  # only the runs that wait: a fresh ask would sample a new trial
+            self.counted_at = -math.inf
+            self.taken_now(slots)
+            return self.waiting
+        limits = []
         if self.quota is not None:
-            return self.quota - self.own_finished - busy
-        return int(self.spec.budget.trials) - self.taken_now(slots)
+            limits.append(self.quota - self.own_finished - busy)
+        if self.aim is not None:
+            limits.append(self.aim - self.taken_now(slots))
+        return min(limits) if limits else 0
 
     def taken_now(self, slots: int) -> int:
         """Trials of the whole study finished or running: counted by the database at most every
@@ -75,16 +94,18 @@ class Budget:
         (or a cut-off ask) started since the last count would otherwise let this driver start
         one trial too many, and a re-queued trial would then be left WAITING at the end."""
         now = time.monotonic()
-        near_end = int(self.spec.budget.trials) - self.taken <= slots
+        near_end = self.aim is not None and self.aim - self.taken <= slots
         if near_end or now - self.counted_at >= COUNT_S:
             counts = self._db(state_counts, self.storage, self.study_id, what="counting trials")
             self.taken = sum(counts.get(s, 0) for s in ("complete", "pruned", "running"))
+            self.waiting = counts.get("waiting", 0)
             self.counted_at = now
         return self.taken
 
     def started(self) -> None:
         """This driver started a trial."""
         self.taken += 1
+        self.started_here += 1
 
     def recount(self) -> None:
         """A trial stopped counting (failed): count the study again at the next call."""

@@ -23,6 +23,7 @@ import optuna
 from sweeper._redact import redact
 from sweeper.checkpoint import Checkpoints
 from sweeper.definition import Definition, LoadedDefinition
+from sweeper.diagnosis import after_search
 from sweeper.errors import (
     StoreFaultError,
     StudyMismatchError,
@@ -30,10 +31,12 @@ from sweeper.errors import (
     TaskError,
     catch_sigterm,
 )
+from sweeper.orchestrator._after import wrap_up
 from sweeper.orchestrator._cluster import concurrency, init_ray
 from sweeper.orchestrator._gate_run import apply_lr_cap, study_gate
 from sweeper.orchestrator._recording import Outcome, Progress
 from sweeper.orchestrator._recovery import driver_token, recover
+from sweeper.orchestrator._rounds import record_stages
 from sweeper.orchestrator._search import Search
 from sweeper.orchestrator._workers import Workers
 from sweeper.probes import Settings
@@ -43,7 +46,7 @@ from sweeper.search import (
     make_sampler,
     read_ahead,
 )
-from sweeper.store import Store, attrs, retrying, state_counts
+from sweeper.store import Store, attrs, is_confirmation, needs_ranking, retrying, state_counts
 from sweeper.task import add_search_paths, load_task, search_paths
 
 log = logging.getLogger("sweeper")
@@ -158,7 +161,9 @@ def run_study(
         search.loop()
     finally:  # give the CPUs/GPUs back now, not when the handles are garbage-collected
         workers.kill_all()
-    return search.outcome(gate)
+    outcome = search.outcome(gate)
+    wrap_up(study, spec, outcome, progress)
+    return outcome
 
 
 def _start_workers(
@@ -203,6 +208,7 @@ def _open_and_recover(
         if progress:
             progress.note(f"trial {number} failed and re-queued: {why}")
     read_ahead(study)  # while the runners load and the gate runs
+    retrying(record_stages, study, loaded.spec, what="recording the stages")
     if ck_settings is not None:
         retrying(
             attrs.set_study_attr,
@@ -227,6 +233,7 @@ def budget_met(
     spec = loaded.spec
     study_id: int | None = None
     best, met = None, False
+    after = None
     try:
         if not store.may_hold_studies():
             return None  # a new store: no tables are written before the task loads
@@ -243,8 +250,13 @@ def budget_met(
                 and not counts.get("waiting")
                 and finished >= spec.budget.trials
             )
+            if met and (spec.confirm is not None or system.get(attrs.CONFIRM)):
+                met = _confirmed(storage, study_id, spec, system)
             if met and counts.get("complete"):
                 best = storage.get_best_trial(study_id)
+            if met and (spec.stages or spec.confirm or needs_ranking(system)):
+                after = after_search(optuna.load_study(study_name=spec.name, storage=storage))
+                best = after.ranking.best()
     except StoreFaultError:
         raise  # a store it cannot write (full, read-only) fails now, not after Ray starts
     except (SweeperError, SQLAlchemyError, OSError):  # the full start rides it out or says why
@@ -268,7 +280,30 @@ def budget_met(
         time.perf_counter() - t0,
         None,
     )
+    if after is not None:
+        outcome.ranking, outcome.after, outcome.diagnosis = (
+            after.ranking,
+            after.lines(),
+            after.diagnosis,
+        )
     return outcome
+
+
+def _confirmed(storage: Any, study_id: int, spec: Definition, system: dict[str, Any]) -> bool:
+    """Whether a study with confirmation runs has all its search trials finished and the
+    confirmation this definition asks for done (its runs are not search trials)."""
+    from optuna.trial import TrialState
+
+    trials = storage.get_all_trials(study_id, deepcopy=False)
+    done = (TrialState.COMPLETE, TrialState.PRUNED)
+    searched = sum(t.state in done for t in trials if not is_confirmation(t))
+    if searched < spec.budget.trials:
+        return False
+    if spec.confirm is None:
+        return True
+    kept = system.get(attrs.CONFIRM) or {}
+    asked = {"top": spec.confirm.top, "seeds": spec.confirm.seeds, "done": True}
+    return all(kept.get(k) == v for k, v in asked.items())
 
 
 @contextlib.contextmanager

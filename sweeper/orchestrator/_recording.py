@@ -7,24 +7,23 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import optuna
 from optuna.trial import TrialState
 
-from sweeper.catalog import LOOP_METRICS
 from sweeper.definition import Definition
+from sweeper.diagnosis import Diagnosis
 from sweeper.orchestrator._budget import COUNTED, Budget
 from sweeper.orchestrator._recovery import requeue
 from sweeper.orchestrator._retention import Retention
 from sweeper.orchestrator._slots import Slot
 from sweeper.probes import Report
 from sweeper.report import trial_summary
-from sweeper.store import attrs, record_reports, set_trial_attrs
+from sweeper.store import Ranking, attrs, record_reports, set_trial_attrs, study_ranking
 
 log = logging.getLogger("sweeper")
-BUILTIN_METRICS = set(LOOP_METRICS)
 
 
 class Progress(Protocol):
@@ -60,6 +59,9 @@ class Outcome:
     gate: Report | None
     stopped_reason: str = ""
     probe_seconds_saved: float = 0.0
+    ranking: Ranking | None = None  # the trials ranked (stages, confirmations)
+    after: list[str] = field(default_factory=list)  # stages, confirmation, diagnosis: lines
+    diagnosis: Diagnosis | None = None
 
 
 class Recorder:
@@ -115,7 +117,7 @@ class Recorder:
             assert slot.trial is not None
             done = max(slot.epoch, 1)
             spent = time.perf_counter() - slot.started
-            saved = spent / done * (self.spec.budget.epochs - slot.epoch)
+            saved = spent / done * (slot.epochs - slot.epoch)
             self.saved_seconds += saved
             self.finish(
                 slot, TrialState.PRUNED, None, reason, {attrs.SECONDS_SAVED: round(saved, 3)}
@@ -144,7 +146,7 @@ class Recorder:
             notes[attrs.PROBE_SECONDS] = round(slot.probe_seconds, 4)
         if slot.checkpoint_seconds:
             notes[attrs.CHECKPOINT_SECONDS] = round(slot.checkpoint_seconds, 4)
-        if set(slot.metrics) - BUILTIN_METRICS:  # a task's own metrics: keep them all
+        if slot.metrics:  # every metric of the last epoch (the train side of the diagnosis)
             notes[attrs.METRICS] = dict(slot.metrics)
         if slot.findings:
             notes[attrs.FINDINGS] = [f.to_dict() for f in slot.findings]
@@ -229,14 +231,14 @@ class Recorder:
                 )
 
     def outcome(self, gate: Report | None, fixed: dict[str, Any], t0: float) -> Outcome:
-        """The run's outcome, with the gate report it started from."""
+        """The run's outcome, with the gate report it started from; the best is the
+        ranking's (the last stage's, the best confirmed mean), as `sweeper best` gives it."""
         best_params = best_number = None
-        try:
-            bt = self.study.best_trial
+        ranking = self._db(study_ranking, self.study, what="reading the study's trials")
+        bt = ranking.best()
+        if bt is not None:
             best_params, best_number = {**fixed, **bt.params}, bt.number
             self.best = float(bt.values[0])
-        except ValueError:
-            pass
         counts = self.budget.counts
         return Outcome(
             self.study.study_name,
@@ -249,4 +251,5 @@ class Recorder:
             gate,
             self.budget.stop_reason,
             self.saved_seconds,
+            ranking,
         )

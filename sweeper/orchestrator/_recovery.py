@@ -84,6 +84,9 @@ def requeue(
         return False
     if again:
         user_attrs: dict[str, Any] = {attrs.RETRY_OF: trial.number, attrs.RETRIES: retries + 1}
+        for key in (attrs.STAGE, attrs.CONFIRMS):  # the re-run is of the same stage, the
+            if key in trial.user_attrs:  # confirmation of the same trial
+                user_attrs[key] = trial.user_attrs[key]
         checkpoints = trial.user_attrs.get(attrs.CHECKPOINTS)
         if checkpoints:  # the re-run continues from the last checkpoint, not from epoch 0
             earlier = (trial.user_attrs.get(attrs.RESUME) or {}).get("chain", [])

@@ -29,15 +29,17 @@ from sweeper.orchestrator._records import TrialUpdate
 from sweeper.orchestrator._recovery import requeue
 from sweeper.orchestrator._resume import Resumes
 from sweeper.orchestrator._retention import Retention
+from sweeper.orchestrator._rounds import Round, next_round
 from sweeper.orchestrator._slots import Phase, Slot
 from sweeper.orchestrator._warnings import StudyWarnings
 from sweeper.probes import Report
-from sweeper.search import distributions, read_through
+from sweeper.search import NarrowedSampler, distributions, read_through
 from sweeper.store import attrs, first_line, retrying, set_trial_attrs
 
 T = TypeVar("T")
 REVIVE_S = 120.0  # how long to wait for a dead worker to come back when no other can run
 REVIVES = 8  # failed revive calls in a row before a slot is given up
+NOT_NEEDED = "not run: another driver took the confirmation run this driver asked for"
 
 
 class Search:
@@ -62,7 +64,7 @@ class Search:
         self.storage: Any = study._storage
         self.spec = spec
         self.fixed = fixed
-        self.dists = distributions(spec.search)
+        self.dists = distributions(spec.search)  # the round's (a later stage's: narrowed)
         self.workers = workers  # orchestrator._workers.Workers: one policy for dead workers
         self.slots = [Slot(r) for r in workers.runners]
         self.progress = progress
@@ -71,6 +73,9 @@ class Search:
         self.reports: list[Slot] = []  # slots whose epoch's report is not written yet
         # the sampler, the pruner and ask() list trials from one snapshot, not a query per call
         self.view = read_through(study, window=spec.sampler.window)
+        self.sampler = study.sampler  # a stage's narrowed categoricals wrap it (see `_enter`)
+        self.round: Round | None = None
+        self.quota = quota
         self.warnings = StudyWarnings(self._note)
         self.retention: Retention | None = None
         self.resumes: Resumes | None = None
@@ -100,9 +105,50 @@ class Search:
     def _busy(self) -> list[Slot]:
         return [s for s in self.slots if s.busy]
 
-    # -- the loop ----------------------------------------------------------------------------
+    # -- the rounds --------------------------------------------------------------------------
     def loop(self) -> None:
-        """Run trials until the budget is met (or the study is stopped), one runner slot each."""
+        """Run the study's rounds (its stages, then the confirmation runs) until the budget is
+        met or the study is stopped; what round comes next is read from the store each time."""
+        ran: set[tuple[str, int]] = set()
+        while not self.budget.stop_reason:
+            if self.quota is not None and self.budget.own_finished >= self.quota:
+                break
+            rnd = self._db(
+                next_round,
+                self.study,
+                self.spec,
+                self.quota is not None,
+                self.storage,  # the store itself: the view shows only the last round's trials
+                what="planning a round",
+            )
+            if rnd is None:
+                break
+            mark = (rnd.name, self.budget.started_here)
+            if mark in ran:
+                break  # the round started nothing new: what is left waits on other drivers
+            ran.add(mark)
+            self._enter(rnd)
+            self._run_round()
+
+    def _enter(self, rnd: Round) -> None:
+        """Make `rnd` the round: its space, what its sampler and pruner see, its target."""
+        if self.round is None or self.round.name != rnd.name:
+            self._note(f"{rnd.name}: {rnd.epochs} epochs per trial" if rnd.stage else rnd.name)
+        for text in rnd.notes:
+            self._note(text)
+        self.round, self.dists = rnd, rnd.dists
+        self.study.sampler = (
+            NarrowedSampler(self.sampler, rnd.kept, self.spec.sampler.seed)
+            if rnd.kept
+            else self.sampler
+        )
+        self.view.only(None if rnd.stage is None and not rnd.confirm else rnd.keeps)
+        self.budget.round(rnd.target, rnd.confirm)
+
+    # -- the loop ----------------------------------------------------------------------------
+    def _run_round(self) -> None:
+        """Run the round's trials until its target is met (or the study is stopped), one runner
+        slot each."""
         import ray
 
         revive_since: float | None = None
@@ -163,12 +209,18 @@ class Search:
             self.progress.tick(counts, self.recorder.best, elapsed, self.budget.target())
 
     def _launch(self, slot: Slot) -> None:
+        assert self.round is not None
         trial = self._db(self.study.ask, self.dists, what="asking for a trial")
         self.budget.started()
+        given = trial.user_attrs  # an enqueued trial's: its stage, the trial it confirms
+        user: dict[str, Any] = {}
+        if self.round.stage is not None and attrs.STAGE not in given:
+            user[attrs.STAGE] = self.round.stage
         self._db(
             set_trial_attrs,
             self.storage,
             trial._trial_id,
+            user,
             system={attrs.DRIVER: self.me},
             heartbeat=True,
             what="recording the trial's driver",
@@ -176,12 +228,37 @@ class Search:
         frozen = getattr(trial, "_cached_frozen_trial", None)
         if frozen is None:
             frozen = self._db(self.storage.get_trial, trial._trial_id, what="reading a trial")
+        frozen.user_attrs.update(user)
         self.view.running(frozen)  # the next ask sees it running at once (constant liar)
+        if self.round.confirm and not given:
+            # another driver took the last waiting run first: this ask made a new trial
+            self._db(
+                set_trial_attrs,
+                self.storage,
+                trial._trial_id,
+                {attrs.ERROR: NOT_NEEDED},
+                what="recording a trial's result",
+            )
+            told = self._db(
+                self.study.tell,
+                trial,
+                state=TrialState.FAIL,
+                skip_if_finished=True,
+                what="recording a trial's result",
+            )
+            self.view.done(trial._trial_id, told)
+            return
         params = {**self.fixed, **trial.params}
-        slot.take(trial, params)
+        plan = self.spec.stage_plan()
+        if attrs.CONFIRMS in given:
+            epochs = plan[-1].epochs
+        elif attrs.STAGE in given:  # a re-run keeps its stage's epochs (and checkpoints)
+            epochs = plan[min(int(given[attrs.STAGE]), len(plan)) - 1].epochs
+        else:
+            epochs = self.round.epochs
+        slot.take(trial, params, epochs, prune=attrs.CONFIRMS not in given)
         resume = self.resumes.inherit(slot, trial) if self.resumes is not None else None
         # the first epoch runs in the same call: one round trip fewer per trial
-        epochs = self.spec.budget.epochs
         slot.ref = slot.runner.start.remote(trial.number, params, epochs, True, resume)
         slot.phase = Phase.START
 
@@ -282,13 +359,13 @@ class Search:
             self._worker_died(slot, error)
 
     def _returned_early(self, slot: Slot) -> None:
-        """The trial's fit function returned before `budget.epochs` reports: it is complete
+        """The trial's fit function returned before its epochs' reports: it is complete
         with the last value it reported, or failed if it reported none."""
         if slot.value is None:
             self.recorder.fail(
                 slot,
                 "the task's fit function returned without calling trial.report(metrics); "
-                f"report the metrics once per epoch ({self.spec.budget.epochs} epochs)",
+                f"report the metrics once per epoch ({slot.epochs} epochs)",
             )
         else:
             self.recorder.finish(slot, TrialState.COMPLETE, slot.value, "")
@@ -336,10 +413,12 @@ class Search:
         assert slot.trial is not None and slot.value is not None
         value = slot.value
         slot.epoch += 1
-        if slot.epoch >= self.spec.budget.epochs:
+        if slot.epoch >= slot.epochs:
             self.recorder.finish(slot, TrialState.COMPLETE, value, "")
-        elif self.spec.pruner.type != "none" and self._db(
-            slot.trial.should_prune, what="asking the pruner"
+        elif (
+            slot.prune
+            and self.spec.pruner.type != "none"
+            and self._db(slot.trial.should_prune, what="asking the pruner")
         ):
             reason = f"{attrs.BY_PRUNER} at epoch {slot.epoch}"
             self.recorder.finish(slot, TrialState.PRUNED, None, reason)
@@ -348,4 +427,5 @@ class Search:
 
     def outcome(self, gate: Report | None) -> Outcome:
         """The run's outcome, with the gate report it started from."""
+        self.view.only(None)  # the ranking reads every trial, not the last round's
         return self.recorder.outcome(gate, self.fixed, self.t0)

@@ -29,6 +29,8 @@ class Slot:
     trial: optuna.Trial | None = None
     params: dict[str, Any] = field(default_factory=dict)
     epoch: int = 0
+    epochs: int = 0  # how many the trial trains (its stage's; a confirmation run's: the last)
+    prune: bool = True  # whether the pruner may stop it (never a confirmation run)
     ref: Any = None  # the pending call on the runner
     phase: Phase = Phase.IDLE
     started: float = 0.0
@@ -48,9 +50,12 @@ class Slot:
         """Whether the slot runs a trial."""
         return self.trial is not None
 
-    def take(self, trial: optuna.Trial, params: dict[str, Any]) -> None:
+    def take(
+        self, trial: optuna.Trial, params: dict[str, Any], epochs: int, prune: bool = True
+    ) -> None:
         """Start over with a new trial: nothing of the one before is kept."""
         self.trial, self.params, self.epoch = trial, params, 0
+        self.epochs, self.prune = epochs, prune
         self.started = time.perf_counter()
         self.findings, self.probe_seconds = [], 0.0
         self.metrics, self.value = {}, None

@@ -79,6 +79,24 @@ def publish_gate(study: optuna.Study, gate: Report, artifact_dir: Path) -> list[
     return list(plots)
 
 
+def results_note(gate: Report | None, lines: list[str]) -> str:
+    """The study's note once the search has ended: the gate's table (when it ran), then the
+    stages, the confirmation over seeds and the bias/variance verdict."""
+    parts = [gate_note(gate, list(gate_plots(gate)))] if gate is not None else []
+    body = ["## sweeper: after the search", ""]
+    for line in lines:
+        body.append(_esc(line) if line.startswith("- ") else "\n" + _esc(line) + "\n")
+    parts.append("\n".join(body))
+    return "\n\n".join(parts)
+
+
+def publish_results(study: optuna.Study, gate: Report | None, lines: list[str]) -> None:
+    """Write `results_note` as the study's note in optuna-dashboard."""
+    from optuna_dashboard import save_note
+
+    save_note(study, results_note(gate, lines))
+
+
 def trial_summary(findings: list[Finding]) -> tuple[str, str]:
     """(worst verdict, one readable line) of a trial's probe findings, for its user attrs."""
     worst = "pass"

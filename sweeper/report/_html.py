@@ -66,6 +66,7 @@ def build_report(name: str, storage: str) -> str:
     """The report of study `name` as one HTML document."""
     from plotly.offline import get_plotlyjs
 
+    from sweeper.diagnosis import after_search
     from sweeper.store import attrs, load_study
 
     study = load_study(storage, name)
@@ -80,16 +81,23 @@ def build_report(name: str, storage: str) -> str:
         f"{len(trials)} trials: {escape(', '.join(f'{k} {v}' for k, v in sorted(counts.items())))}"
         f" · made {dt.datetime.now().isoformat(timespec='seconds')}</p>",
     ]
-    try:
-        best = study.best_trial
+    after = after_search(study)
+    best = after.ranking.best()
+    if best is not None:
         metric = (study.metric_names or ["value"])[0]
+        confirmed = after.confirmed
+        mean = (
+            f" · over new seeds {confirmed.mean:.6g} ± {confirmed.std:.3g}"
+            if confirmed is not None and confirmed.mean is not None
+            else ""
+        )
         parts.append(
-            f"<h2>Best: {escape(metric)} = {best.values[0]:.6g} (trial {best.number})</h2>"
+            f"<h2>Best: {escape(metric)} = {best.values[0]:.6g} (trial {best.number}){mean}</h2>"
             f"<pre>{escape(str({**(system.get(attrs.FIXED) or {}), **best.params}))}</pre>"
         )
-    except ValueError:
+    else:
         parts.append("<h2>No completed trial yet</h2>")
-
+    parts.append(_after_section(after.lines()))
     parts.append(_gate_section(gate))
     parts.append(_savings_section(trials))
     for title, div in _figures(study):
@@ -106,6 +114,23 @@ def build_report(name: str, storage: str) -> str:
         f"<title>sweeper: {escape(name)}</title><style>{CSS}</style>"
         f"<script>{get_plotlyjs()}</script></head><body>" + "\n".join(parts) + "</body></html>"
     )
+
+
+def _after_section(lines: list[str]) -> str:
+    """Stages, confirmation over seeds and the bias/variance verdict with its next steps."""
+    if not lines:
+        return ""
+    html, items = ["<h2>After the search</h2>"], []
+    for line in [*lines, ""]:
+        if line.startswith("- "):
+            items.append(f"<li>{escape(line[2:])}</li>")
+            continue
+        if items:
+            html.append("<ul>" + "".join(items) + "</ul>")
+            items = []
+        if line:
+            html.append(f"<p>{escape(line)}</p>")
+    return "".join(html)
 
 
 def _gate_section(stored: dict[str, Any] | None) -> str:

@@ -8,16 +8,22 @@ from sweeper.search._space import (
     init_schemes,
     reference_params,
 )
+from sweeper.search._stages import NarrowedSampler, describe, narrow, space_text, top_share
 from sweeper.search._view import read_ahead, read_through
 
 __all__ = [
+    "NarrowedSampler",
     "cap_lr",
+    "describe",
     "distributions",
     "fixed_values",
     "init_schemes",
     "make_pruner",
     "make_sampler",
+    "narrow",
     "read_ahead",
     "read_through",
     "reference_params",
+    "space_text",
+    "top_share",
 ]

@@ -21,7 +21,7 @@ from __future__ import annotations
 import copy
 import threading
 import time
-from collections.abc import Container
+from collections.abc import Callable, Container
 from typing import Any
 
 import optuna
@@ -42,6 +42,7 @@ class StudyView:
         self._trials: list[FrozenTrial | None] = []  # by trial number
         self._own: dict[int, FrozenTrial] = {}  # this driver's running trials, by id
         self._listing: list[FrozenTrial] | None = None
+        self._keep: Callable[[FrozenTrial], bool] | None = None
         self.reads = 0  # snapshots taken (for the tests and the benchmarks)
 
     def __getattr__(self, name: str) -> Any:
@@ -71,6 +72,11 @@ class StudyView:
         self._trials[n] = trial
         self._listing = None
 
+    def only(self, keep: Callable[[FrozenTrial], bool] | None) -> None:
+        """List only the trials `keep` accepts (and every WAITING one, which `ask()` must
+        find): a stage's sampler and pruner see that stage's trials. None: every trial."""
+        self._keep, self._listing = keep, None
+
     # -- the listing ---------------------------------------------------------------------------
     def _snapshot(self) -> list[FrozenTrial]:
         now = time.monotonic()
@@ -85,7 +91,12 @@ class StudyView:
             self._at, self._listing = now, None
             self.reads += 1
         if self._listing is None:
-            self._listing = [t for t in self._trials if t is not None]
+            keep = self._keep
+            self._listing = [
+                t
+                for t in self._trials
+                if t is not None and (keep is None or t.state == TrialState.WAITING or keep(t))
+            ]
         return self._listing
 
     def get_all_trials(

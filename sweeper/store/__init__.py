@@ -3,6 +3,17 @@
 from sweeper.store import _attrs as attrs
 from sweeper.store._bulk import record_heartbeats, record_reports, set_trial_attrs
 from sweeper.store._place import Store
+from sweeper.store._ranking import (
+    Confirmed,
+    Ranking,
+    config_key,
+    is_confirmation,
+    needs_ranking,
+    rank,
+    retried,
+    stage_of,
+    study_ranking,
+)
 from sweeper.store._retry import first_line, retrying
 from sweeper.store._storage import (
     GRACE_S,
@@ -22,7 +33,16 @@ from sweeper.store._storage import (
 )
 
 __all__ = [
+    "Confirmed",
+    "Ranking",
     "Store",
+    "config_key",
+    "is_confirmation",
+    "needs_ranking",
+    "rank",
+    "retried",
+    "stage_of",
+    "study_ranking",
     "GRACE_S",
     "HEARTBEAT_S",
     "artifact_dir",

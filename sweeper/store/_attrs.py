@@ -14,6 +14,9 @@ GATE = "sweeper:gate"
 LR_CAP = "sweeper:lr_cap"
 JOBS = "sweeper:jobs"  # Ray jobs `sweeper submit` started for this study
 CHECKPOINT_STORE = "sweeper:checkpoint_store"  # where the study's checkpoints and weights live
+STAGES = "sweeper:stages"  # a staged study's stages: [{trials, epochs, narrow}, ...]
+CONFIRM = "sweeper:confirm"  # {top, seeds, done}: the confirmation of the best configurations
+DIAGNOSIS = "sweeper:diagnosis"  # the bias/variance verdict on the best, when the run ended
 # per trial (user attrs, so optuna-dashboard shows them)
 FINDINGS = "sweeper:findings"
 VERDICT = "sweeper:verdict"  # worst verdict of the trial's probes
@@ -33,6 +36,9 @@ RESUME = "sweeper:resume"  # on a re-queued trial: the checkpoints to resume fro
 RESUMED_FROM = "sweeper:resumed_from"  # {"trial": n, "epoch": e}
 WEIGHTS = "sweeper:weights"  # artifact id of a finished trial's final weights
 CHECKPOINT_SECONDS = "sweeper:checkpoint_seconds"
+STAGE = "sweeper:stage"  # the stage (1, 2, ...) a trial of a staged study ran in
+CONFIRMS = "sweeper:confirms"  # on a confirmation run: the number of the trial it confirms
+NARROWED = "sweeper:narrowed"  # study attr: {stage: the narrowed space it searched}
 
 
 def _study_id(study: optuna.Study) -> int:

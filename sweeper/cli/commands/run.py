@@ -82,11 +82,20 @@ def _summary(out_console: Any, spec: Definition, out: Any) -> None:
     if out.stopped_reason:
         out_console.print(f"[yellow]stopped early:[/] {out.stopped_reason}")
     if out.best_value is not None:
+        confirmed = out.ranking.confirmed.get(out.best_number) if out.ranking else None
+        value = f"{out.best_value:.4f}"
+        if confirmed is not None and confirmed.mean is not None:
+            value = (
+                f"{confirmed.mean:.4f} ± {confirmed.std:.4f} over {len(confirmed.values)} new "
+                f"seeds (search run {out.best_value:.4f})"
+            )
         out_console.print(
-            f"best {spec.objective.metric} = {out.best_value:.4f} (trial {out.best_number}): "
+            f"best {spec.objective.metric} = {value} (trial {out.best_number}): "
             + params_text(out.best_params or {}),
             highlight=False,
         )
+    for line in out.after:
+        out_console.print(line, highlight=False, markup=False)
     storage_arg = "" if spec.storage == DEFAULT_STORAGE else f" --storage '{redact(spec.storage)}'"
     out_console.print(f"best config:  sweeper best {spec.name}{storage_arg} --format json")
     out_console.print(f"dashboard:    sweeper dashboard{storage_arg}")

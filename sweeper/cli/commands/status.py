@@ -36,6 +36,9 @@ def run(args: argparse.Namespace) -> int:
         out.print(f"Ray job {job['id']} on {job['address']}: {job['state']}")
     _study_lines(out, status)
     _stopped_lines(out, status.recent_stopped)
+    if status.after is not None:
+        for line in status.after.lines():
+            out.print(line, highlight=False, markup=False)
     return 0
 
 

@@ -1,0 +1,160 @@
+"""Which trial is the best, once a study has stages and confirmations.
+
+A staged study's best comes from its last stage (earlier stages trained shorter: their values
+do not compare); a confirmed study's best is the configuration whose new seeds gave the best
+mean, not the luckiest single run. Everything that names a best (the run's summary, `sweeper
+best`, `sweeper status`, `load_best_model`, the report) reads it from here.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from optuna.trial import FrozenTrial, TrialState
+
+from sweeper.store import _attrs as attrs
+
+
+@dataclass(frozen=True)
+class Confirmed:
+    """A configuration trained again with new seeds: the trial it confirms (its search run),
+    the values of the new runs, their trial numbers (the seed of each), and how many runs ended
+    without a value (stopped by a probe, failed)."""
+
+    source: int
+    search_value: float
+    values: list[float]
+    trials: list[int]
+    unfinished: int = 0
+
+    @property
+    def mean(self) -> float | None:
+        """The mean of the new seeds' values (None before one completes)."""
+        return sum(self.values) / len(self.values) if self.values else None
+
+    @property
+    def std(self) -> float | None:
+        """The sample standard deviation of the new seeds' values (0 for a single run)."""
+        if not self.values:
+            return None
+        if len(self.values) < 2:
+            return 0.0
+        m = sum(self.values) / len(self.values)
+        return math.sqrt(sum((v - m) ** 2 for v in self.values) / (len(self.values) - 1))
+
+    def to_dict(self) -> dict[str, Any]:
+        """The `confirmed` object of `sweeper best --format json`."""
+        return {
+            "mean": self.mean,
+            "std": self.std,
+            "values": list(self.values),
+            "trials": list(self.trials),
+            "search_value": self.search_value,
+            "unfinished": self.unfinished,
+        }
+
+
+def stage_of(trial: FrozenTrial) -> int:
+    """The stage a trial ran in (1 for a study without stages)."""
+    return int(trial.user_attrs.get(attrs.STAGE, 1))
+
+
+def is_confirmation(trial: FrozenTrial) -> bool:
+    """Whether the trial is a confirmation run (a new seed of an earlier trial's params)."""
+    return attrs.CONFIRMS in trial.user_attrs
+
+
+def retried(trials: Sequence[FrozenTrial]) -> set[int]:
+    """Numbers of trials that were re-queued (a later trial re-runs them)."""
+    return {int(t.user_attrs[attrs.RETRY_OF]) for t in trials if attrs.RETRY_OF in t.user_attrs}
+
+
+def config_key(trial: FrozenTrial) -> str:
+    """The trial's params as one comparable key (two trials with the same key: one config)."""
+    return repr(sorted(trial.params.items(), key=lambda kv: kv[0]))
+
+
+@dataclass
+class Ranking:
+    """The study's complete search trials of its last stage, best first, and the confirmations
+    of the best of them."""
+
+    maximize: bool
+    last_stage: int
+    candidates: list[FrozenTrial]  # complete, of the last stage, not confirmations; best first
+    confirmed: dict[int, Confirmed]  # by the number of the trial confirmed
+
+    def ordered(self) -> list[FrozenTrial]:
+        """Confirmed configurations by their mean first, then the rest by their value."""
+        means = {n: c.mean for n, c in self.confirmed.items() if c.mean is not None}
+        sign = -1.0 if self.maximize else 1.0
+        first = sorted(
+            (t for t in self.candidates if t.number in means),
+            key=lambda t: (sign * means[t.number], t.number),
+        )
+        return first + [t for t in self.candidates if t.number not in means]
+
+    def best(self) -> FrozenTrial | None:
+        """The best trial: of the configuration with the best confirmed mean, if any."""
+        ordered = self.ordered()
+        return ordered[0] if ordered else None
+
+    def top_distinct(self, k: int) -> list[FrozenTrial]:
+        """The `k` best distinct configurations by their search value, one trial each."""
+        seen: set[str] = set()
+        out = []
+        for t in self.candidates:
+            key = config_key(t)
+            if key not in seen:
+                seen.add(key)
+                out.append(t)
+            if len(out) == k:
+                break
+        return out
+
+
+def rank(trials: Sequence[FrozenTrial], maximize: bool) -> Ranking:
+    """Rank a study's trials (see `Ranking`)."""
+    search = [t for t in trials if not is_confirmation(t)]
+    last = max((stage_of(t) for t in search), default=1)
+    sign = -1.0 if maximize else 1.0
+    done = [
+        t
+        for t in search
+        if t.state == TrialState.COMPLETE and stage_of(t) == last and t.values is not None
+    ]
+    done.sort(key=lambda t: (sign * float(t.values[0]), t.number))
+    by_number = {t.number: t for t in done}
+    again = retried(trials)
+    confirmed: dict[int, Confirmed] = {}
+    runs: dict[int, list[FrozenTrial]] = {}
+    for t in trials:
+        if is_confirmation(t) and t.number not in again:
+            runs.setdefault(int(t.user_attrs[attrs.CONFIRMS]), []).append(t)
+    for source, group in runs.items():
+        if source not in by_number:
+            continue
+        values = [float(t.values[0]) for t in group if t.state == TrialState.COMPLETE]
+        confirmed[source] = Confirmed(
+            source=source,
+            search_value=float(by_number[source].values[0]),
+            values=values,
+            trials=[t.number for t in group if t.state == TrialState.COMPLETE],
+            unfinished=sum(t.state in (TrialState.PRUNED, TrialState.FAIL) for t in group),
+        )
+    return Ranking(maximize, last, done, confirmed)
+
+
+def study_ranking(study: Any) -> Ranking:
+    """Rank the trials of an Optuna study (reads every trial once)."""
+    trials = study._storage.get_all_trials(study._study_id, deepcopy=False)
+    return rank(trials, study.direction.name == "MAXIMIZE")
+
+
+def needs_ranking(system_attrs: dict[str, Any]) -> bool:
+    """Whether a study's best is not simply Optuna's best trial: it has stages or
+    confirmations (read from its system attributes, without reading its trials)."""
+    return bool(system_attrs.get(attrs.STAGES)) or bool(system_attrs.get(attrs.CONFIRM))
