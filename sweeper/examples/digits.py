@@ -95,3 +95,36 @@ def mlp_task(depth: int = 2) -> Task:
 def cnn_task() -> Task:
     """CNN whose width comes from the `channels` param (16 when not searched)."""
     return _digits_task(lambda p: CNN(int(p.get("channels", 16)), float(p["dropout"])))
+
+
+def few_rows_task(rows: int = 50) -> Task:
+    """The MLP on the first `rows` rows of the training split (validation stays whole): a wide
+    net without dropout learns them by heart and generalizes poorly (high variance)."""
+    x_tr, x_va, y_tr, y_va = digits_split()
+    return Task(
+        build_model=lambda p: MLP(int(p.get("hidden", 512)), float(p["dropout"])),
+        train=(x_tr[:rows], y_tr[:rows]),
+        val=(x_va, y_va),
+        loss="cross_entropy",
+        kind="multiclass",
+        num_classes=10,
+    )
+
+
+# three of the 64 pixels, among the most informative ones (of the middle columns)
+THREE_PIXELS = (21, 36, 43)
+
+
+def three_pixels_task() -> Task:
+    """A linear model on three of the 64 pixels: it cannot fit even its own training split
+    (high bias)."""
+    x_tr, x_va, y_tr, y_va = digits_split()
+    cols = list(THREE_PIXELS)
+    return Task(
+        build_model=lambda p: nn.Sequential(nn.Dropout(float(p["dropout"])), nn.Linear(3, 10)),
+        train=(x_tr[:, cols], y_tr),
+        val=(x_va[:, cols], y_va),
+        loss="cross_entropy",
+        kind="multiclass",
+        num_classes=10,
+    )
