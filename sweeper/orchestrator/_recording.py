@@ -205,6 +205,21 @@ class Recorder:
                 self.budget.recount()  # a failed trial no longer counts: recount
         slot.clear()
 
+    def drop(self, trial: optuna.Trial, why: str) -> None:
+        """Fail a trial this driver asked for but will not run (`why`), before any slot has
+        it; it does not count toward the budget."""
+        tid = trial._trial_id
+        self._db(set_trial_attrs, self.storage, tid, {attrs.ERROR: why}, what="recording a trial")
+        told = self._db(
+            self.study.tell,
+            trial,
+            state=TrialState.FAIL,
+            skip_if_finished=True,
+            what="recording a trial's result",
+        )
+        self.view.done(tid, told)
+        self.budget.recount()
+
     def taken_over(self, slot: Slot) -> None:
         """Another driver failed and re-queued this slot's trial: this run of it is dropped."""
         assert slot.trial is not None

@@ -17,10 +17,11 @@ from optuna.distributions import BaseDistribution
 from optuna.trial import FrozenTrial, TrialState
 
 from sweeper.definition import Definition
-from sweeper.search import describe, distributions, narrow, space_text, top_share
+from sweeper.search import NarrowedSampler, describe, distributions, narrow, space_text, top_share
 from sweeper.store import attrs, is_confirmation, rank, retried, stage_of
 
 TAKEN = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING)
+NOT_NEEDED = "not run: another driver took the confirmation run this driver asked for"
 
 
 @dataclass
@@ -43,6 +44,29 @@ class Round:
     def prune(self) -> bool:
         """Whether the pruner may stop this round's trials (confirmation runs train in full)."""
         return not self.confirm
+
+    def install(self, study: optuna.Study, view: Any, sampler: Any, seed: int | None) -> None:
+        """Point the study's sampler and its view (`sweeper.search.StudyView`) at this round:
+        narrowed categoricals drawn from their kept choices, a stage's trials alone seen."""
+        study.sampler = NarrowedSampler(sampler, self.kept, seed) if self.kept else sampler
+        view.only(None if self.stage is None and not self.confirm else self.keeps)
+
+    def marks(self, given: dict[str, Any]) -> dict[str, Any]:
+        """The user attributes a trial asked in this round gets (`given`: an enqueued
+        trial's own, which it keeps)."""
+        if self.stage is not None and attrs.STAGE not in given:
+            return {attrs.STAGE: self.stage}
+        return {}
+
+    def epochs_of(self, given: dict[str, Any], spec: Definition) -> int:
+        """How long a trial asked in this round trains: a confirmation run the last stage's
+        epochs, a re-run of an earlier stage's trial that stage's (its checkpoints fit them)."""
+        plan = spec.stage_plan()
+        if attrs.CONFIRMS in given:
+            return plan[-1].epochs
+        if attrs.STAGE in given:
+            return plan[min(int(given[attrs.STAGE]), len(plan)) - 1].epochs
+        return self.epochs
 
     def keeps(self, trial: FrozenTrial) -> bool:
         """Whether the round's sampler and pruner learn from `trial`."""

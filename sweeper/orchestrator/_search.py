@@ -29,17 +29,16 @@ from sweeper.orchestrator._records import TrialUpdate
 from sweeper.orchestrator._recovery import requeue
 from sweeper.orchestrator._resume import Resumes
 from sweeper.orchestrator._retention import Retention
-from sweeper.orchestrator._rounds import Round, next_round
+from sweeper.orchestrator._rounds import NOT_NEEDED, Round, next_round
 from sweeper.orchestrator._slots import Phase, Slot
 from sweeper.orchestrator._warnings import StudyWarnings
 from sweeper.probes import Report
-from sweeper.search import NarrowedSampler, distributions, read_through
+from sweeper.search import distributions, read_through
 from sweeper.store import attrs, first_line, retrying, set_trial_attrs
 
 T = TypeVar("T")
 REVIVE_S = 120.0  # how long to wait for a dead worker to come back when no other can run
 REVIVES = 8  # failed revive calls in a row before a slot is given up
-NOT_NEEDED = "not run: another driver took the confirmation run this driver asked for"
 
 
 class Search:
@@ -113,14 +112,9 @@ class Search:
         while not self.budget.stop_reason:
             if self.quota is not None and self.budget.own_finished >= self.quota:
                 break
-            rnd = self._db(
-                next_round,
-                self.study,
-                self.spec,
-                self.quota is not None,
-                self.storage,  # the store itself: the view shows only the last round's trials
-                what="planning a round",
-            )
+            # read from the store itself: the view shows only the last round's trials
+            quota = self.quota is not None
+            rnd = self._db(next_round, self.study, self.spec, quota, self.storage, what="a round")
             if rnd is None:
                 break
             mark = (rnd.name, self.budget.started_here)
@@ -137,12 +131,7 @@ class Search:
         for text in rnd.notes:
             self._note(text)
         self.round, self.dists = rnd, rnd.dists
-        self.study.sampler = (
-            NarrowedSampler(self.sampler, rnd.kept, self.spec.sampler.seed)
-            if rnd.kept
-            else self.sampler
-        )
-        self.view.only(None if rnd.stage is None and not rnd.confirm else rnd.keeps)
+        rnd.install(self.study, self.view, self.sampler, self.spec.sampler.seed)
         self.budget.round(rnd.target, rnd.confirm)
 
     # -- the loop ----------------------------------------------------------------------------
@@ -213,14 +202,12 @@ class Search:
         trial = self._db(self.study.ask, self.dists, what="asking for a trial")
         self.budget.started()
         given = trial.user_attrs  # an enqueued trial's: its stage, the trial it confirms
-        user: dict[str, Any] = {}
-        if self.round.stage is not None and attrs.STAGE not in given:
-            user[attrs.STAGE] = self.round.stage
+        marks = self.round.marks(given)
         self._db(
             set_trial_attrs,
             self.storage,
             trial._trial_id,
-            user,
+            marks,
             system={attrs.DRIVER: self.me},
             heartbeat=True,
             what="recording the trial's driver",
@@ -228,34 +215,14 @@ class Search:
         frozen = getattr(trial, "_cached_frozen_trial", None)
         if frozen is None:
             frozen = self._db(self.storage.get_trial, trial._trial_id, what="reading a trial")
-        frozen.user_attrs.update(user)
+        frozen.user_attrs.update(marks)
         self.view.running(frozen)  # the next ask sees it running at once (constant liar)
         if self.round.confirm and not given:
             # another driver took the last waiting run first: this ask made a new trial
-            self._db(
-                set_trial_attrs,
-                self.storage,
-                trial._trial_id,
-                {attrs.ERROR: NOT_NEEDED},
-                what="recording a trial's result",
-            )
-            told = self._db(
-                self.study.tell,
-                trial,
-                state=TrialState.FAIL,
-                skip_if_finished=True,
-                what="recording a trial's result",
-            )
-            self.view.done(trial._trial_id, told)
+            self.recorder.drop(trial, NOT_NEEDED)  # not counted
             return
         params = {**self.fixed, **trial.params}
-        plan = self.spec.stage_plan()
-        if attrs.CONFIRMS in given:
-            epochs = plan[-1].epochs
-        elif attrs.STAGE in given:  # a re-run keeps its stage's epochs (and checkpoints)
-            epochs = plan[min(int(given[attrs.STAGE]), len(plan)) - 1].epochs
-        else:
-            epochs = self.round.epochs
+        epochs = self.round.epochs_of(given, self.spec)
         slot.take(trial, params, epochs, prune=attrs.CONFIRMS not in given)
         resume = self.resumes.inherit(slot, trial) if self.resumes is not None else None
         # the first epoch runs in the same call: one round trip fewer per trial

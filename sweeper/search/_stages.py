@@ -25,6 +25,8 @@ from optuna.distributions import (
 )
 from optuna.trial import FrozenTrial, TrialState
 
+from sweeper.search._wrapped import WrappedSampler
+
 WIDEN = 0.1  # each side grows by this share of what the top trials spanned
 MIN_SHARE = 0.05  # ... and by at least this share of the whole range (one top trial: a box)
 
@@ -103,14 +105,14 @@ def space_text(space: dict[str, Any]) -> str:
     )
 
 
-class NarrowedSampler(optuna.samplers.BaseSampler):
+class NarrowedSampler(WrappedSampler):
     """The study's sampler, except that a narrowed categorical is drawn from its kept choices
     (uniformly, from a seeded generator): its distribution cannot change within a study."""
 
     def __init__(
         self, inner: optuna.samplers.BaseSampler, kept: dict[str, list[Any]], seed: int | None
     ) -> None:
-        self.inner = inner
+        super().__init__(inner)
         self.kept = kept
         self._rng = random.Random(seed)
 
@@ -120,12 +122,6 @@ class NarrowedSampler(optuna.samplers.BaseSampler):
         """The inner sampler's, less the narrowed categoricals."""
         space = self.inner.infer_relative_search_space(study, trial)
         return {k: v for k, v in space.items() if k not in self.kept}
-
-    def sample_relative(
-        self, study: optuna.Study, trial: FrozenTrial, search_space: dict[str, BaseDistribution]
-    ) -> dict[str, Any]:
-        """The inner sampler's."""
-        return self.inner.sample_relative(study, trial, search_space)
 
     def sample_independent(
         self,
@@ -138,16 +134,6 @@ class NarrowedSampler(optuna.samplers.BaseSampler):
         if param_name in self.kept:
             return self._rng.choice(self.kept[param_name])
         return self.inner.sample_independent(study, trial, param_name, param_distribution)
-
-    def before_trial(self, study: optuna.Study, trial: FrozenTrial) -> None:
-        """The inner sampler's."""
-        self.inner.before_trial(study, trial)
-
-    def after_trial(
-        self, study: optuna.Study, trial: FrozenTrial, state: TrialState, values: Any
-    ) -> None:
-        """The inner sampler's."""
-        self.inner.after_trial(study, trial, state, values)
 
     def reseed_rng(self) -> None:
         """The inner sampler's, and this one's."""

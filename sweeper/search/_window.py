@@ -19,6 +19,8 @@ import optuna
 from optuna.distributions import BaseDistribution
 from optuna.trial import FrozenTrial, TrialState
 
+from sweeper.search._wrapped import WrappedSampler
+
 
 def recent(trials: Sequence[FrozenTrial], size: int, maximize: bool) -> list[FrozenTrial]:
     """The `size` most recent finished trials, the best `size // 10` older complete ones, and
@@ -65,12 +67,12 @@ class Window:
         return self.get_trials()
 
 
-class WindowSampler(optuna.samplers.BaseSampler):
+class WindowSampler(WrappedSampler):
     """The study's sampler, choosing from a `Window` of the study; it learns of finished
     trials from the whole study as before."""
 
     def __init__(self, inner: optuna.samplers.BaseSampler, size: int) -> None:
-        self.inner = inner
+        super().__init__(inner)
         self.size = size
 
     def _window(self, study: optuna.Study) -> Any:
@@ -98,17 +100,3 @@ class WindowSampler(optuna.samplers.BaseSampler):
         """The inner sampler's, on the window."""
         window = self._window(study)
         return self.inner.sample_independent(window, trial, param_name, param_distribution)
-
-    def before_trial(self, study: optuna.Study, trial: FrozenTrial) -> None:
-        """The inner sampler's, on the whole study."""
-        self.inner.before_trial(study, trial)
-
-    def after_trial(
-        self, study: optuna.Study, trial: FrozenTrial, state: TrialState, values: Any
-    ) -> None:
-        """The inner sampler's, on the whole study."""
-        self.inner.after_trial(study, trial, state, values)
-
-    def reseed_rng(self) -> None:
-        """The inner sampler's."""
-        self.inner.reseed_rng()
