@@ -9,6 +9,7 @@ import math
 import random
 from pathlib import Path
 
+import optuna
 import pytest
 import yaml
 
@@ -175,6 +176,12 @@ def test_staged_confirmed_study_narrows_runs_longer_and_reports_the_mean(tmp_pat
     assert "± " in out.stdout and "confirmed over new seeds" in out.stdout
     assert "single-seed best" in out.stdout
     assert "stage 2: 3 trials x 4 epochs" in out.stdout
+    # and in optuna-dashboard's note, under the (skipped) gate's
+    storage = optuna.storages.RDBStorage(url)
+    system = storage.get_study_system_attrs(storage.get_study_id_from_name("staged"))
+    storage.engine.dispose()
+    note = "".join(str(v) for k, v in sorted(system.items()) if "note" in k)
+    assert "after the search" in note and "confirmed over new seeds" in note
 
 
 def test_staged_study_resumes_after_kills_between_stages_and_in_confirmation(
