@@ -52,7 +52,8 @@ def run(
     line per trial, printed as they come (rich renders them in Jupyter).
 
     Returns the `optuna.Study`, with the gate's `Report` as `study.gate_report` (None when the
-    gate is off). A failed gate raises GateFailedError; the kernel's stop button (or Ctrl-C)
+    gate is off) and the bias/variance verdict on the best as `study.diagnosis` (a
+    `sweeper.diagnosis.Diagnosis`, None before a trial completes). A failed gate raises GateFailedError; the kernel's stop button (or Ctrl-C)
     ends the call with KeyboardInterrupt and leaves the study resumable: call it again.
     """
     from dataclasses import replace
@@ -78,4 +79,5 @@ def run(
         raise
     study = load_study(loaded.spec.storage, loaded.spec.name)
     study.gate_report = outcome.gate  # type: ignore[attr-defined]
+    study.diagnosis = outcome.diagnosis  # type: ignore[attr-defined]
     return study

@@ -109,6 +109,7 @@ def test_sweeper_run_from_python_returns_the_study_with_its_gate_report(
         assert [t.state for t in study.trials] == [optuna.trial.TrialState.COMPLETE]
         assert study.gate_report is not None and study.gate_report.verdict != "fail"
         assert {f.probe for f in study.gate_report.findings} >= {"data_finite", "overfit_tiny"}
+        assert study.diagnosis is not None and study.diagnosis.train_metric == "train_accuracy"
 
         again = sweeper.run(path, trials=1, storage=store, progress=False)
         assert len(again.trials) == 2 and again.gate_report is not None
