@@ -163,6 +163,8 @@ class Recorder:
             and state == TrialState.COMPLETE
             and slot.weights is not None
             and value is not None
+            and slot.prune  # a confirmation run (never pruned) keeps no weights: its source
+            # trial's are the configuration's, and a lucky seed must not push them out
             and self.retention.would_keep(value)
         ):
             self.retention.record_weights(tid, trial.number, slot.weights)
