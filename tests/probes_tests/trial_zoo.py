@@ -353,9 +353,13 @@ BROKEN: dict[str, Case] = {
     "sigmoid_units_saturate": Case(
         lambda: _acts(nn.Sigmoid), ("saturating_units",), params={"lr": 0.1}, warns=True
     ),
+    # one row per step: Adam's steps at lr 5e-3 throw the epoch's loss back up twice (0.30 ->
+    # 0.53, 0.30 -> 0.41 here, well above the 20% the check needs). The first choice (lr 1e-2,
+    # two rows) rose by 6% at most in a fresh install on 2026-12-04, on the same commit that
+    # had passed the day before: the margin here is wide on purpose
     "loss_oscillates_with_tiny_batches": Case(
         checks=("loss_oscillation",),
-        params={"lr": 0.01, "batch_size": 2},
+        params={"lr": 0.005, "batch_size": 1},
         warns=True,
         epochs=6,
     ),
