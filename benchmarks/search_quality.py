@@ -116,7 +116,7 @@ def _spans(store: str, name: str) -> tuple[float, float, float | None, float | N
 def staged_vs_one_stage(quick: bool) -> dict[str, Any]:
     """One-stage TPE against two stages (many short trials, then few long ones in the narrowed
     space) at the same trial-epochs, each followed by the same confirmation over new seeds."""
-    seeds = [0] if quick else [0, 1, 2]
+    seeds = [0] if quick else [0, 1, 2, 3, 4]
     if quick:
         plans = {
             "one stage": "budget: {trials: 4, epochs: 2}",
