@@ -53,8 +53,9 @@ def run(
 
     Returns the `optuna.Study`, with the gate's `Report` as `study.gate_report` (None when the
     gate is off) and the bias/variance verdict on the best as `study.diagnosis` (a
-    `sweeper.diagnosis.Diagnosis`, None before a trial completes). A failed gate raises GateFailedError; the kernel's stop button (or Ctrl-C)
-    ends the call with KeyboardInterrupt and leaves the study resumable: call it again.
+    `sweeper.diagnosis.Diagnosis`, None before a trial completes). A failed gate raises
+    GateFailedError; the kernel's stop button (or Ctrl-C) ends the call with KeyboardInterrupt
+    and leaves the study resumable: call it again.
     """
     from dataclasses import replace
 

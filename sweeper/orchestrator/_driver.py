@@ -86,8 +86,8 @@ def open_study(
     elif stored != loaded.fingerprint:
         raise StudyMismatchError(
             f"study {spec.name!r} in the store was created with a different task, objective, "
-            "epochs or search space; its trials would not be comparable. Give this definition "
-            f"a new `name:` (e.g. {spec.name}-v2), or delete the old study with "
+            "epochs, stages or search space; its trials would not be comparable. Give this "
+            f"definition a new `name:` (e.g. {spec.name}-v2), or delete the old study with "
             f"`optuna delete-study --study-name {spec.name} --storage URL`"
         )
     if study.direction.name.lower() != spec.objective.direction:

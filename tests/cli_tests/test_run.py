@@ -140,7 +140,7 @@ def test_run_finishes_study_then_resumes_without_duplicates(tmp_path: Path, stor
     path.write_text(path.read_text().replace("high: 1.0e-2", "high: 1.0e-1"))
     changed = run_here("run", path.name, "--plain", cwd=tmp_path)
     assert changed.returncode == 2
-    assert "different task, objective, epochs or search space" in changed.stderr
+    assert "different task, objective, epochs, stages or search space" in changed.stderr
     assert len(trials_of(store_url, "tiny")) == 7
 
 
