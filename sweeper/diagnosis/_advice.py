@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from optuna.trial import FrozenTrial
@@ -83,6 +84,19 @@ def importance(trials: Sequence[FrozenTrial], maximize: bool) -> dict[str, float
     return {k: round(float(v), 3) for k, v in got.items()}
 
 
+@dataclass(frozen=True)
+class Evidence:
+    """What the next steps rest on: the definition, the best trial's params (fixed ones too)
+    and which were searched, the best trial itself, the direction and the verdict's tolerance."""
+
+    spec: Definition
+    params: dict[str, Any]
+    searched: list[str]
+    best: FrozenTrial
+    maximize: bool
+    tolerance: float
+
+
 def next_steps(
     verdict: str,
     spec: Definition,
@@ -92,14 +106,15 @@ def next_steps(
     importances: dict[str, float],
 ) -> list[str]:
     """Concrete next moves for `verdict`, each with the evidence it rests on."""
-    params = {**{n: p.value for n, p in spec.search.params().items() if isinstance(p, FixedParam)}}
+    params = {n: p.value for n, p in spec.search.params().items() if isinstance(p, FixedParam)}
     params.update(best.params)
     searched = [n for n in best.params]
+    seen = Evidence(spec, params, searched, best, maximize, tolerance)
     steps: list[str] = []
     if verdict in ("high_bias", "high_bias_and_variance"):
-        steps += _bias_steps(spec, params, searched, best, maximize, tolerance)
+        steps += _bias_steps(seen)
     if verdict in ("high_variance", "high_bias_and_variance"):
-        steps += _variance_steps(spec, params, searched, best, maximize, tolerance)
+        steps += _variance_steps(seen)
     if verdict == "good_fit":
         steps.append(
             "the best configuration is within tolerance of the target on train and on "
@@ -118,14 +133,8 @@ def next_steps(
     return steps
 
 
-def _bias_steps(
-    spec: Definition,
-    params: dict[str, Any],
-    searched: list[str],
-    best: FrozenTrial,
-    maximize: bool,
-    tolerance: float,
-) -> list[str]:
+def _bias_steps(seen: Evidence) -> list[str]:
+    spec, params, searched = seen.spec, seen.params, seen.searched
     out = []
     capacity = [n for n in searched if _role(n, CAPACITY)]
     at_top = [n for n in capacity if edge(spec, n, params[n]) == "top"]
@@ -147,7 +156,7 @@ def _bias_steps(
         )
     epochs = spec.budget.epochs
     longer = f"train longer: budget.epochs {epochs} -> {2 * epochs}"
-    if still_improving(best, maximize, tolerance):
+    if still_improving(seen.best, seen.maximize, seen.tolerance):
         longer += " (validation was still improving at the last epoch)"
     out.append(longer)
     regs = [n for n in searched if _role(n, REGULARIZERS)]
@@ -162,14 +171,8 @@ def _bias_steps(
     return out
 
 
-def _variance_steps(
-    spec: Definition,
-    params: dict[str, Any],
-    searched: list[str],
-    best: FrozenTrial,
-    maximize: bool,
-    tolerance: float,
-) -> list[str]:
+def _variance_steps(seen: Evidence) -> list[str]:
+    spec, params, searched = seen.spec, seen.params, seen.searched
     out = ["more training data, or augmentation of the data you have"]
     dropout = spec.search.params().get("dropout")
     if isinstance(dropout, (FloatParam, IntParam)) and "dropout" in searched:
@@ -193,7 +196,7 @@ def _variance_steps(
     for n in searched:
         if _role(n, REGULARIZERS) and n != "dropout" and edge(spec, n, params[n]) == "top":
             out.append(f"the best {n} is the top of its range {_range(spec, n)}: widen it")
-    turned = got_worse(best, maximize, tolerance)
+    turned = got_worse(seen.best, seen.maximize, seen.tolerance)
     if turned is not None:
         out.append(
             f"validation was best at epoch {turned} and got worse after: stop earlier, or "
