@@ -67,21 +67,22 @@ def confirmation_lines(ranking: Ranking, metric: str) -> list[str]:
                 "would tell them apart"
             )
     lucky = ranking.candidates[0] if ranking.candidates else None
-    if lucky is not None and lucky.number in ranking.confirmed:
-        c = ranking.confirmed[lucky.number]
-        assert c.mean is not None
-        ahead = c.search_value - c.mean if ranking.maximize else c.mean - c.search_value
-        margin = max(LUCKY_SD * (c.std or 0.0), 1e-12)
-        if ahead > margin:
+    mine = ranking.confirmed.get(lucky.number) if lucky is not None else None
+    if lucky is not None and mine is not None and mine.mean is not None:
+        mean, std = mine.mean, mine.std or 0.0
+        ahead = mine.search_value - mean if ranking.maximize else mean - mine.search_value
+        head = f"the single-seed best (trial {lucky.number}, {mine.search_value:.4f})"
+        if len(mine.values) < 2:
             lines.append(
-                f"the single-seed best (trial {lucky.number}, {c.search_value:.4f}) was lucky: "
-                f"its configuration averages {c.mean:.4f} ± {c.std:.4f} on new seeds"
+                f"{head} gave {mean:.4f} on one new seed: two or more seeds "
+                "(confirm.seeds) tell luck from spread"
+            )
+        elif ahead > LUCKY_SD * std:
+            lines.append(
+                f"{head} was lucky: its configuration averages {mean:.4f} ± {std:.4f} on new seeds"
             )
         else:
-            lines.append(
-                f"the single-seed best (trial {lucky.number}, {c.search_value:.4f}) held up on "
-                f"new seeds ({c.mean:.4f} ± {c.std:.4f})"
-            )
+            lines.append(f"{head} held up on new seeds ({mean:.4f} ± {std:.4f})")
         if confirmed[0].source != lucky.number:
             lines.append(
                 f"by its mean, trial {confirmed[0].source}'s configuration is the best "

@@ -24,10 +24,10 @@ def wrap_up(
 
     try:
         after = retrying(after_search, study, spec, True, what="diagnosing the best trial")
+        outcome.after, outcome.diagnosis = after.lines(), after.diagnosis
     except Exception as e:
         note(f"the bias/variance verdict could not be made: {first_line(e)}")
         return
-    outcome.after, outcome.diagnosis = after.lines(), after.diagnosis
     if not outcome.after:
         return
     try:

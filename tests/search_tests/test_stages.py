@@ -12,7 +12,7 @@ from optuna.trial import TrialState, create_trial
 
 from sweeper.catalog import train_counterpart
 from sweeper.definition import parse_definition
-from sweeper.diagnosis import bounded, judge
+from sweeper.diagnosis import bounded, confirmation_lines, judge
 from sweeper.errors import DefinitionError
 from sweeper.search import NarrowedSampler, narrow, top_share
 from sweeper.store import rank
@@ -124,6 +124,19 @@ def test_ranking_puts_the_best_confirmed_mean_first_over_the_luckiest_run() -> N
     c = ranking.confirmed[0]
     assert c.mean == pytest.approx(0.94) and c.std == pytest.approx(math.sqrt(2e-4))
     assert c.values == [0.93, 0.95] and c.search_value == 0.99
+    said = " ".join(confirmation_lines(ranking, "val_accuracy"))
+    assert "single-seed best (trial 0, 0.9900) was lucky" in said
+    assert "trial 1's configuration is the best" in said
+
+    # the best search run's new seeds all stopped by probes, or a single new seed: words, no
+    # claim about luck
+    stopped = [t(0, 0.99), t(1, 0.97), t(2, 0.9, **{"sweeper:confirms": 0})]
+    stopped[2].state = TrialState.PRUNED
+    stopped[2].values = None
+    lines = confirmation_lines(rank(stopped, maximize=True), "val_accuracy")
+    assert not any("lucky" in line or "held up" in line for line in lines)
+    one = rank([t(0, 0.99), t(1, 0.97, **{"sweeper:confirms": 0})], maximize=True)
+    assert "on one new seed" in " ".join(confirmation_lines(one, "val_accuracy"))
 
 
 def test_stages_confirm_and_target_in_the_definition() -> None:
