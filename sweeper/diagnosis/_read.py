@@ -138,11 +138,16 @@ class AfterSearch:
         return out
 
 
-def after_search(study: Any, spec: Definition | None = None, fresh: bool = False) -> AfterSearch:
-    """The study's `AfterSearch`, read from the store (every trial, once). `fresh`: make the
-    diagnosis now and keep it with the study (the end of a run), else read the kept one."""
-    trials = study._storage.get_all_trials(study._study_id, deepcopy=False)
-    ranking = rank(trials, study.direction.name == "MAXIMIZE")
+def after_search(
+    study: Any, spec: Definition | None = None, fresh: bool = False, ranking: Ranking | None = None
+) -> AfterSearch:
+    """The study's `AfterSearch`, from `ranking` (its trials ranked by the caller) or from one
+    read of every trial. `fresh`: make the diagnosis now and keep it with the study (the end
+    of a run), else read the kept one."""
+    if ranking is None:
+        trials = study._storage.get_all_trials(study._study_id, deepcopy=False)
+        ranking = rank(trials, study.direction.name == "MAXIMIZE")
+    trials = ranking.trials
     system = study._storage.get_study_system_attrs(study._study_id)
     stages = system.get(attrs.STAGES) or []
     rows = stage_rows(trials, stages, system.get(attrs.NARROWED) or {}) if stages else []

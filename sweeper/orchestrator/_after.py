@@ -23,7 +23,9 @@ def wrap_up(
             progress.note(text)
 
     try:
-        after = retrying(after_search, study, spec, True, what="diagnosing the best trial")
+        after = retrying(  # the trials the outcome ranked: not read again
+            after_search, study, spec, True, outcome.ranking, what="diagnosing the best trial"
+        )
         outcome.after, outcome.diagnosis = after.lines(), after.diagnosis
     except Exception as e:
         note(f"the bias/variance verdict could not be made: {first_line(e)}")

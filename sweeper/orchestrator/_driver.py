@@ -46,7 +46,15 @@ from sweeper.search import (
     make_sampler,
     read_ahead,
 )
-from sweeper.store import Store, attrs, is_confirmation, needs_ranking, retrying, state_counts
+from sweeper.store import (
+    Store,
+    attrs,
+    is_confirmation,
+    needs_ranking,
+    rank,
+    retrying,
+    state_counts,
+)
 from sweeper.task import add_search_paths, load_task, search_paths
 
 log = logging.getLogger("sweeper")
@@ -250,13 +258,17 @@ def budget_met(
                 and not counts.get("waiting")
                 and finished >= spec.budget.trials
             )
-            if met and (spec.confirm is not None or system.get(attrs.CONFIRM)):
-                met = _confirmed(storage, study_id, spec, system)
-            if met and counts.get("complete"):
+            ranked = spec.stages or spec.confirm or needs_ranking(system)
+            if met and ranked:  # every trial read once: the confirmation's state and the best
+                trials = storage.get_all_trials(study_id, deepcopy=False)
+                met = _confirmed(trials, spec, system)
+                if met:
+                    study = optuna.load_study(study_name=spec.name, storage=storage)
+                    ranking = rank(trials, spec.objective.direction == "maximize")
+                    after = after_search(study, ranking=ranking)
+                    best = ranking.best()
+            elif met and counts.get("complete"):
                 best = storage.get_best_trial(study_id)
-            if met and (spec.stages or spec.confirm or needs_ranking(system)):
-                after = after_search(optuna.load_study(study_name=spec.name, storage=storage))
-                best = after.ranking.best()
     except StoreFaultError:
         raise  # a store it cannot write (full, read-only) fails now, not after Ray starts
     except (SweeperError, SQLAlchemyError, OSError):  # the full start rides it out or says why
@@ -289,12 +301,11 @@ def budget_met(
     return outcome
 
 
-def _confirmed(storage: Any, study_id: int, spec: Definition, system: dict[str, Any]) -> bool:
-    """Whether a study with confirmation runs has all its search trials finished and the
-    confirmation this definition asks for done (its runs are not search trials)."""
+def _confirmed(trials: list[Any], spec: Definition, system: dict[str, Any]) -> bool:
+    """Whether a study's search trials (its confirmation runs are not) have all finished and
+    the confirmation this definition asks for, if any, is done."""
     from optuna.trial import TrialState
 
-    trials = storage.get_all_trials(study_id, deepcopy=False)
     done = (TrialState.COMPLETE, TrialState.PRUNED)
     searched = sum(t.state in done for t in trials if not is_confirmation(t))
     if searched < spec.budget.trials:

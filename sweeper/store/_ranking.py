@@ -86,6 +86,7 @@ class Ranking:
     last_stage: int
     candidates: list[FrozenTrial]  # complete, of the last stage, not confirmations; best first
     confirmed: dict[int, Confirmed]  # by the number of the trial confirmed
+    trials: Sequence[FrozenTrial] = ()  # every trial it was ranked from (one read of the study)
 
     def ordered(self) -> list[FrozenTrial]:
         """Confirmed configurations by their mean first, then the rest by their value."""
@@ -145,7 +146,7 @@ def rank(trials: Sequence[FrozenTrial], maximize: bool) -> Ranking:
             trials=[t.number for t in group if t.state == TrialState.COMPLETE],
             unfinished=sum(t.state in (TrialState.PRUNED, TrialState.FAIL) for t in group),
         )
-    return Ranking(maximize, last, done, confirmed)
+    return Ranking(maximize, last, done, confirmed, trials)
 
 
 def study_ranking(study: Any) -> Ranking:
