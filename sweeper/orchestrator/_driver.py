@@ -129,6 +129,7 @@ def run_study(
     ck_settings = checkpoint_settings(spec, store)  # before Ray: a job's driver may lose its cwd
     catch_sigterm()
     store.check_folder()  # before Ray: its start-up noise would bury the message
+    dumps = logs_folder(store, spec)  # absolute before Ray: ray.init may move the cwd
     if trials is None:
         met = budget_met(loaded, store, t0, progress)
         if met is not None:
@@ -144,7 +145,7 @@ def run_study(
         raise TaskError(f"{problem} (nothing was written)")
     fits = concurrency(spec)
     n_runners = fits if trials is None else min(fits, trials)
-    workers = _start_workers(spec, paths, ck_settings, n_runners, progress)
+    workers = _start_workers(spec, paths, ck_settings, n_runners, progress, dumps)
     try:
         refs = [r.load.remote() for r in workers.runners]  # all load at once
         # the runners start (a process each: import torch, load the task) while the store opens
@@ -180,8 +181,10 @@ def _start_workers(
     ck_settings: dict[str, Any] | None,
     n_runners: int,
     progress: Progress | None,
+    dumps: Path | None = None,
 ) -> Workers:
-    """The runner actors, one per trial that runs at once, starting in the background."""
+    """The runner actors, one per trial that runs at once, starting in the background; each
+    writes its watchdog and crash dumps to `dumps`."""
     from sweeper.orchestrator._runner import remote_runner
 
     runner_cls = remote_runner(spec.resources.cpus, spec.resources.gpus)
@@ -196,9 +199,18 @@ def _start_workers(
             spec.probes.trial,
             spec.resources.cpus,
             ck_settings,
+            str(dumps) if dumps is not None else None,
         )
 
-    return Workers(make_runner, max(1, n_runners), progress.note if progress else log.info)
+    return Workers(
+        make_runner, max(1, n_runners), progress.note if progress else log.info, dumps=dumps
+    )
+
+
+def logs_folder(store: Store, spec: Definition) -> Path:
+    """Where the study's workers leave their last words (a hang's or a crash's stacks): the
+    store's artifacts folder, under logs/<study name>/."""
+    return (store.artifacts / "logs" / spec.name).resolve()
 
 
 def _open_and_recover(

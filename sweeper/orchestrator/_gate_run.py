@@ -80,14 +80,15 @@ def gate_key(spec: Definition, ref: dict[str, Any]) -> str:
 def run_gate_on_worker(
     workers: Workers, ref: dict[str, Any], schemes: list[str], spec: Definition, progress: Any
 ) -> Report:
-    """Run the gate on runner 0, showing each probe as it ends. A probe running past
-    `probes.probe_timeout_s` is stopped and named with the user's line; a worker that dies
-    twice in the same probe is a crash in the task's code, not a lost worker: named, not
-    retried again."""
+    """Run the gate on runner 0, showing each probe as it ends. A gate that goes silent
+    past the watchdog's bound (`probes.watchdog_s`, else derived from what it measured) or a
+    probe running past `probes.probe_timeout_s` is ended and named with the user's line. A
+    worker that dies is run again once on a fresh worker; a second death is a crash in the
+    task's code, named from the dump the worker left, not retried again."""
     import ray
 
     limit = spec.probes.probe_timeout_s
-    deaths: dict[str, int] = {}
+    deaths: list[str] = []
     show = getattr(progress, "gate_probe", None)
     while True:
         runner = workers.runners[0]
@@ -118,20 +119,34 @@ def run_gate_on_worker(
                         "or raise probe_timeout_s for a model this slow"
                     )
         except ray.exceptions.RayActorError:
-            probe = last.running or "its start"
-            deaths[probe] = deaths.get(probe, 0) + 1
-            if deaths[probe] >= 2:
-                where = f" (last seen at {last.where})" if last.where else ""
+            dump = workers.last_words(runner)
+            probe = f"probe {last.running}" if last.running else "its first probe"
+            stacks = f"; every thread's stack: {dump.path}" if dump is not None else ""
+            if dump is not None and dump.kind == "hang":
+                ray.kill(runner, no_restart=True)
                 raise TaskError(
-                    f"the worker running the study gate died twice in probe {probe}{where}: a "
-                    "crash in the task's own code (a segfault or abort in an extension, "
-                    "os._exit), not a lost machine; `sweeper probe` on the definition runs the "
-                    "gate in one process to show it"
+                    f"the study gate hung in {probe}: {dump.describe()}. The line named is "
+                    "where the task's code waited (a forward, a DataLoader worker, a "
+                    "collective that never returns); fix it there, or raise "
+                    f"probes.watchdog_s for a model this slow{stacks}"
+                ) from None
+            if dump is not None:
+                what = f"in {probe}: {dump.describe()}"
+            else:
+                seen = f" (last seen at {last.where})" if last.where else ""
+                what = f"in {probe}{seen}"
+            deaths.append(what)
+            if len(deaths) >= 2:
+                raise TaskError(
+                    f"the worker running the study gate died twice, first {deaths[0]}, then "
+                    f"{deaths[1]}: a crash in the task's own code (a segfault or abort in an "
+                    "extension, os._exit), not a lost machine; `sweeper probe` on the "
+                    f"definition runs the gate in one process to show it{stacks}"
                 ) from None
             if progress is not None:
                 progress.note(
-                    f"the worker running the study gate died in probe {probe}; "
-                    "running the gate again on a fresh one"
+                    f"the worker running the study gate died {what}; running the gate again "
+                    "on a fresh one"
                 )
             workers.revive(runner)
             time.sleep(0.5)

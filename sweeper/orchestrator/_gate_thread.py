@@ -4,14 +4,11 @@ can show progress and name a probe that never returns."""
 
 from __future__ import annotations
 
-import sys
-import sysconfig
 import threading
 import time
 from collections.abc import Callable
-from pathlib import Path
-from typing import Any
 
+from sweeper._watchdog import thread_frame
 from sweeper.orchestrator._records import GatePoll
 from sweeper.probes import Finding, Report
 
@@ -63,26 +60,7 @@ class GateThread:
             findings=new,
             running=running,
             seconds=time.monotonic() - self.since if running else 0.0,
-            where=user_frame(self.thread),
+            where=thread_frame(self.thread),
             done=done,
             error=error,
         )
-
-
-def user_frame(thread: Any) -> str:
-    """Where `thread` is now in the user's code (file:line in function), or "" (inside
-    sweeper, torch or the standard library only)."""
-    frame = sys._current_frames().get(thread.ident) if thread is not None else None
-    skip = tuple(
-        str(p)
-        for p in (Path(__file__).parents[1], sysconfig.get_paths()["stdlib"])
-        + tuple(
-            Path(p) for p in {sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]}
-        )
-    )
-    while frame is not None:
-        name = frame.f_code.co_filename
-        if not name.startswith(skip) and not name.startswith("<"):
-            return f"{name}:{frame.f_lineno} in {frame.f_code.co_name}"
-        frame = frame.f_back
-    return ""

@@ -125,9 +125,10 @@ class Recorder:
             return
         self.finish(slot, TrialState.PRUNED, None, reason)
 
-    def fail(self, slot: Slot, error: str) -> None:
-        """The trial failed with `error`."""
-        self.finish(slot, TrialState.FAIL, None, error)
+    def fail(self, slot: Slot, error: str, reason: str | None = None) -> None:
+        """The trial failed with `error`; `reason` names the kind when sweeper knows it
+        (hang, crash), kept as the trial's `sweeper:reason`."""
+        self.finish(slot, TrialState.FAIL, None, error, {attrs.REASON: reason} if reason else None)
 
     def finish(
         self,

@@ -63,12 +63,16 @@ def driver_alive(token: str) -> bool | None:
 
 
 def requeue(
-    study: optuna.Study, trial: FrozenTrial, why: str, max_retries: int = MAX_RETRIES
+    study: optuna.Study,
+    trial: FrozenTrial,
+    why: str,
+    max_retries: int = MAX_RETRIES,
+    marks: dict[str, Any] | None = None,
 ) -> bool:
     """Fail a RUNNING trial with `why` recorded on it, and enqueue its params again (up to
     `max_retries` times for the same params), handing the re-run the trial's last checkpoints
-    to resume from. Returns False when another driver finished or
-    failed it first, so exactly one driver re-queues a trial."""
+    to resume from, and `marks` as user attributes. Returns False when another driver
+    finished or failed it first, so exactly one driver re-queues a trial."""
     storage = study._storage
     tid = trial._trial_id
     retries = int(trial.user_attrs.get(attrs.RETRIES, 0))
@@ -83,7 +87,11 @@ def requeue(
     except UpdateFinishedTrialError:
         return False
     if again:
-        user_attrs: dict[str, Any] = {attrs.RETRY_OF: trial.number, attrs.RETRIES: retries + 1}
+        user_attrs: dict[str, Any] = {
+            attrs.RETRY_OF: trial.number,
+            attrs.RETRIES: retries + 1,
+            **(marks or {}),
+        }
         for key in (attrs.STAGE, attrs.CONFIRMS):  # the re-run is of the same stage, the
             if key in trial.user_attrs:  # confirmation of the same trial
                 user_attrs[key] = trial.user_attrs[key]

@@ -10,10 +10,12 @@ from __future__ import annotations
 import os
 import time
 import traceback
+from pathlib import Path
 from typing import Any
 
 import ray
 
+from sweeper import _watchdog as watchdog
 from sweeper.orchestrator._gate_thread import GateThread
 from sweeper.orchestrator._records import GatePoll, GateStarted, Loaded, TrialUpdate, WorkerInfo
 
@@ -51,9 +53,12 @@ class TrialRunner:
         trial_probes: bool,
         cpus: float,
         checkpoint: dict[str, Any] | None = None,
+        dumps: str | None = None,
     ) -> None:
         """`checkpoint`: where and how often to checkpoint (location, study, every_epochs
-        with None for auto, keep_weights), or None for no checkpoints and no weights."""
+        with None for auto, keep_weights), or None for no checkpoints and no weights.
+        `dumps`: the folder this process's watchdog and crash dumps go to (read by the
+        driver when the process dies; see sweeper._watchdog), or None for no watchdog."""
         self.task_ref = task_ref
         self.task_args = task_args
         self.search_paths = search_paths
@@ -73,6 +78,23 @@ class TrialRunner:
         self.sent = 0  # monitor findings already sent to the driver
         self.chance: dict[str, float] | None = None  # the trivial baseline's levels, made once
         self.trial_number = -1
+        self.watchdog: watchdog.Watchdog | None = None
+        if dumps is not None:
+            self.watchdog = watchdog.install(
+                Path(dumps),
+                actor_key(),
+                float(probe_settings.get("watchdog_floor_s", 60.0)),
+                float(probe_settings.get("watchdog_factor", 20.0)),
+                probe_settings.get("watchdog_s"),
+            )
+
+    def _arm(self, what: str) -> None:
+        if self.watchdog is not None:
+            self.watchdog.arm(what)
+
+    def _disarm(self) -> None:
+        if self.watchdog is not None:
+            self.watchdog.disarm()
 
     # -- setup -------------------------------------------------------------------------------
     def _ensure(self) -> None:
@@ -145,23 +167,40 @@ class TrialRunner:
             return GateStarted(error=_error_text(e))
 
         def run(progress: Any, starting: Any) -> Any:
+            from torch.nn.modules.module import register_module_forward_hook
+
             from sweeper.probes import Settings, init_profiles, run_gate
 
-            report = run_gate(
-                self.task,
-                params=params,
-                settings=Settings(**self.probe_settings),
-                device=self.device,
-                data=self.data,
-                progress=progress,
-                starting=starting,
-            )
-            starting("init_profiles")
-            try:  # a plot's data, not a verdict
-                report.init_profiles = init_profiles(self._context(params, 0), init_schemes)
-            except Exception:
-                report.init_profiles = {}
-            return report
+            def beat_then(fn: Any) -> Any:
+                def call(*a: Any) -> Any:
+                    watchdog.beat()
+                    return fn(*a)
+
+                return call
+
+            self._arm("the study gate")
+            # every forward of every module is progress while the gate runs (its probes
+            # make forwards without steps); trials beat on steps and the watched model only
+            hook = register_module_forward_hook(lambda *_: watchdog.beat())
+            try:
+                report = run_gate(
+                    self.task,
+                    params=params,
+                    settings=Settings(**self.probe_settings),
+                    device=self.device,
+                    data=self.data,
+                    progress=beat_then(progress),
+                    starting=beat_then(starting),
+                )
+                starting("init_profiles")
+                try:  # a plot's data, not a verdict
+                    report.init_profiles = init_profiles(self._context(params, 0), init_schemes)
+                except Exception:
+                    report.init_profiles = {}
+                return report
+            finally:
+                hook.remove()
+                self._disarm()
 
         self._gate = GateThread(run, _error_text)
         return GateStarted()
@@ -222,6 +261,7 @@ class TrialRunner:
         t0 = time.perf_counter()
         self._end_session()
         self.params = params
+        self._arm(f"trial {number}")
         try:
             self._ensure()
             findings = []
@@ -232,6 +272,7 @@ class TrialRunner:
                 self.start_probe_s = time.perf_counter() - t0
                 failed = [f for f in findings if f.verdict == "fail"]
                 if failed:
+                    self._disarm()
                     return TrialUpdate(
                         stopped=f"{failed[0].probe}: {failed[0].hint}",
                         findings=list(findings),
@@ -261,9 +302,12 @@ class TrialRunner:
                 out.resumed_epoch = int(state["epoch"])
             elif resume:
                 out.notes = [*notes, "no checkpoint could be used: the trial starts afresh"]
+            if self.watchdog is not None:
+                self.watchdog.pause()  # until `epoch` lets the trial go on
             return out
         except Exception as e:
             self.session = None
+            self._disarm()
             return TrialUpdate(error=_error_text(e, params), worker=self.worker())
 
     def _monitor(
@@ -292,6 +336,7 @@ class TrialRunner:
         if self.session is None:
             return TrialUpdate(error="runner lost its trial (restarted?); the trial must be re-run")
         t0 = time.perf_counter()
+        watchdog.beat()  # the trial goes on: silence counts from here
         event = self.session.resume()
         out = TrialUpdate(seconds=time.perf_counter() - t0)
         if self.saver is not None:
@@ -305,6 +350,7 @@ class TrialRunner:
         if event.kind == "report":
             out.metrics = event.metrics
             return out
+        self._disarm()
         self._end_session()
         if event.kind == "stopped":
             out.stopped = event.reason
@@ -339,12 +385,23 @@ class TrialRunner:
 
     def finish(self) -> None:
         """End the running trial (if any) and free the device's cached memory."""
+        self._disarm()
         self._end_session()
         self.monitor = None
         if self.device is not None and self.device.type == "cuda":
             import torch
 
             torch.cuda.empty_cache()
+
+
+def actor_key() -> str:
+    """This runner's name in its dump files: its Ray actor id (kept across Ray's restarts of
+    it; the driver reads it from the handle), or the process id outside an actor."""
+    try:
+        key = ray.get_runtime_context().get_actor_id() if ray.is_initialized() else None
+    except Exception:
+        key = None
+    return str(key or f"pid{os.getpid()}")
 
 
 def remote_runner(cpus: float, gpus: float) -> Any:

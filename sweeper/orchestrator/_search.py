@@ -20,6 +20,7 @@ import optuna
 from optuna.exceptions import UpdateFinishedTrialError
 from optuna.trial import TrialState
 
+from sweeper._watchdog import Dump
 from sweeper.definition import Definition
 from sweeper.errors import Terminated
 from sweeper.orchestrator._budget import Budget
@@ -299,11 +300,7 @@ class Search:
         import ray
 
         if slot.trial is not None:
-            trial = self._db(self.storage.get_trial, slot.trial._trial_id, what="reading a trial")
-            why = f"the Ray worker running it died ({type(error).__name__})"
-            if self._db(requeue, self.study, trial, why, what="re-queuing a trial"):
-                self.recorder.count(slot, TrialState.FAIL, None, why + "; re-queued")
-            self.recorder.release(slot)
+            self._trial_died(slot, error, self.workers.last_words(slot.runner))
         if slot.phase is Phase.REVIVE:
             slot.revives += 1
             if slot.revives > REVIVES:
@@ -324,6 +321,30 @@ class Search:
         except ray.exceptions.RayActorError:
             slot.ref, slot.phase = None, Phase.REVIVE
             self._worker_died(slot, error)
+
+    def _trial_died(self, slot: Slot, error: Exception, dump: Dump | None) -> None:
+        """The process running the slot's trial died. A hang (the watchdog ended it) fails
+        the trial; so does a crash of the same params a second time. A crash seen once, or a
+        death with no last words (killed from outside, a lost node), re-queues the params."""
+        assert slot.trial is not None
+        trial = self._db(self.storage.get_trial, slot.trial._trial_id, what="reading a trial")
+        before = trial.user_attrs.get(attrs.CRASHED)
+        if dump is not None and (dump.kind == "hang" or before):
+            reason = "hang" if dump.kind == "hang" else "crash"
+            again = f"; trial {trial.user_attrs.get(attrs.RETRY_OF)} with the same params " \
+                f"died before: {before}" if reason == "crash" else ""
+            text = f"{reason}: {dump.describe()}{again}{_fix(reason)}; every thread's " \
+                f"stack: {dump.path}"
+            self.recorder.fail(slot, text, reason=reason)
+            return
+        if dump is not None:
+            why = f"the Ray worker running it died: {dump.describe()} (stacks: {dump.path})"
+            marks = {attrs.CRASHED: dump.describe()}
+        else:
+            why, marks = f"the Ray worker running it died ({type(error).__name__})", None
+        if self._db(requeue, self.study, trial, why, marks=marks, what="re-queuing a trial"):
+            self.recorder.count(slot, TrialState.FAIL, None, why + "; re-queued")
+        self.recorder.release(slot)
 
     def _returned_early(self, slot: Slot) -> None:
         """The trial's fit function returned before its epochs' reports: it is complete
@@ -396,3 +417,18 @@ class Search:
         """The run's outcome, with the gate report it started from."""
         self.view.only(None)  # the ranking reads every trial, not the last round's
         return self.recorder.outcome(gate, self.fixed, self.t0)
+
+
+def _fix(reason: str) -> str:
+    """What to do about a trial that hung or crashed."""
+    if reason == "hang":
+        return (
+            ". The line named is where the training code waited: a forward, a DataLoader "
+            "worker or a collective that never returns. Fix it there, or raise "
+            "probes.watchdog_s for steps this slow"
+        )
+    return (
+        ". A crash in native code (an extension, a custom kernel) or an exit the task "
+        "calls itself: run the task's fit or forward alone to reproduce it"
+    )
+

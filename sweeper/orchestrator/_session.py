@@ -15,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from sweeper import _watchdog as watchdog
 from sweeper.errors import TrialStopped
 
 _GO, _STOP = "go", "stop"
@@ -71,8 +72,11 @@ class Session:
         reason = self._stopped()
         if reason:  # a probe stopped it, but the user's code went on
             raise TrialStopped(reason)
+        watchdog.pause()  # waiting on the driver is not the user's code going silent
         self._out.put(Event("report", metrics=metrics))
-        if self._in.get() == _STOP:
+        go = self._in.get()
+        watchdog.beat()
+        if go == _STOP:
             raise TrialStopped("the driver ended the trial", pruned=True)
 
     # -- in the runner's thread --------------------------------------------------------------

@@ -15,7 +15,10 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
+
+from sweeper._watchdog import Dump, read_dump
 
 log = logging.getLogger("sweeper")
 ATTEMPTS = 5  # a blocking call whose worker keeps dying is given up after this many tries
@@ -36,11 +39,29 @@ def actor_state(runner: Any) -> str | None:
 class Workers:
     """The runners of one run: made by `make`, revived or replaced by one rule."""
 
-    def __init__(self, make: Callable[[], Any], n: int, note: Callable[[str], None]) -> None:
+    def __init__(
+        self,
+        make: Callable[[], Any],
+        n: int,
+        note: Callable[[str], None],
+        dumps: Path | None = None,
+    ) -> None:
+        """`dumps`: the folder the runners' watchdogs write to (see sweeper._watchdog)."""
         self.make = make
         self.note = note
+        self.dumps = dumps
         self.runners = [make() for _ in range(n)]
         self.replaced = 0
+
+    def last_words(self, runner: Any) -> Dump | None:
+        """What the dead process of `runner` wrote before it died: a hang's or a crash's
+        stacks with the user's frame, or None (killed from outside, its node lost, or on a
+        node whose files the driver cannot read)."""
+        try:
+            key = runner._actor_id.hex()
+        except AttributeError:
+            return None
+        return read_dump(self.dumps, key)
 
     def revive(self, runner: Any) -> Any:
         """After a call on `runner` failed because its worker died: the runner to use from
@@ -95,3 +116,10 @@ class Workers:
                 ray.kill(runner, no_restart=True)
             except Exception:
                 pass
+        if self.dumps is not None and self.dumps.is_dir():  # the empty files of live workers
+            for path in self.dumps.glob("runner-*.txt"):
+                try:
+                    if path.stat().st_size == 0:
+                        path.unlink()
+                except OSError:
+                    pass

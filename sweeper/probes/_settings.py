@@ -227,6 +227,26 @@ class Thresholds(BaseModel):
         description="seconds one gate probe may run before it is stopped and named (a forward "
         "that never returns)",
     )
+    watchdog_s: float | None = Field(
+        default=None,
+        gt=0,
+        description="seconds of silence (no optimizer step, forward of the watched model, "
+        "trial.report or gate probe) after which a trial or the gate is ended as hung, its "
+        "threads' stacks taken and the user's line named; unset: derived per run as "
+        "watchdog_factor x the longest silence measured so far, at least watchdog_floor_s",
+    )
+    watchdog_floor_s: float = Field(
+        default=60.0,
+        gt=0,
+        description="the least silence the watchdog allows before it ends work as hung "
+        "(also the bound before any step of the work was measured)",
+    )
+    watchdog_factor: float = Field(
+        default=20.0,
+        ge=2,
+        description="the watchdog's bound as a multiple of the longest silence measured in "
+        "the same work (a slow step, an evaluation)",
+    )
     # during trials
     loss_growth: float = Field(
         default=2.0,

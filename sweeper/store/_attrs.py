@@ -29,6 +29,8 @@ WORKER = "sweeper:worker"  # where the trial ran: device, Ray node, pid, torch v
 DRIVER = "sweeper:driver"  # trial system attr: token of the driver that owns it
 PROBE_SECONDS = "sweeper:probe_seconds"
 SECONDS_SAVED = "sweeper:seconds_saved"  # trial-seconds a probe's early stop saved
+REASON = "sweeper:reason"  # why a failed trial failed, when sweeper can name it: hang, crash
+CRASHED = "sweeper:crashed"  # on a re-run: how the run before it crashed (a second = crash)
 RETRY_OF = "sweeper:retry_of"
 RETRIES = "sweeper:retries"
 CHECKPOINTS = "sweeper:checkpoints"  # the running trial's last checkpoints, newest first

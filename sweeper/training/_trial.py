@@ -13,6 +13,7 @@ from typing import Any, Protocol
 import torch
 from torch import nn
 
+from sweeper import _watchdog as watchdog
 from sweeper.errors import TrialStopped
 from sweeper.training._loop import (
     Data,
@@ -81,6 +82,7 @@ class Trial:
         self._resume = resume
         self.start_epoch = int(resume["epoch"]) if resume else 0
         self._model: nn.Module | None = None
+        self._beats: list[Any] = []  # forward hooks that tell the watchdog of progress
 
     @property
     def in_study(self) -> bool:
@@ -126,6 +128,7 @@ class Trial:
                 clean[str(key)] = float(value)
             except (TypeError, ValueError):
                 raise TypeError(f"trial.report: {key!r} = {value!r} is not a number") from None
+        watchdog.beat()
         final = self._epochs_done + 1 >= self.epochs
         self.history.append(clean)
         if final and self._saver is not None and self._model is not None:
@@ -142,17 +145,23 @@ class Trial:
         model's weights after the last epoch are kept for the best trials
         (``sweeper.load_best_model``)."""
         self._model = model
+        if watchdog.current() is not None:  # an evaluation is progress too, not only steps
+            self._beats.append(model.register_forward_hook(lambda *_: watchdog.beat()))
         if self._monitor is not None:
             self._monitor.watch(model, optimizer)
 
     def step(self, loss: torch.Tensor) -> None:
         """Optional, once per training step: adds the loss checks (not finite, growing far
         above its start) to what ``watch`` does."""
+        watchdog.beat()
         if self._monitor is not None:
             self._monitor.on_loss(loss.detach())
 
     def close(self) -> None:
         """Detach the monitor's hooks from the model (the trial's training is over)."""
+        for hook in self._beats:
+            hook.remove()
+        self._beats = []
         if self._monitor is not None:
             self._monitor.close()
 

@@ -3,6 +3,7 @@ with the same task code, a probe that never returns or a worker that crashes nam
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -10,7 +11,7 @@ import pytest
 from tests.conftest import run_here, write_study
 
 TASK = """
-import os, signal, time
+import ctypes, os, signal, time
 from torch import nn
 from sweeper.examples.digits import mlp_task
 
@@ -27,7 +28,7 @@ class Stuck(nn.Module):
             while True:
                 time.sleep(0.05)  # a forward that never returns
         if MODE == "crash":
-            os.kill(os.getpid(), signal.SIGSEGV)  # a crash in native code
+            ctypes.string_at(0)  # a crash in native code (SIGSEGV in this thread)
         return self.inner(x)
 
 
@@ -80,8 +81,10 @@ def test_gate_worker_crashing_twice_in_one_probe_is_a_task_error_not_a_retry(
     path = _study(tmp_path, "crash")
     out = run_here("run", path.name, "--plain", cwd=tmp_path)
     assert out.returncode == 2, out.stdout + out.stderr
-    assert "died twice in probe" in out.stderr and "sweeper probe" in out.stderr
-    assert "5 times" not in out.stderr
+    assert "died twice, first in probe" in out.stderr and "sweeper probe" in out.stderr
+    assert "Segmentation fault at " in out.stderr and "in forward" in out.stderr
+    assert re.search(r"my_task\.py:\d+ in forward", out.stderr), out.stderr
+    assert "5 times" not in out.stderr and "its start" not in out.stderr
 
 
 @pytest.mark.usefixtures("local_ray")
