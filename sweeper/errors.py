@@ -55,6 +55,13 @@ class StoreFaultError(StoreError):
     file or folder): waiting or retrying does not help."""
 
 
+class StoreUnreachableError(StoreError):
+    """The store's server cannot be reached or refuses the login: checked before anything
+    starts, so nothing is written."""
+
+    exit_code = 2
+
+
 class StudyNotFoundError(StoreError):
     """No study of that name in the store."""
 

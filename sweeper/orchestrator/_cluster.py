@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -87,6 +88,8 @@ def init_ray(address: str | None, task_ref: str, search_paths: list[str]) -> Non
         )
         kwargs["num_cpus"] = os.cpu_count() or 1
     _quiet_replaced()
+    if not _terminal():
+        os.environ.setdefault("RAY_COLOR_PREFIX", "0")  # no colour codes in a file or pipe
     try:
         ray.init(**kwargs)
     except ConnectionError as e:
@@ -94,6 +97,13 @@ def init_ray(address: str | None, task_ref: str, search_paths: list[str]) -> Non
             f"cannot connect to the Ray cluster at {address!r}: {e}. Check the address "
             "(`ray status` on the head node prints it) or leave out --address to run locally"
         ) from None
+
+
+def _terminal() -> bool:
+    try:
+        return bool(sys.stdout.isatty() and sys.stderr.isatty())
+    except (AttributeError, ValueError):
+        return False
 
 
 def _no_api_server() -> None:
@@ -121,11 +131,45 @@ def _no_api_server() -> None:
 # Ray's own messages that sweeper replaces with its own note on the trial concerned (kept
 # at debug level in sweeper's log): a dead worker is failed, re-queued and revived by sweeper.
 REPLACED = ("A worker died or was killed while executing a task by an unexpected system error",)
+# The first line of a dying worker's dump: Ray's C++ signal handler, Python's faulthandler.
+# sweeper names the crash from the worker's own dump file; the raw dump stays off the console.
+DUMP_START = ("*** SIG", "Fatal Python error:")
+WORKER_LOG: dict[str, Any] = {"path": None, "dumping": set(), "told": False}
+
+
+def worker_log(path: Path | None) -> None:
+    """Where the worker lines kept off the console (a dying worker's dump) are written."""
+    WORKER_LOG["path"] = path
+
+
+def _keep_off_console(data: dict[str, Any]) -> bool:
+    """Whether `data` (lines one worker printed) belongs to a dying worker's dump: written to
+    the worker log, and its path printed once, instead of shown."""
+    pid = data.get("pid")
+    lines = [str(ln) for ln in data.get("lines") or []]
+    dumping: set[Any] = WORKER_LOG["dumping"]
+    if pid not in dumping and not any(ln.lstrip().startswith(DUMP_START) for ln in lines):
+        return False
+    dumping.add(pid)  # a worker that began dying: the rest of what it prints is its dump
+    path = WORKER_LOG["path"]
+    if path is None:
+        return True
+    try:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "a", encoding="utf-8") as f:
+            f.writelines(f"(pid={pid}) {ln}\n" for ln in lines)
+    except OSError:
+        return False  # nowhere to keep it: shown as Ray prints it
+    if not WORKER_LOG["told"]:
+        WORKER_LOG["told"] = True
+        log.warning("a worker's crash dump was written to %s (sweeper names the crash)", path)
+    return True
 
 
 def _quiet_replaced() -> None:
-    """Keep the raylet messages in REPLACED out of the driver's output; every other line
-    Ray forwards to the driver is printed as Ray prints it."""
+    """Keep the raylet messages in REPLACED and dying workers' dumps out of the driver's
+    output; every other line Ray forwards to the driver is printed as Ray prints it, without
+    colour codes when the output is not a terminal."""
     try:
         from ray._private import worker
     except ImportError:
@@ -138,6 +182,8 @@ def _quiet_replaced() -> None:
         lines = data.get("lines") or []
         if data.get("pid") == "raylet" and lines and str(lines[0]).startswith(REPLACED):
             log.debug("Ray: %s", lines[0])
+            return
+        if _keep_off_console(data):
             return
         show(data, ignore_prefix=ignore_prefix)
 

@@ -32,7 +32,7 @@ from sweeper.errors import (
     catch_sigterm,
 )
 from sweeper.orchestrator._after import wrap_up
-from sweeper.orchestrator._cluster import concurrency, init_ray
+from sweeper.orchestrator._cluster import concurrency, init_ray, worker_log
 from sweeper.orchestrator._gate_run import apply_lr_cap, study_gate
 from sweeper.orchestrator._recording import Outcome, Progress
 from sweeper.orchestrator._recovery import driver_token, recover
@@ -129,6 +129,7 @@ def run_study(
     ck_settings = checkpoint_settings(spec, store)  # before Ray: a job's driver may lose its cwd
     catch_sigterm()
     store.check_folder()  # before Ray: its start-up noise would bury the message
+    store.check_server()  # a server that refuses: said in seconds, before Ray starts
     dumps = logs_folder(store, spec)  # absolute before Ray: ray.init may move the cwd
     if trials is None:
         met = budget_met(loaded, store, t0, progress)
@@ -137,6 +138,7 @@ def run_study(
         if address is not None or os.environ.get("RAY_ADDRESS"):
             store.forget()  # ray.init may move this process to the job's working directory,
             # where a relative SQLite path means another file: opened again after it
+    worker_log(dumps / "workers.log")
     with _loading_task(spec, address) as task_loaded:  # the task loads while Ray starts
         init_ray(address, spec.task, paths)
         catch_sigterm()  # again: ray.init installs its own handler, which would exit at once

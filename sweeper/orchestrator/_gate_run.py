@@ -5,7 +5,6 @@ did not change, and its lr range test's cap applied to the search."""
 from __future__ import annotations
 
 import importlib.util
-import time
 from pathlib import Path
 from typing import Any
 
@@ -137,10 +136,15 @@ def run_gate_on_worker(
                 what = f"in {probe}{seen}"
             deaths.append(what)
             if len(deaths) >= 2:
+                both = (
+                    f"both times {deaths[0]}"
+                    if deaths[0] == deaths[1]
+                    else f"first {deaths[0]}, then {deaths[1]}"
+                )
                 raise TaskError(
-                    f"the worker running the study gate died twice, first {deaths[0]}, then "
-                    f"{deaths[1]}: a crash in the task's own code (a segfault or abort in an "
-                    "extension, os._exit), not a lost machine; `sweeper probe` on the "
+                    f"the worker running the study gate died twice, {both}: a crash in the "
+                    "task's own code (a segfault or abort in an extension, os._exit), not a "
+                    "lost machine; `sweeper probe` on the "
                     f"definition runs the gate in one process to show it{stacks}"
                 ) from None
             if progress is not None:
@@ -149,7 +153,13 @@ def run_gate_on_worker(
                     "on a fresh one"
                 )
             workers.revive(runner)
-            time.sleep(0.5)
+            # a call made while Ray still learns of the death fails as a second death: the
+            # fresh worker has loaded the task before the gate is asked of it again
+            loaded = workers.get(0, "load", what="restarting the study gate's worker")
+            if loaded.error is not None:
+                raise TaskError(
+                    f"the study gate's worker could not restart: {loaded.error}"
+                ) from None
 
 
 def _publish(study: optuna.Study, gate: Report, folder: Path, progress: Progress | None) -> None:

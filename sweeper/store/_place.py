@@ -37,6 +37,35 @@ class Store:
                 "create it (mkdir -p), or point storage: at an existing folder"
             )
 
+    def check_server(self, timeout_s: int = 5) -> None:
+        """A database server store answers and takes the login, within `timeout_s`: said
+        before Ray starts, with nothing written (SQLite has no server: nothing to check)."""
+        if self.sqlite is not None or self.url.startswith("sqlite"):
+            return
+        import sqlalchemy
+
+        from sweeper._redact import redact
+        from sweeper.errors import StoreUnreachableError
+
+        args = {"connect_timeout": timeout_s} if self.url.startswith(("postgres", "mysql")) else {}
+        try:
+            engine = sqlalchemy.create_engine(self.url, connect_args=args, poolclass=_null_pool())
+        except Exception as e:  # a driver that is not installed, a malformed URL
+            raise StoreUnreachableError(
+                f"cannot use store {redact(self.url)}: {_first(e)}"
+            ) from None
+        try:
+            with engine.connect():
+                pass
+        except Exception as e:
+            raise StoreUnreachableError(
+                f"cannot reach store {redact(self.url)}: {_first(e)}. Start the database "
+                "server or fix storage: (host, port, user, password, database) in the "
+                "definition or --storage; nothing was written"
+            ) from None
+        finally:
+            engine.dispose()
+
     def may_hold_studies(self) -> bool:
         """Whether the store exists with Optuna's tables (read without creating anything)."""
         if self.sqlite is not None:
@@ -64,3 +93,17 @@ class Store:
         """Drop the opened storage, so the next `open` opens it again (after the working
         directory moved, a relative SQLite path means another file)."""
         self._storage = None
+
+
+def _null_pool() -> Any:
+    from sqlalchemy.pool import NullPool
+
+    return NullPool
+
+
+def _first(e: BaseException) -> str:
+    """The first line of an error that says something (drivers put the cause on line 1)."""
+    cause = e.__cause__ or e
+    lines = [ln.strip() for ln in str(getattr(cause, "orig", None) or cause).splitlines()]
+    return next((ln for ln in lines if ln), type(e).__name__)
+

@@ -184,3 +184,26 @@ def test_door_a_sqlite_store_in_a_missing_folder_is_refused_before_ray(tmp_path:
     assert "does not exist" in out.stderr and "mkdir" in out.stderr
     assert "gcs_server" not in out.stdout + out.stderr and "Ray" not in out.stdout
     assert not (tmp_path / "no").exists()
+
+
+def test_door_a_postgresql_store_that_refuses_is_named_in_seconds_before_ray(
+    tmp_path: Path,
+) -> None:
+    """A server that is not there (a free port) or refuses the login: exit 2 within seconds,
+    the password hidden, no Ray started and nothing written."""
+    import time
+
+    from tests.conftest import free_port
+
+    (tmp_path / "my_task.py").write_text(GOOD_TASK)
+    url = f"postgresql+psycopg://postgres:s3cret@127.0.0.1:{free_port()}/nowhere"
+    path = write_study(tmp_path, task="my_task:task", trials=2, epochs=1, storage=url)
+    t0 = time.monotonic()
+    out = run_cli("run", path.name, "--plain", cwd=tmp_path, timeout=60)
+    took = time.monotonic() - t0
+    assert out.returncode == 2, out.stdout + out.stderr
+    assert "cannot reach store" in out.stderr and "nothing was written" in out.stderr
+    assert "s3cret" not in out.stdout + out.stderr and "Traceback" not in out.stderr
+    assert "gcs_server" not in out.stdout + out.stderr and "Ray" not in out.stdout
+    assert took < 30, took  # seconds, not a Ray start-up and a timeout
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["my_task.py", "tiny.yaml"]

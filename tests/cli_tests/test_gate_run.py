@@ -81,10 +81,13 @@ def test_gate_worker_crashing_twice_in_one_probe_is_a_task_error_not_a_retry(
     path = _study(tmp_path, "crash")
     out = run_here("run", path.name, "--plain", cwd=tmp_path)
     assert out.returncode == 2, out.stdout + out.stderr
-    assert "died twice, first in probe" in out.stderr and "sweeper probe" in out.stderr
+    assert "died twice, both times in probe" in out.stderr and "sweeper probe" in out.stderr
     assert "Segmentation fault at " in out.stderr and "in forward" in out.stderr
     assert re.search(r"my_task\.py:\d+ in forward", out.stderr), out.stderr
     assert "5 times" not in out.stderr and "its start" not in out.stderr
+    assert "\x1b[" not in out.stdout + out.stderr  # no colour codes in plain output
+    assert "Extension modules" not in out.stdout + out.stderr  # the raw dump: in the log
+    assert len(out.stderr.strip().splitlines()) <= 12, out.stderr
 
 
 @pytest.mark.usefixtures("local_ray")

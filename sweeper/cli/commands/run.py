@@ -49,6 +49,8 @@ def run(args: argparse.Namespace) -> int:
     spec = loaded.spec
     out_console = console()
     mode = "quiet" if args.quiet else ("plain" if args.plain else "auto")
+    if mode != "auto":
+        os.environ.setdefault("RAY_COLOR_PREFIX", "0")  # plain lines: no colour codes
     if mode != "quiet":
         budget = f"{args.trials} more trials" if args.trials else f"{spec.budget.trials} trials"
         out_console.print(
