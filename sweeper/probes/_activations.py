@@ -34,6 +34,10 @@ class ActivationRecorder:
 
     def _std_hook(self, name: str) -> Any:
         def hook(_m: Any, inputs: Any, out: torch.Tensor) -> None:
+            # a layer's statistics come from a batch: one row (an RL policy acting on one
+            # observation) is its bias and a few features, not a spread
+            if not isinstance(out, torch.Tensor) or out.ndim < 2 or out.shape[0] < 2:
+                return
             if name not in self.stds:
                 self.stds[name] = float(out.detach().float().std())
                 if inputs and isinstance(inputs[0], torch.Tensor):

@@ -167,14 +167,15 @@ class GateTable:
 
 def fmt(value: Any, digits: int = 3) -> str:
     """Short human form of a measured or expected value: `digits` significant digits, a
-    dict as "name value, name value", no Python reprs."""
+    dict as "name value, name value" (names as given: a module's name as PyTorch spells
+    it), no Python reprs."""
     if isinstance(value, bool):
         return "yes" if value else "no"
     if isinstance(value, float):
         return f"{value:.{digits}g}"
     if isinstance(value, dict):
         return ", ".join(
-            f"{str(k).replace('_', ' ')} {fmt(v, digits) if v not in (None, [], ()) else 'none'}"
+            f"{k} {fmt(v, digits) if v not in (None, [], ()) else 'none'}"
             for k, v in value.items()
         )
     if isinstance(value, (list, tuple)) and len(value) > 6:

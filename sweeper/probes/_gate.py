@@ -33,6 +33,7 @@ from sweeper.probes._model_checks import (
 )
 from sweeper.probes._outputs import degenerate_output, loss_shapes, output_range, target_scale
 from sweeper.probes._overfit import overfit_tiny
+from sweeper.probes._sequence import causal_mask, padding_mask
 from sweeper.probes._settings import GATE_PROBES
 from sweeper.probes._weight_init import weight_init
 from sweeper.training import Data
@@ -58,6 +59,8 @@ _FUNCTIONS: dict[str, Probe] = {
     "gradient_flow": gradient_flow,
     "eval_determinism": eval_determinism,
     "batch_independence": batch_independence,
+    "causal_mask": causal_mask,
+    "padding_mask": padding_mask,
     "gradcheck": gradcheck,
     "init_loss": init_loss,
     "overfit_tiny": overfit_tiny,

@@ -129,8 +129,10 @@ class LayerWatch:
             # held until judged: memory freed mid-forward (no_grad) would be reused at the
             # same address by a later output, which would then be skipped
             self.measured[v.data_ptr()] = v
-            peak = torch.linalg.vector_norm(v, float("inf"), dtype=torch.float32)
-            norm = torch.linalg.vector_norm(v, 2, dtype=torch.float32)
+            # fp16/bf16 summed in float32; float32 and float64 in their own precision
+            wide = torch.float32 if v.dtype in (torch.float16, torch.bfloat16) else None
+            peak = torch.linalg.vector_norm(v, float("inf"), dtype=wide)
+            norm = torch.linalg.vector_norm(v, 2, dtype=wide)
             self.rows.append((name, "peak", peak))
             self.rows.append((name, "rms", norm / math.sqrt(v.numel())))
         if v.ndim < 2 or not isinstance(module, (nn.ReLU, *_SATURATING)):

@@ -29,6 +29,8 @@ GATE_PROBES = (
     "gradient_flow",
     "eval_determinism",
     "batch_independence",
+    "causal_mask",
+    "padding_mask",
     "gradcheck",
     "init_loss",
     "overfit_tiny",
@@ -220,6 +222,13 @@ class Thresholds(BaseModel):
         gt=0,
         le=1,
         description="the search's lr stays below this x the lr where the range test diverges",
+    )
+    sequence_leak_tol: float = Field(
+        default=1e-5,
+        gt=0,
+        description="causal_mask / padding_mask: the largest change of the outputs that must "
+        "not change (positions ≤ t; real positions), over their largest magnitude, above "
+        "which the future or the padding leaks in (a mask is exact: a masked model gives 0)",
     )
     probe_timeout_s: float = Field(
         default=600.0,

@@ -172,13 +172,22 @@ class TrialMonitor(UpdateChecks, MetricChecks, LayerChecks):
         held = {id(p) for g in optimizer.param_groups for p in g["params"]}
         trainable = [n for n, p in model.named_parameters() if p.requires_grad]
         if trainable and not any(id(p) in held for p in model.parameters() if p.requires_grad):
+            frozen_held = any(id(p) in held for p in model.parameters())
+            why = (
+                "it holds only parameters that are frozen now (requires_grad=False): the "
+                "layers left trainable were frozen when the optimizer was built, or the "
+                "freezing happened the wrong way round; build the optimizer from "
+                "[p for p in model.parameters() if p.requires_grad] after freezing, or add "
+                "the unfrozen ones with optimizer.add_param_group"
+                if frozen_held
+                else "the model was rebuilt (or moved with a copy) after the optimizer was "
+                "made; build the optimizer from the model you train, after .to(device)"
+            )
             self._stop(
                 "stale_optimizer",
                 f"0 of {len(trainable)} trainable parameters",
                 "the optimizer holds the model's parameters",
-                "the optimizer holds none of the watched model's parameters: the model was "
-                "rebuilt (or moved with a copy) after the optimizer was made; build the "
-                "optimizer from the model you train, after .to(device)",
+                f"the optimizer holds none of the watched model's trainable parameters: {why}",
             )
 
     def _keep_input(self, _m: Any, args: Any, kwargs: Any) -> None:
@@ -188,8 +197,8 @@ class TrialMonitor(UpdateChecks, MetricChecks, LayerChecks):
         """From now to the next optimizer step, sum the probe parameter's own gradients as
         backward produces them (a tensor hook), for `_check_zeroed`."""
         p = self.probe_param
-        if p is None or self.incoming is not None:
-            return
+        if p is None or self.incoming is not None or not p.requires_grad:
+            return  # a parameter frozen after watch() gets no gradient to sum
         self.incoming = torch.zeros_like(p)
         self.incoming_hook = p.register_hook(self._incoming_grad)
 

@@ -57,7 +57,14 @@ class UpdateChecks(MonitorBase):
         if self.unchanged >= 3:
             assert self.optimizer is not None
             held = [p for g in self.optimizer.param_groups for p in g["params"] if p.ndim >= 2]
-            if any(p.grad is not None for p in held):
+            grads = [p.grad for p in held if p.grad is not None]
+            if any(bool(g.abs().sum() > 0) for g in grads):
+                why = (
+                    "the gradients reach the weights but the step does not apply them: an lr "
+                    "of 0 in the optimizer, a GradScaler that skips every step (inf/nan "
+                    "gradients), or an optimizer stepping copies of the parameters"
+                )
+            elif grads:
                 why = (
                     "the gradients are all zero: no signal reaches the weights (units that "
                     "died, see dying_units, or an output detached from them); lower lr or "

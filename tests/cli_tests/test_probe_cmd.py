@@ -23,6 +23,8 @@ def test_cli_probe_json_pass_and_fail(tmp_path: Path) -> None:
         import numpy as np
         from sweeper.examples.digits import mlp_task
 
+        print("number of parameters: 4.2k")  # as nanoGPT prints at build
+
         def task():
             t = mlp_task()
             x, y = t.train
@@ -35,3 +37,7 @@ def test_cli_probe_json_pass_and_fail(tmp_path: Path) -> None:
     bad = run_cli("probe", "nanbug.yaml", cwd=tmp_path)
     assert bad.returncode == 3
     assert "data_finite" in bad.stdout and "NaN" in bad.stdout
+    as_json = run_cli("probe", "nanbug.yaml", "--json", cwd=tmp_path)
+    assert as_json.returncode == 3
+    assert json.loads(as_json.stdout)["verdict"] == "fail"  # the task's print went to stderr
+    assert "number of parameters" in as_json.stderr

@@ -236,4 +236,5 @@ def test_readme_lists_every_probe_threshold_with_its_default() -> None:
 
     readme = (Path(__file__).parents[2] / "README.md").read_text()
     for name, default, meaning in reference():
-        assert f"| `{name}` | {default:g} | {meaning} |" in readme, name
+        shown = "unset" if default is None else f"{default:g}"
+        assert f"| `{name}` | {shown} | {meaning} |" in readme, name

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import sys
 from typing import Any
 
 from sweeper.cli._common import console
@@ -19,6 +21,8 @@ def add_parser(sub: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run the command with the parsed `args`; its exit code."""
+    import torch
+
     from sweeper.cli._display import gate_table
     from sweeper.definition import load_definition
     from sweeper.probes import Settings, run_gate
@@ -28,10 +32,15 @@ def run(args: argparse.Namespace) -> int:
     loaded = load_definition(args.definition)
     spec = loaded.spec
     add_search_paths(search_paths(loaded.path))
-    task = load_task(spec.task, spec.task_args)
-    report = run_gate(
-        task, params=reference_params(spec.search), settings=Settings.from_spec(spec.probes)
-    )
+    # the threads a trial's runner gets, so the gate takes here what it takes in `run`
+    torch.set_num_threads(max(1, int(spec.resources.cpus)))
+    # with --json, stdout carries the report only: what the task prints goes to stderr
+    quiet = contextlib.redirect_stdout(sys.stderr) if args.json else contextlib.nullcontext()
+    with quiet:
+        task = load_task(spec.task, spec.task_args)
+        report = run_gate(
+            task, params=reference_params(spec.search), settings=Settings.from_spec(spec.probes)
+        )
     if args.json:
         print(json.dumps(report.to_dict(), indent=2, default=str))
     else:
