@@ -76,6 +76,8 @@ def __getattr__(name: str) -> Any:
 
         module, attr = _LAZY[name]
         value = getattr(importlib.import_module(module), attr)
+        if name == "Trial":
+            _local_checks()
         globals()[name] = value
         return value
     raise AttributeError(f"module 'sweeper' has no attribute {name!r}")
@@ -83,3 +85,17 @@ def __getattr__(name: str) -> Any:
 
 def __dir__() -> list[str]:
     return sorted([*globals(), *_LAZY])
+
+
+def _local_checks() -> None:
+    """`sweeper.Trial(params)` built to try a fit locally gets the per-trial checks a study's
+    fit-only trial gets (the training layer cannot import the probes above it: the probes'
+    monitor is handed down here, where both are known)."""
+    from sweeper.probes import Settings, TrialMonitor
+    from sweeper.training import _trial
+
+    def monitor(epochs: int) -> Any:
+        return TrialMonitor(Settings(), first_forward=True, epochs=epochs, own_loop=True)
+
+    _trial.LOCAL_MONITOR = monitor
+

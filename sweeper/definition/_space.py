@@ -137,15 +137,17 @@ def _as_param(v: Any) -> Any:
 
 
 class SearchSpace(BaseModel):
-    """lr, batch_size, dropout and init are always searched or fixed; anything else the user
-    names is passed to the model factory under its own name."""
+    """lr and batch_size are always searched or fixed, dropout (default 0.0) and init
+    (default "none") when the definition names them; anything else the user names is passed
+    to the model factory under its own name."""
 
     model_config = ConfigDict(extra="allow", frozen=True, strict=True)
     __pydantic_extra__: dict[str, Param] = Field(init=False)
 
     lr: LrParam
     batch_size: Param
-    dropout: Param
+    # optional: a model without Dropout needs none (its factory gets 0.0)
+    dropout: Param = FixedParam(type="fixed", value=0.0)
     init: Param = FixedParam(type="fixed", value="none")  # the model as build_model made it
 
     @model_validator(mode="before")

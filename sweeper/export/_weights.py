@@ -76,7 +76,8 @@ def load_best_model(
             f"build: write the weights with `sweeper best {name} --weights best.pt` and load "
             "them into your model with model.load_state_dict(torch.load('best.pt'))"
         )
-    model = build_model(task, {**best.params, "init": "none"}, torch.device(device))
+    # the user's model as their task builds it: no hook of sweeper's left on it
+    model = build_model(task, {**best.params, "init": "none"}, torch.device(device), readout=False)
     try:
         model.load_state_dict(state)
     except RuntimeError as e:

@@ -35,6 +35,7 @@ class Budget:
         self.storage, self.study_id = storage, study_id
         self.quota = quota
         self._db = db
+        self.ended_by: dict[str, int] = {}  # what ended this driver's unfinished trials
         self.counts = {s.name: 0 for s in TrialState}
         for state, n in state_counts(storage, study_id).items():
             self.counts[state.upper()] = n  # counted by the database, not by reading trials
@@ -114,6 +115,9 @@ class Budget:
     def count(self, state: TrialState, note: str) -> None:
         """A trial of this driver ended in `state`; failures in a row stop the run."""
         self.counts[state.name] += 1
+        if state != TrialState.COMPLETE and note:
+            key = ended_by(note)
+            self.ended_by[key] = self.ended_by.get(key, 0) + 1
         if state in COUNTED:
             self.own_finished += 1
         if state != TrialState.FAIL:
@@ -126,3 +130,16 @@ class Budget:
                 f"{limit} trials failed in a row (last: {note}); fix the error, then run "
                 "the same command to resume (budget.max_consecutive_failures sets the limit)"
             )
+
+
+def ended_by(note: str) -> str:
+    """What ended a trial, from its note: the probe that stopped it, "the pruner", the
+    reason sweeper named (hang, crash) or the error's type."""
+    text = note.removeprefix("stopped by probe: ")
+    if text.startswith("pruned by the pruner"):
+        return "the pruner"
+    if text.startswith("the Ray worker running it died"):
+        return "a lost worker"
+    head = text.split(":", 1)[0].strip()
+    return head if head and " " not in head else text[:60]
+

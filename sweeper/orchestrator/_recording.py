@@ -62,6 +62,7 @@ class Outcome:
     ranking: Ranking | None = None  # the trials ranked (stages, confirmations)
     after: list[str] = field(default_factory=list)  # stages, confirmation, diagnosis: lines
     diagnosis: Diagnosis | None = None
+    ended_by: dict[str, int] = field(default_factory=dict)  # what ended unfinished trials
 
 
 class Recorder:
@@ -270,4 +271,5 @@ class Recorder:
             self.budget.stop_reason,
             self.saved_seconds,
             ranking,
+            ended_by=dict(self.budget.ended_by),
         )

@@ -73,6 +73,7 @@ class TrialUpdate:
     stopped: str | None = None
     metrics: dict[str, float] | None = None
     done: bool = False
+    rss_mb: float | None = None  # the worker's resident memory at this report
 
     @property
     def ended(self) -> bool:
@@ -95,4 +96,5 @@ class TrialUpdate:
             stopped=later.stopped,
             metrics=later.metrics,
             done=later.done,
+            rss_mb=later.rss_mb,
         )

@@ -78,15 +78,19 @@ class TrialRunner:
         self.sent = 0  # monitor findings already sent to the driver
         self.chance: dict[str, float] | None = None  # the trivial baseline's levels, made once
         self.trial_number = -1
+        self.memory: Any = None  # the running trial's memory_growth check
         self.watchdog: watchdog.Watchdog | None = None
         if dumps is not None:
-            self.watchdog = watchdog.install(
-                Path(dumps),
-                actor_key(),
-                float(probe_settings.get("watchdog_floor_s", 60.0)),
-                float(probe_settings.get("watchdog_factor", 20.0)),
-                probe_settings.get("watchdog_s"),
-            )
+            try:
+                self.watchdog = watchdog.install(
+                    Path(dumps),
+                    actor_key(),
+                    float(probe_settings.get("watchdog_floor_s", 60.0)),
+                    float(probe_settings.get("watchdog_factor", 20.0)),
+                    probe_settings.get("watchdog_s"),
+                )
+            except OSError as e:  # a node that cannot write the driver's folder: unwatched
+                print(f"sweeper: no watchdog on this worker ({e})", flush=True)
 
     def _arm(self, what: str) -> None:
         if self.watchdog is not None:
@@ -280,6 +284,7 @@ class TrialRunner:
                     )
             monitor = self._monitor(params, number, epochs, first_forward=not checked)
             self.monitor, self.sent, self.trial_number = monitor, 0, number
+            self.memory = self._memory_check()
             saver = self._saver(number)
             state, notes = self._load_resume(resume)
             fn = self.task.fit or builtin_fit(self.task, self.data)
@@ -309,6 +314,20 @@ class TrialRunner:
             self.session = None
             self._disarm()
             return TrialUpdate(error=_error_text(e, params), worker=self.worker())
+
+    def _memory_seen(self, out: TrialUpdate) -> Any:
+        """The memory after this epoch (kept on `out`), judged: the memory_growth warning,
+        or None."""
+        from sweeper.probes import rss_mb
+
+        out.rss_mb = rss_mb()
+        return self.memory.see(out.rss_mb) if self.memory is not None else None
+
+    def _memory_check(self) -> Any:
+        """The trial's memory_growth check (None when per-trial probes are off)."""
+        from sweeper.probes import MemoryGrowth
+
+        return MemoryGrowth() if self.trial_probes else None
 
     def _monitor(
         self, params: dict[str, Any], number: int, epochs: int, first_forward: bool
@@ -349,6 +368,9 @@ class TrialRunner:
             out.findings = list(new)
         if event.kind == "report":
             out.metrics = event.metrics
+            grown = self._memory_seen(out)
+            if grown is not None:
+                out.findings.append(grown)
             return out
         self._disarm()
         self._end_session()

@@ -271,6 +271,8 @@ class Search:
                 self.resumes.saved(slot, entry)
         if result.checkpoint_seconds is not None:
             slot.checkpoint_seconds = result.checkpoint_seconds
+        if result.rss_mb is not None:
+            slot.peak_mb = max(slot.peak_mb, result.rss_mb)
         if result.probe_seconds is not None:
             slot.probe_seconds = max(slot.probe_seconds, result.probe_seconds)
         if result.worker is not None:
@@ -341,7 +343,13 @@ class Search:
             why = f"the Ray worker running it died: {dump.describe()} (stacks: {dump.path})"
             marks = {attrs.CRASHED: dump.describe()}
         else:
-            why, marks = f"the Ray worker running it died ({type(error).__name__})", None
+            why, marks = f"the Ray worker running it died ({type(error).__name__}", None
+            text = str(error).lower()
+            if "running low on memory" in text or "memory monitor" in text:
+                why += ": Ray's memory monitor killed it, the node was low on memory"
+            if slot.peak_mb:
+                why += f"; it held {slot.peak_mb:.0f} MB at its last report"
+            why += ")"
         if self._db(requeue, self.study, trial, why, marks=marks, what="re-queuing a trial"):
             self.recorder.count(slot, TrialState.FAIL, None, why + "; re-queued")
         self.recorder.release(slot)

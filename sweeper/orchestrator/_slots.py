@@ -44,6 +44,7 @@ class Slot:
     resume: dict[str, Any] | None = None
     checkpoint_seconds: float = 0.0
     revives: int = 0  # revive calls that failed in a row
+    peak_mb: float = 0.0  # the worker's largest resident memory seen at the trial's reports
 
     @property
     def busy(self) -> bool:
@@ -61,6 +62,7 @@ class Slot:
         self.metrics, self.value = {}, None
         self.checkpoints, self.weights, self.chain, self.resume = [], None, [], None
         self.checkpoint_seconds = 0.0
+        self.peak_mb = 0.0
 
     def clear(self) -> None:
         """The trial is over (or dropped): no trial, no pending call."""

@@ -13,6 +13,7 @@ if TYPE_CHECKING:  # what mypy sees; at run time each name is imported on first 
     from sweeper.probes._gate import GATE, probe, run_gate
     from sweeper.probes._settings import GATE_PROBES, TRIAL_CHECKS, Settings, Thresholds
     from sweeper.probes._trial import TrialMonitor
+    from sweeper.probes._trial_memory import MemoryGrowth, rss_mb
     from sweeper.probes._trial_start import chance_levels, trial_start_checks, untrained_loss
 
 # imported on first use, so reading a finding (`sweeper status`) does not import torch
@@ -30,6 +31,8 @@ _LAZY = {
     "probe": "_gate",
     "run_gate": "_gate",
     "TrialMonitor": "_trial",
+    "MemoryGrowth": "_trial_memory",
+    "rss_mb": "_trial_memory",
     "trial_start_checks": "_trial_start",
     "chance_levels": "_trial_start",
     "untrained_loss": "_trial_start",
@@ -46,6 +49,8 @@ __all__ = [
     "Report",
     "Settings",
     "TrialMonitor",
+    "MemoryGrowth",
+    "rss_mb",
     "chance_levels",
     "fmt",
     "init_profiles",

@@ -61,7 +61,18 @@ def labels_in_range(ctx: Context) -> Finding:
                     f"{ctx.kind} targets in {{0, 1}}",
                     f"{split} targets are not all 0/1: map the classes to 0 and 1",
                 )
-        elif not torch.all((yf >= lo_ok) & (yf <= hi) & (yf == yf.round())):
+        elif not torch.all(yf == yf.round()):
+            odd = yf[yf != yf.round()]
+            return Finding(
+                "labels_in_range",
+                "fail",
+                [min(seen), max(seen)],
+                f"integer labels in [0, {hi}]",
+                f"{split} labels are not whole numbers (e.g. {float(odd[0]):.4g}), so they "
+                "are no class ids: were they scaled along with the inputs (divided by 255, "
+                "standardized)? Scale the inputs only, and keep the labels 0..C-1",
+            )
+        elif not torch.all((yf >= lo_ok) & (yf <= hi)):
             return Finding(
                 "labels_in_range",
                 "fail",
@@ -201,6 +212,17 @@ def class_balance(ctx: Context) -> Finding:
     balance = (math.exp(h) - 1) / (c - 1)
     least = ctx.settings.class_balance_warn
     expected = f"balance (e^H−1)/(C−1) ≥ {least:g}"
+    if int((counts > 0).sum()) == 1 and c >= 2:
+        only = int(counts.argmax())
+        return Finding(
+            "class_balance",
+            "fail",
+            round(balance, 3),
+            expected,
+            f"every training label is class {only}: a classifier learns nothing from one "
+            "class. Were the labels transformed along with the inputs (scaled, cast to int, "
+            "filtered), or is the split taken from a sorted file?",
+        )
     if balance < least:
         return Finding(
             "class_balance",

@@ -59,6 +59,8 @@ TRIAL_CHECKS: dict[str, str] = {
     "dying_units": "warns: ReLU units dead for a whole batch during training (dead_relu_max)",
     "saturating_units": "warns: tanh/sigmoid units saturated during training (saturated_max)",
     "loss_oscillation": "warns: the reported training loss rises by loss_oscillation twice",
+    "memory_growth": "warns: the process's memory grows in each of 3 epochs after the first "
+    "(20 MB and 2% at least each): a running total of loss tensors keeps every graph",
     "lr_schedule": "fails: the lr is 0 in every group before the last epoch",
     "at_chance": "fails: the reported accuracy and loss at the trivial baseline's and not "
     "improving after chance_after of the epochs, before the last (chance_margin)",

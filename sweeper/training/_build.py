@@ -30,15 +30,20 @@ def autocast(
     return torch.autocast(device_type=device.type, dtype=dtype)
 
 
-def build_model(task: Any, params: dict[str, Any], device: torch.device) -> nn.Module:
+def build_model(
+    task: Any, params: dict[str, Any], device: torch.device, readout: bool = True
+) -> nn.Module:
     """The task's model for these params, with the params' init scheme ("none": as built)
-    applied to the modules the task allows."""
+    applied to the modules the task allows. With `readout`, a forward hook hands sweeper's
+    callers the part of the output the loss takes; without it (a model handed back to the
+    user, `load_best_model`) the model is exactly what the task built."""
     with torch.enable_grad():  # a build that pre-trains or loads may need autograd
         model = task.build_model(dict(params))
     if not isinstance(model, nn.Module):
         raise TypeError(f"build_model returned {type(model).__name__}, not a torch.nn.Module")
     apply_init(model, str(params.get("init", "none")), getattr(task, "init_modules", None))
-    model.register_forward_hook(_readout(getattr(task, "output", None)), with_kwargs=True)
+    if readout:
+        model.register_forward_hook(_readout(getattr(task, "output", None)), with_kwargs=True)
     return model.to(device)
 
 

@@ -22,6 +22,10 @@ def as_target(y: Any, kind: str) -> torch.Tensor:
     float32."""
     t = torch.as_tensor(y)
     if kind == "multiclass":
+        # fractional "class ids" (labels scaled along with the inputs) are kept as they are
+        # for the gate's labels_in_range to name, never truncated to class 0 in silence
+        if t.is_floating_point() and not bool(torch.all(t == t.round())):
+            return t
         return t.long()
     if kind == "custom":
         return t.float() if t.dtype == torch.float64 else t

@@ -26,6 +26,9 @@ from sweeper.training._loop import (
 )
 
 FitFn = Callable[[dict[str, Any], "Trial"], Any]
+# The monitor a Trial built outside a study gets (set by `sweeper.Trial`'s first use, from
+# the probes), so a fit tried locally is checked as a study's trial would be.
+LOCAL_MONITOR: Callable[[int], Any] | None = None
 
 
 class Monitor(Protocol):
@@ -54,8 +57,11 @@ class Trial:
     start_epoch: epochs already trained when the trial resumes from a checkpoint (else 0):
     loop ``for epoch in range(trial.start_epoch, trial.epochs)`` after ``trial.restore()``.
 
-    Built outside sweeper (``sweeper.Trial(params)``) it runs a fit function locally: reports
-    are kept in ``history`` and nothing stops the loop.
+    Built outside sweeper (``sweeper.Trial(params, epochs=N)``) it runs a fit function
+    locally: reports are kept in ``history``, and the per-trial checks a study would run
+    watch the model given to ``watch`` (``findings``; a broken loop is stopped with
+    ``sweeper.TrialStopped`` and its ``reason``, as in a study; ``checks=False`` turns them
+    off).
     """
 
     def __init__(
@@ -68,9 +74,14 @@ class Trial:
         monitor: Monitor | None = None,
         saver: Any = None,
         resume: dict[str, Any] | None = None,
+        checks: bool = True,
     ) -> None:
         """`saver`: a sweeper.checkpoint.Saver; `resume`: the checkpoint to resume from
-        (as written by `checkpoint`: epoch, state, rng)."""
+        (as written by `checkpoint`: epoch, state, rng). `checks`: built outside a study
+        (`sweeper.Trial(params, epochs=N)`), the trial runs the per-trial checks a study's
+        fit trial gets; `findings` lists them and a stop raises TrialStopped."""
+        if reporter is None and monitor is None and checks and LOCAL_MONITOR is not None:
+            monitor = LOCAL_MONITOR(epochs)
         self.params = dict(params)
         self.number = number
         self.device = torch.device(device)
@@ -83,6 +94,12 @@ class Trial:
         self.start_epoch = int(resume["epoch"]) if resume else 0
         self._model: nn.Module | None = None
         self._beats: list[Any] = []  # forward hooks that tell the watchdog of progress
+
+    @property
+    def findings(self) -> list[Any]:
+        """What the per-trial checks found so far (sweeper.Finding: probe, verdict, measured,
+        expected, hint); empty without checks."""
+        return list(getattr(self._monitor, "findings", []) or [])
 
     @property
     def in_study(self) -> bool:
@@ -137,6 +154,8 @@ class Trial:
             self._monitor.on_report(clean)
         if self._reporter is not None:
             self._reporter(clean)
+        elif final:
+            self.close()  # a local trial's last epoch: the model is left without our hooks
 
     def watch(self, model: nn.Module, optimizer: torch.optim.Optimizer) -> None:
         """Attach the per-trial probes to your model and optimizer through hooks: activation

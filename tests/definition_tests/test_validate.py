@@ -85,9 +85,17 @@ def test_definition_rule_violations_are_named(change: tuple[str, str], expected:
 
 
 def test_definition_missing_search_keys_are_required() -> None:
-    text = GOOD.replace("  dropout: {type: float, low: 0.0, high: 0.5}\n", "")
-    with pytest.raises(DefinitionError, match=r"search.dropout: required key is missing"):
+    text = GOOD.replace("  batch_size: {type: categorical, choices: [32, 64]}\n", "")
+    assert text != GOOD
+    with pytest.raises(DefinitionError, match=r"search.batch_size: required key is missing"):
         parse_definition(text)
+
+
+def test_definition_without_dropout_gives_the_model_none() -> None:
+    """A model without Dropout needs no dropout in the search space: its factory gets 0.0."""
+    text = GOOD.replace("  dropout: {type: float, low: 0.0, high: 0.5}\n", "")
+    assert text != GOOD
+    assert parse_definition(text).search.params()["dropout"].value == 0.0
 
 
 def test_definition_without_init_keeps_the_model_as_built() -> None:

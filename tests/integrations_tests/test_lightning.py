@@ -150,9 +150,45 @@ def test_loss_model_names_a_training_step_that_returns_no_loss() -> None:
     assert report.verdict == "fail" and "gave no scalar loss" in said, said
 
 
+RENDEZVOUS = """
+import os, time
+from pathlib import Path
+from sweeper.examples.lightning_digits import lightning_digits_task
+
+HERE = Path(__file__).parent
+
+
+class HeldTrial:
+    \"\"\"The trial, held after its 5th report until the test has killed its worker: the first
+    run writes `reached` and waits; the re-run finds `reached` and goes on.\"\"\"
+
+    def __init__(self, trial):
+        self._trial, self._reports, self._hold = trial, 0, not (HERE / "reached").exists()
+
+    def __getattr__(self, name):
+        return getattr(self._trial, name)
+
+    def report(self, metrics):
+        self._trial.report(metrics)
+        self._reports += 1
+        if self._hold and self._reports == 5:
+            (HERE / "reached").write_text(str(os.getpid()))
+            while True:
+                time.sleep(0.05)  # the test kills this process here
+
+
+def task():
+    t = lightning_digits_task()
+    fit = t.fit
+    t.fit = lambda params, trial: fit(params, HeldTrial(trial))
+    return t
+"""
+
+
 def test_killed_lightning_trial_resumes_from_its_checkpoint(tmp_path: Path) -> None:
     """The worker of a Lightning trial is SIGKILLed mid-trial (real CLI, Ray, SQLite): the
-    re-run resumes from Lightning's checkpoint and trains only the epochs after it."""
+    re-run resumes from Lightning's checkpoint and trains only the epochs after it. The trial
+    waits after its 5th epoch until the kill (a rendezvous, not a race with the clock)."""
     import os
     import signal
 
@@ -160,12 +196,13 @@ def test_killed_lightning_trial_resumes_from_its_checkpoint(tmp_path: Path) -> N
 
     url = f"sqlite:///{tmp_path / 'sweeps.db'}"
     epochs = 8
+    (tmp_path / "held_lit.py").write_text(RENDEZVOUS)
     write_study(
         tmp_path,
         name="litkill",
         trials=1,
         epochs=epochs,
-        task=TASK,
+        task="held_lit:task",
         storage=url,
         search="""
           lr: 3.0e-3
@@ -173,19 +210,17 @@ def test_killed_lightning_trial_resumes_from_its_checkpoint(tmp_path: Path) -> N
           dropout: 0.1
           hidden: 32
         """,
-        extra="probes: {gate: off}\ncheckpoint: {every_epochs: 2}\n",
+        extra="probes: {gate: off, watchdog_s: 600}\ncheckpoint: {every_epochs: 2}\n",
     )
-
-    def late() -> Any:
-        for t in trials_of(url, "litkill"):
-            if t.state == optuna.trial.TrialState.RUNNING and len(t.intermediate_values) >= 5:
-                return t
-        return None
-
+    reached = tmp_path / "reached"
     proc = start_cli("run", "litkill.yaml", "--plain", cwd=tmp_path)
     try:
-        victim = wait_until("a Lightning trial at epoch 5", late, proc=proc)
-        os.kill(victim.user_attrs["sweeper:worker"]["pid"], signal.SIGKILL)
+        wait_until("the Lightning trial held at epoch 5", reached.exists, proc=proc)
+        victim = next(t for t in trials_of(url, "litkill") if t.state.name == "RUNNING")
+        os.kill(
+            int(reached.read_text() or 0) or victim.user_attrs["sweeper:worker"]["pid"],
+            signal.SIGKILL,
+        )
         out, _ = proc.communicate(timeout=300)
     finally:
         kill_group(proc)

@@ -69,6 +69,22 @@ def test_hf_study_runs_from_the_cli(workdir: Path) -> None:
     assert len(done) == 3 and all(len(t.intermediate_values) == 3 for t in done)
     assert study.best_value > 0.35  # four classes: chance is ~0.3
 
+    # the best model comes back as the user built it: an HF model whose output has .logits,
+    # equal to a fresh model of theirs loaded with the same weights (no hook of sweeper's)
+    import torch
+
+    import sweeper
+    from sweeper.examples.hf_text import make_sequences, tiny_bert
+
+    model = sweeper.load_best_model("hf", storage="sqlite:///sweeps.db")
+    assert not model._forward_hooks and not model._forward_hooks_with_kwargs
+    inputs, _ = make_sequences(8, seed=3)
+    out = model(**inputs)
+    fresh = tiny_bert({**study.best_params, "dropout": 0.0, "hidden": 32})
+    fresh.load_state_dict(model.state_dict())
+    fresh.eval()
+    assert torch.equal(out.logits, fresh(**inputs).logits)
+
 
 def test_gate_probes_the_hf_models_own_loss_with_loss_model() -> None:
     import sweeper

@@ -20,9 +20,9 @@ def test_gate_probe_names_and_functions_are_the_same_set() -> None:
 def test_every_trial_check_is_named_in_the_monitor_and_every_one_it_raises_is_declared() -> None:
     folder = Path(_gate.__file__).parent
     names = ("_trial.py", "_trial_updates.py", "_trial_layers.py", "_trial_metrics.py")
-    names += ("_layer_watch.py",)
+    names += ("_layer_watch.py", "_trial_memory.py")
     source = "\n".join((folder / n).read_text() for n in names)
-    raised = set(re.findall(r'_(?:stop|warn)\(\s*"([a-z_]+)"', source))
+    raised = set(re.findall(r'(?:_stop|_warn|Finding)\(\s*"([a-z_]+)"', source))
     assert raised and raised <= set(TRIAL_CHECKS), raised - set(TRIAL_CHECKS)
     named = set(re.findall(r'"([a-z_]+)"', source))
     assert set(TRIAL_CHECKS) <= named, set(TRIAL_CHECKS) - named

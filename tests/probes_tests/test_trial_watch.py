@@ -128,3 +128,121 @@ def test_trial_watch_hints_name_modules_exactly_as_pytorch_does() -> None:
     from sweeper.probes._finding import fmt
 
     assert fmt({"_blocks.1._se_expand": 3.0}) == "_blocks.1._se_expand 3"
+
+
+LEAK = """
+import torch
+from torch import nn
+import torch.nn.functional as F
+from sweeper.task import Task
+
+LEAKS = {leaks!r}
+X = torch.randn(2048, 256, generator=torch.Generator().manual_seed(0))
+Y = (X[:, 0] > 0).long()
+
+
+def task():
+    def fit(params, trial):
+        model = nn.Sequential(nn.Linear(256, 4096), nn.ReLU(), nn.Linear(4096, 2))
+        opt = torch.optim.SGD(model.parameters(), lr=params["lr"])
+        trial.watch(model, opt)
+        history = []  # every evaluation's loss, for a plot at the end
+        for epoch in range(trial.epochs):
+            for xb, yb in zip(X.split(256), Y.split(256)):
+                loss = F.cross_entropy(model(xb), yb)
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+            model.eval()
+            for xb, yb in zip(X.split(256), Y.split(256)):  # no torch.no_grad(): a graph each
+                val = F.cross_entropy(model(xb), yb)
+                # the classic leak: the loss tensor kept, and with it its graph's activations
+                history.append(val if LEAKS else val.item())
+            model.train()
+            mean = float(sum(history[-8:])) / 8
+            trial.report({{"val_accuracy": 0.5 + epoch * 0.01, "val_loss": mean}})
+
+    return Task(fit=fit, num_classes=2)
+"""
+
+
+@pytest.mark.parametrize("leaks", [True, False])
+def test_trial_memory_growth_names_a_running_loss_total_and_spares_its_fix(
+    tmp_path: Path, leaks: bool
+) -> None:
+    name = f"leak_{int(leaks)}"
+    (tmp_path / f"{name}.py").write_text(LEAK.format(leaks=leaks))
+    sys.path.insert(0, str(tmp_path))
+    try:
+        runner = TrialRunner(f"{name}:task", {}, [str(tmp_path)], Settings().model_dump(), True, 1)
+        updates = [runner.start(0, {**PARAMS, "lr": 0.01}, 6, True)]
+        while not updates[-1].ended:
+            updates.append(runner.epoch())
+        runner.finish()
+    finally:
+        sys.path.remove(str(tmp_path))
+        sys.modules.pop(name, None)
+    last = updates[-1]
+    findings = [f for u in updates for f in u.findings if f.probe == "memory_growth"]
+    assert last.done and last.error is None, (last.error, last.stopped)
+    if leaks:
+        assert findings and findings[0].verdict == "warn", findings
+        assert "loss.item()" in findings[0].hint and "MB per epoch" in findings[0].measured
+    else:
+        assert not findings, findings
+
+
+def test_trial_memory_growth_spares_first_epoch_allocations_and_a_plateau() -> None:
+    from sweeper.probes import MemoryGrowth
+
+    check = MemoryGrowth()
+    # the first epoch's caches (+400 MB), then flat with noise: no warning
+    assert all(check.see(mb) is None for mb in (300, 700, 705, 702, 708, 706, 709))
+    steady = MemoryGrowth()
+    seen = [steady.see(mb) for mb in (300, 700, 760, 820, 880, 940)]
+    assert seen[-2] is not None or seen[-1] is not None
+    assert sum(f is not None for f in seen) == 1  # once
+
+
+def _local_fit(zero_grad: bool) -> Any:
+    import torch
+    import torch.nn.functional as F
+    from torch import nn
+
+    def fit(params: dict[str, Any], trial: Any) -> None:
+        g = torch.Generator().manual_seed(0)
+        x = torch.randn(512, 8, generator=g)
+        y = (x[:, 0] > 0).long()
+        model = nn.Sequential(nn.Linear(8, 32), nn.ReLU(), nn.Linear(32, 2))
+        opt = torch.optim.SGD(model.parameters(), lr=params["lr"], momentum=0.9)
+        trial.watch(model, opt)
+        for _ in range(trial.epochs):
+            for xb, yb in zip(x.split(32), y.split(32), strict=True):
+                loss = F.cross_entropy(model(xb), yb)
+                if zero_grad:
+                    opt.zero_grad()
+                loss.backward()
+                trial.step(loss)
+                opt.step()
+            trial.report({"train_loss": float(loss)})
+
+    return fit
+
+
+def test_local_trial_runs_the_checks_a_study_would_and_stops_a_broken_loop() -> None:
+    import sweeper
+
+    healthy = sweeper.Trial({"lr": 0.05}, epochs=3)
+    _local_fit(zero_grad=True)(healthy.params, healthy)
+    assert len(healthy.history) == 3
+    assert not [f for f in healthy.findings if f.verdict == "fail"], healthy.findings
+
+    broken = sweeper.Trial({"lr": 0.05}, epochs=3)
+    with pytest.raises(sweeper.TrialStopped) as stop:
+        _local_fit(zero_grad=False)(broken.params, broken)
+    assert stop.value.reason.startswith("grad_not_zeroed"), stop.value.reason
+    assert [f.probe for f in broken.findings if f.verdict == "fail"] == ["grad_not_zeroed"]
+
+    unchecked = sweeper.Trial({"lr": 0.05}, epochs=3, checks=False)
+    _local_fit(zero_grad=False)(unchecked.params, unchecked)  # nothing stops it
+    assert len(unchecked.history) == 3 and unchecked.findings == []

@@ -506,8 +506,28 @@ def healthy_log_softmax_nll() -> Task:
     )
 
 
+def labels_scaled_with_pixels() -> Task:
+    """The images and the labels both divided by 255 (the labels become 0.0039, 0.0078...)."""
+    x_tr, x_va, y_tr, y_va = digits_split()
+    return _digits(
+        train=(x_tr / 255.0, (y_tr / 255.0).astype(np.float32)),
+        val=(x_va / 255.0, (y_va / 255.0).astype(np.float32)),
+    )
+
+
+def labels_cast_to_one_class() -> Task:
+    """The same, then cast back to integers: every label is class 0."""
+    x_tr, x_va, y_tr, y_va = digits_split()
+    return _digits(
+        train=(x_tr, (y_tr / 255.0).astype(np.int64)),
+        val=(x_va, (y_va / 255.0).astype(np.int64)),
+    )
+
+
 # case -> the probe that must name its cause
 BROKEN: dict[Callable[[], Task], str] = {
+    labels_scaled_with_pixels: "labels_in_range",
+    labels_cast_to_one_class: "class_balance",
     unnormalized_inputs: "data_scale",
     zeroed_inputs: "constant_features",
     misaligned_labels: "short_fit_vs_baseline",

@@ -64,7 +64,7 @@ def run(args: argparse.Namespace) -> int:
             out_console.print(f"[bold red]gate failed[/]: {e}")
             return e.exit_code
     _summary(out_console, spec, out)
-    return 1 if out.stopped_reason and out.best_value is None else 0
+    return 1 if out.best_value is None else 0
 
 
 def _summary(out_console: Any, spec: Definition, out: Any) -> None:
@@ -99,5 +99,15 @@ def _summary(out_console: Any, spec: Definition, out: Any) -> None:
     for line in out.after:
         out_console.print(line, highlight=False, markup=False)
     storage_arg = "" if spec.storage == DEFAULT_STORAGE else f" --storage '{redact(spec.storage)}'"
-    out_console.print(f"best config:  sweeper best {spec.name}{storage_arg} --format json")
+    if out.best_value is None:
+        by = ", ".join(f"{k} ({n})" for k, n in sorted(out.ended_by.items(), key=lambda i: -i[1]))
+        out_console.print(
+            "[red]no trial completed[/]"
+            + (f": the trials were ended by {by}" if by else "")
+            + f"; each trial's line above says why (`sweeper status {spec.name}{storage_arg}` "
+            "lists them). Fix that, then run the same command to go on",
+            highlight=False,
+        )
+    else:
+        out_console.print(f"best config:  sweeper best {spec.name}{storage_arg} --format json")
     out_console.print(f"dashboard:    sweeper dashboard{storage_arg}")
