@@ -79,6 +79,10 @@ class TrialMonitor(UpdateChecks, MetricChecks, LayerChecks):
         self.optimizer: torch.optim.Optimizer | None = None
         self.handles: list[Any] = []
         self.stopped: str | None = None  # why a check stopped the trial
+        # further models watched in the same trial (a GAN's generator and discriminator, an
+        # actor and a critic): a monitor each, sharing this one's findings and its stop
+        self.others: list[TrialMonitor] = []
+        self.parent: TrialMonitor | None = None
 
     def due(self, step: int) -> bool:
         """Whether optimizer step `step` is a sampled one."""
@@ -94,12 +98,27 @@ class TrialMonitor(UpdateChecks, MetricChecks, LayerChecks):
         return step % (max(1, every // 2) if step < self.s.trial_window else every) == 0
 
     # -- wiring ------------------------------------------------------------------------------
-    def watch(self, model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> None:
+    def watch(
+        self, model: torch.nn.Module, optimizer: torch.optim.Optimizer | None = None
+    ) -> None:
         """Attach to the model and optimizer the trial trains: optimizer step hooks, a hook on the
         inputs, the layer hooks for the first sampled forward (and the first-forward statistics
-        in a `fit`); stops a stale optimizer at once."""
-        self.close()
+        in a `fit`); stops a stale optimizer at once. A second model is watched beside the
+        first (its own monitor, the same findings); the same model again replaces its
+        optimizer. Without an optimizer (weights updated by hand) the checks that need none
+        run: the layers' outputs, the loss handed to `trial.step`, the reports."""
+        if self.parent is None and self.model is not None and model is not self.model:
+            other = next((o for o in self.others if o.model is model), None)
+            if other is None:
+                other = self._sibling()
+                self.others.append(other)
+            other.watch(model, optimizer)
+            return
+        self.close(keep_others=True)
         self.model, self.optimizer = model, optimizer
+        if optimizer is None:
+            self._watch_layers(model)
+            return
         self._check_optimizer(model, optimizer)
         self.norms = [
             m
@@ -123,6 +142,23 @@ class TrialMonitor(UpdateChecks, MetricChecks, LayerChecks):
             optimizer.register_step_pre_hook(self._pre_step),
             optimizer.register_step_post_hook(lambda *_: self._timed(self._after_step)),
         ]
+        self._watch_layers(model)
+
+    def _sibling(self) -> TrialMonitor:
+        """A monitor for one more model of the trial: this one's settings, findings, stop."""
+        other = TrialMonitor(
+            self.s,
+            first_forward=self.first_forward,
+            init=self.init,
+            epochs=self.epochs,
+            own_loop=self.own_loop,
+        )
+        other.parent, other.findings, other.warned = self, self.findings, self.warned
+        return other
+
+    def _watch_layers(self, model: torch.nn.Module) -> None:
+        """The layer hooks (outputs: non-finite, exploding, dead or saturated units) and the
+        first-forward statistics."""
         s = self.s
         # a torch.compile'd model recompiles whenever hooks come and go: not hooked
         compiled = hasattr(model, "_orig_mod")
@@ -215,8 +251,14 @@ class TrialMonitor(UpdateChecks, MetricChecks, LayerChecks):
             self.incoming_hook.remove()
         self.incoming, self.incoming_hook = None, None
 
-    def close(self) -> None:
-        """Remove every hook and add the layer hooks' time to `seconds`."""
+    def close(self, keep_others: bool = False) -> None:
+        """Remove every hook (and the other models' monitors', unless `keep_others`) and add
+        the layer hooks' time to `seconds`."""
+        if not keep_others:
+            for other in self.others:
+                other.close()
+                self.seconds += other.seconds
+                other.seconds = 0.0
         for h in self.handles:
             h.remove()
         self.handles = []
@@ -233,6 +275,16 @@ class TrialMonitor(UpdateChecks, MetricChecks, LayerChecks):
         step = self.steps
         if self.due(step):  # a sampled step: reading a loss is a host sync
             self._timed(lambda: self._check_loss(step, loss))
+        if self.optimizer is None and self.model is not None:
+            self._timed(self._hand_step)  # weights updated by hand: a step is a loss
+
+    def _hand_step(self) -> None:
+        """For a loop without an optimizer: the layer checks at the step `trial.step` marks."""
+        if self.layers is not None and self.layers.armed:
+            self._judge_layers(self.steps, self.layers.judge())
+        self.steps += 1
+        if self.layers is not None and self.hooked(self.steps):
+            self.layers.arm()
 
     def _check_loss(self, step: int, loss: torch.Tensor) -> None:
         value = float(loss.item())

@@ -49,8 +49,16 @@ class MonitorBase:
     def _stop(self, probe: str, measured: Any, expected: str, hint: str) -> None:
         assert probe in TRIAL_CHECKS, probe
         self.findings.append(Finding(probe, "fail", measured, expected, hint))
-        self.stopped = f"{probe}: {hint}"
-        raise TrialStopped(self.stopped)
+        raise TrialStopped(self._mark_stopped(f"{probe}: {hint}"))
+
+    def _mark_stopped(self, why: str) -> str:
+        """Record why the trial stops, on this monitor and on the one it was made beside
+        (a further model's monitor stops the whole trial)."""
+        self.stopped = why
+        parent = getattr(self, "parent", None)
+        if parent is not None:
+            parent.stopped = why
+        return why
 
     def _warn(self, probe: str, measured: Any, expected: str, hint: str) -> None:
         """A warning, once per trial (the study shows it once, unless it gets worse)."""

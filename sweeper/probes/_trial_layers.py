@@ -165,5 +165,4 @@ class LayerChecks(MonitorBase):
         self.findings.extend(found)
         failed = [f for f in found if f.verdict == "fail"]
         if failed:
-            self.stopped = f"{failed[0].probe}: {failed[0].hint}"
-            raise TrialStopped(self.stopped)
+            raise TrialStopped(self._mark_stopped(f"{failed[0].probe}: {failed[0].hint}"))

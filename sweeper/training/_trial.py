@@ -34,7 +34,7 @@ LOCAL_MONITOR: Callable[[int], Any] | None = None
 class Monitor(Protocol):
     """Per-trial probes, attached through hooks; any method may raise TrialStopped."""
 
-    def watch(self, model: nn.Module, optimizer: torch.optim.Optimizer) -> None:
+    def watch(self, model: nn.Module, optimizer: torch.optim.Optimizer | None = None) -> None:
         """Attach to the model and optimizer the trial trains."""
 
     def on_report(self, metrics: dict[str, float]) -> None:
@@ -157,13 +157,16 @@ class Trial:
         elif final:
             self.close()  # a local trial's last epoch: the model is left without our hooks
 
-    def watch(self, model: nn.Module, optimizer: torch.optim.Optimizer) -> None:
+    def watch(self, model: nn.Module, optimizer: torch.optim.Optimizer | None = None) -> None:
         """Attach the per-trial probes to your model and optimizer through hooks: activation
         statistics on the first forward pass, finite gradients and the update/weight ratio
-        at optimizer steps. A probe that fails raises ``TrialStopped`` from the hook. The
-        model's weights after the last epoch are kept for the best trials
+        at optimizer steps. A probe that fails raises ``TrialStopped`` from the hook. Call
+        it once per model a trial trains (a GAN's generator and discriminator, an actor and
+        a critic); without an optimizer (weights updated by hand) the checks that need none
+        run. The first model's weights after the last epoch are kept for the best trials
         (``sweeper.load_best_model``)."""
-        self._model = model
+        if self._model is None:
+            self._model = model
         if watchdog.current() is not None:  # an evaluation is progress too, not only steps
             self._beats.append(model.register_forward_hook(lambda *_: watchdog.beat()))
         if self._monitor is not None:

@@ -246,3 +246,90 @@ def test_local_trial_runs_the_checks_a_study_would_and_stops_a_broken_loop() -> 
     unchecked = sweeper.Trial({"lr": 0.05}, epochs=3, checks=False)
     _local_fit(zero_grad=False)(unchecked.params, unchecked)  # nothing stops it
     assert len(unchecked.history) == 3 and unchecked.findings == []
+
+
+def _gan_fit(g_zero_grad: bool) -> Any:
+    import torch
+    import torch.nn.functional as F
+    from torch import nn
+
+    def fit(params: dict[str, Any], trial: Any) -> None:
+        torch.manual_seed(0)
+        real = torch.randn(256, 2) * 0.5 + 2.0
+        gen = nn.Sequential(nn.Linear(4, 32), nn.ReLU(), nn.Linear(32, 2))
+        disc = nn.Sequential(nn.Linear(2, 32), nn.ReLU(), nn.Linear(32, 1))
+        g_opt = torch.optim.Adam(gen.parameters(), lr=params["lr"])
+        d_opt = torch.optim.Adam(disc.parameters(), lr=params["lr"])
+        trial.watch(gen, g_opt)
+        trial.watch(disc, d_opt)
+        for _ in range(trial.epochs):
+            for xb in real.split(32):
+                fake = gen(torch.randn(len(xb), 4))
+                d_loss = F.binary_cross_entropy_with_logits(
+                    disc(torch.cat([xb, fake.detach()])),
+                    torch.cat([torch.ones(len(xb), 1), torch.zeros(len(xb), 1)]),
+                )
+                d_opt.zero_grad()
+                d_loss.backward()
+                d_opt.step()
+                g_loss = F.binary_cross_entropy_with_logits(disc(fake), torch.ones(len(xb), 1))
+                if g_zero_grad:  # the bug: the generator's gradients summed over steps
+                    g_opt.zero_grad()
+                g_loss.backward()
+                g_opt.step()
+            trial.report({"d_loss": float(d_loss), "g_loss": float(g_loss)})
+
+    return fit
+
+
+def test_two_watched_models_are_each_checked_and_the_first_ones_bug_is_named() -> None:
+    """A GAN: the generator is watched first, the discriminator second; a forgotten
+    zero_grad on the generator is still named (a second watch used to replace the first)."""
+    import sweeper
+
+    healthy = sweeper.Trial({"lr": 1e-3}, epochs=3)
+    _gan_fit(g_zero_grad=True)(healthy.params, healthy)
+    assert len(healthy.history) == 3
+    assert not [f for f in healthy.findings if f.verdict == "fail"], healthy.findings
+
+    broken = sweeper.Trial({"lr": 1e-3}, epochs=3)
+    with pytest.raises(sweeper.TrialStopped) as stop:
+        _gan_fit(g_zero_grad=False)(broken.params, broken)
+    assert stop.value.reason.startswith("grad_not_zeroed"), stop.value.reason
+
+
+def test_weights_updated_by_hand_are_still_watched_for_their_layers() -> None:
+    import torch
+    import torch.nn.functional as F
+    from torch import nn
+
+    import sweeper
+
+    def fit(params: dict[str, Any], trial: Any) -> None:
+        torch.manual_seed(0)
+        x, y = torch.randn(512, 8), torch.randn(512, 1)
+        model = nn.Sequential(nn.Linear(8, 64), nn.ReLU(), nn.Linear(64, 1))
+        trial.watch(model)  # no optimizer: p.data updated by hand below
+        for _ in range(trial.epochs):
+            for xb, yb in zip(x.split(32), y.split(32), strict=True):
+                loss = F.mse_loss(model(xb), yb)
+                model.zero_grad()
+                loss.backward()
+                trial.step(loss)
+                with torch.no_grad():
+                    for p in model.parameters():
+                        p -= params["lr"] * p.grad
+            trial.report({"train_loss": float(loss)})
+
+    ok = sweeper.Trial({"lr": 0.01}, epochs=2)
+    fit(ok.params, ok)
+    assert len(ok.history) == 2 and not [f for f in ok.findings if f.verdict == "fail"]
+    diverging = sweeper.Trial({"lr": 5.0}, epochs=2)
+    with pytest.raises(sweeper.TrialStopped) as stop:
+        fit(diverging.params, diverging)
+    assert stop.value.reason.split(":")[0] in (
+        "nonfinite_loss",
+        "loss_growth",
+        "nonfinite_activation",
+        "activation_explosion",
+    ), stop.value.reason
