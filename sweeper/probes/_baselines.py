@@ -95,6 +95,7 @@ def short_fit_vs_baseline(ctx: Context) -> Finding:
     s = ctx.settings
     run, before = short_fit(ctx)
     metrics = evaluate(run)
+    half = ctx.cache.get("short_fit_half", {})
     got_loss = metrics["val_loss"]
     done = f"after {run.steps} steps"
     if ctx.kind == "custom":
@@ -132,6 +133,23 @@ def short_fit_vs_baseline(ctx: Context) -> Finding:
         inconclusive = ctx.per_element
     if ok:
         return Finding("short_fit_vs_baseline", "pass", measured, expected)
+    # still learning: validation better at the end than half-way through, and already above
+    # the trivial baseline (a slow model at a low lr, not labels that do not fit the inputs)
+    learning = (
+        "val_loss" in half
+        and got_loss < 0.97 * half["val_loss"]
+        and (ctx.kind in ("custom", "regression") or metrics.get("val_accuracy", 0) > majority)
+    )
+    if learning:
+        return Finding(
+            "short_fit_vs_baseline",
+            "pass",
+            measured,
+            expected,
+            f"still learning {done}: validation loss fell from {half['val_loss']:.4g} "
+            f"half-way to {got_loss:.4g}, above the baseline but not yet past it by the "
+            "margin; a slow start (a low lr), not labels that miss the inputs",
+        )
     if inconclusive:
         return Finding(
             "short_fit_vs_baseline",
@@ -146,10 +164,108 @@ def short_fit_vs_baseline(ctx: Context) -> Finding:
         "fail",
         measured,
         expected,
-        "a short fit does not beat the trivial baseline on validation: labels are "
-        "probably misaligned with the inputs (shuffled X and y separately, or a join "
-        "on the wrong key)",
+        "a short fit does not beat the trivial baseline on validation: " + _why_not(ctx, run),
     )
+
+
+def _why_not(ctx: Context, run: Run) -> str:
+    """The likeliest cause of a short fit that does not beat the baseline, from what the gate
+    can see, before blaming the labels: the training loss did not move (lr, schedule,
+    optimizer, weight decay); the validation inputs are scaled unlike the training inputs;
+    one class dominates an unweighted loss. Misaligned labels when none of these shows."""
+    moved, shrank = ctx.cache.get("short_fit_weights", (math.nan, math.nan))
+    lr = float(run.params.get("lr", math.nan))
+    decay = float(run.params.get("weight_decay", 0.0) or 0.0)
+    peak = max(float(g.get("initial_lr", g["lr"])) for g in run.optimizer.param_groups)
+    end = max(float(g["lr"]) for g in run.optimizer.param_groups)
+    if peak > 0 and end < 0.01 * peak:
+        return (
+            f"the lr schedule is at {end:.2g} (from {peak:.2g}) after {run.steps} steps: it "
+            "decays to 0 long before training ends (a scheduler stepped per batch with "
+            "per-epoch settings, or too few total steps); step it per epoch or set its "
+            "length in steps"
+        )
+    if math.isfinite(moved) and moved < 1e-3:
+        return (
+            f"the weights barely moved (|ΔW|/|W| = {moved:.2g} over the fit), so the model "
+            f"did not train, whatever the labels: an lr too low (lr {lr:.3g}) or an "
+            "optimizer holding other parameters than the model's"
+        )
+    faster = _at_higher_lr(ctx, run)
+    if faster is not None:
+        return (
+            f"the same fit at lr {faster[0]:.3g} reaches val loss {faster[1]:.4g} against "
+            f"{evaluate(run)['val_loss']:.4g} at lr {lr:.3g}: the lr is too low for this "
+            "model, not the labels; raise it (lr_range_test gives the range)"
+        )
+    if math.isfinite(shrank) and shrank < 0.8 and decay > 0:
+        return (
+            f"weight decay {decay:g} shrinks the weights to {shrank:.0%} of their size "
+            "within the fit, faster than the data can move them: lower weight_decay "
+            "(1e-4 to 1e-2 is usual; AdamW's decoupled decay is scaled by the lr)"
+        )
+    shift = _scale_shift(ctx)
+    if shift is not None and shift > 3.0:
+        return (
+            f"the validation inputs are scaled unlike the training inputs (their features sit "
+            f"{shift:.1f} training standard deviations off on average): standardize the "
+            "validation split with the training split's statistics"
+        )
+    majority = 0.0
+    if ctx.kind not in ("custom", "regression"):
+        _, majority, _ = _label_baselines(ctx)
+    if majority >= 0.8:
+        return (
+            f"one class holds {majority:.0%} of the labels and the loss is unweighted, so "
+            "predicting it is the easy minimum: weight the loss by class (or resample) and "
+            "judge by a metric that sees the small classes"
+        )
+    return (
+        "the weights move and a higher lr does no better on validation: labels are "
+        "probably misaligned with the inputs (shuffled X and y separately, or a join on the "
+        "wrong key)"
+    )
+
+
+def _at_higher_lr(ctx: Context, run: Run) -> tuple[float, float] | None:
+    """(lr, validation loss) of the same short fit at 10x, then 100x the lr (at most 1),
+    the first clearly better than the reference fit (below 0.9x its validation loss); else
+    None. Labels that do not fit the inputs do not get better on validation at a higher lr,
+    they are memorised faster."""
+    lr = float(run.params.get("lr", 0.0) or 0.0)
+    if not lr or not math.isfinite(lr):
+        return None
+    base = evaluate(run)["val_loss"]
+    for factor in (10, 100):
+        if lr * factor > 1.0:
+            break
+        params = {**run.params, "lr": factor * lr}
+        fast = start_run(ctx.task, ctx.data, params, ctx.device, seed=ctx.seed)
+        while fast.steps < run.steps:
+            taken = fast.steps
+            loss = train_epoch(fast, max_steps=run.steps - fast.steps)
+            if not math.isfinite(loss) or fast.steps == taken:
+                return None  # diverged: a higher lr is no better
+        got = evaluate(fast)["val_loss"]
+        if math.isfinite(got) and got < 0.9 * base:
+            return factor * lr, got
+    return None
+
+
+def _scale_shift(ctx: Context) -> float | None:
+    """How far the validation features' means sit from the training features', in training
+    standard deviations (median over the features), or None for non-float inputs."""
+    x_tr, _ = ctx.data.train.head(2048)
+    x_va, _ = ctx.data.val.head(2048)
+    if not (isinstance(x_tr, torch.Tensor) and x_tr.is_floating_point()) or x_tr.ndim < 2:
+        return None
+    assert isinstance(x_va, torch.Tensor)
+    a, b = x_tr.reshape(len(x_tr), -1).float(), x_va.reshape(len(x_va), -1).float()
+    sd = a.std(0)
+    keep = sd > 1e-6
+    if not bool(keep.any()) or len(a) < 2:
+        return None
+    return float(((b.mean(0) - a.mean(0)).abs()[keep] / sd[keep]).median())
 
 
 def short_fit(ctx: Context) -> tuple[Run, dict[str, float]]:
@@ -161,11 +277,25 @@ def short_fit(ctx: Context) -> tuple[Run, dict[str, float]]:
         params["batch_size"] = min(int(params.get("batch_size", 64)), 128)
         run = start_run(ctx.task, ctx.data, params, ctx.device, seed=ctx.seed)
         before = evaluate(run) if ctx.kind == "custom" else {}
+        weights = [p.detach().clone() for p in run.model.parameters() if p.ndim >= 2]
         while run.steps < steps:
             taken = run.steps
-            loss = train_epoch(run, max_steps=steps - run.steps)
+            goal = steps // 2 if run.steps < steps // 2 else steps
+            loss = train_epoch(run, max_steps=goal - run.steps)
+            if run.steps >= steps // 2 and "short_fit_half" not in ctx.cache:
+                ctx.cache["short_fit_half"] = evaluate(run)
             if not math.isfinite(loss) or run.steps == taken:
                 break
+        after = [p.detach() for p in run.model.parameters() if p.ndim >= 2]
+        if weights and len(after) == len(weights):
+            size = math.sqrt(sum(float(w.float().pow(2).sum()) for w in weights)) or 1.0
+            moved = math.sqrt(
+                sum(
+                    float((a - w).float().pow(2).sum()) for a, w in zip(after, weights, strict=True)
+                )
+            )
+            now = math.sqrt(sum(float(a.float().pow(2).sum()) for a in after))
+            ctx.cache["short_fit_weights"] = (moved / size, now / size)
         ctx.cache["short_fit"] = (run, before)
     return ctx.cache["short_fit"]
 

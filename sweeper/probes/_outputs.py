@@ -173,12 +173,21 @@ def output_range(ctx: Context) -> Finding:
                 "before cross_entropy, which applies its own; remove the softmax and return "
                 "raw logits",
             )
-        if in_unit:
+        if in_unit and zeros >= 0.2:
             return _range_fail(
                 measured,
                 expected,
-                "every output is in [0, 1]: a sigmoid (or similar) squashes the logits "
-                "before cross_entropy; return raw logits",
+                f"no output is negative and {zeros:.0%} are exactly 0: a ReLU on the logits, "
+                "so a class can never be pushed below the others' floor; remove the ReLU "
+                "and return raw logits",
+            )
+        if in_unit:
+            what = "a sigmoid" if lo > 0 and hi < 1 else "an activation bounded to [0, 1]"
+            return _range_fail(
+                measured,
+                expected,
+                f"every output is in [0, 1]: {what} squashes the logits before "
+                "cross_entropy; remove it and return raw logits",
             )
         lse = torch.logsumexp(out, dim=1)
         if hi <= 0 and bool((lse.abs() < 1e-3).all()):
