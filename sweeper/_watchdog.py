@@ -115,8 +115,16 @@ class Watchdog:
     write to. One per runner process (`install`)."""
 
     def __init__(
-        self, path: Path, floor_s: float = 60.0, factor: float = 20.0, fixed_s: float | None = None
+        self,
+        path: Path,
+        floor_s: float = 60.0,
+        factor: float = 20.0,
+        fixed_s: float | None = None,
+        on_hang: Any = None,
     ) -> None:
+        """`on_hang(dump)`: what ends the process once the dump is written (default: SIGKILL
+        of the process and its children, for the driver to read the dump)."""
+        self.on_hang = on_hang
         self.path = path
         self.floor_s = floor_s
         self.factor = factor
@@ -205,6 +213,9 @@ class Watchdog:
             stacks,
         ]
         self.write("\n".join(head))
+        if self.on_hang is not None:
+            dump = parse_dump("\n".join(head), self.path)
+            self.on_hang(dump)
         end_process_tree()
 
     def write(self, text: str) -> None:
@@ -260,7 +271,12 @@ def pause() -> None:
 
 
 def install(
-    folder: Path, key: str, floor_s: float, factor: float, fixed_s: float | None
+    folder: Path,
+    key: str,
+    floor_s: float,
+    factor: float,
+    fixed_s: float | None,
+    on_hang: Any = None,
 ) -> Watchdog:
     """The process's watchdog, dumping to `folder/runner-<key>-<pid>.txt`: faulthandler on,
     `os._exit` wrapped, a step hook on every optimizer."""
@@ -268,7 +284,7 @@ def install(
     if _WATCHDOG is not None:
         return _WATCHDOG
     path = Path(folder) / f"runner-{key}-{os.getpid()}.txt"
-    _WATCHDOG = Watchdog(path, floor_s, factor, fixed_s)
+    _WATCHDOG = Watchdog(path, floor_s, factor, fixed_s, on_hang)
     _wrap_exit(_WATCHDOG)
     try:
         from torch.optim.optimizer import register_optimizer_step_post_hook

@@ -41,3 +41,37 @@ def test_cli_probe_json_pass_and_fail(tmp_path: Path) -> None:
     assert as_json.returncode == 3
     assert json.loads(as_json.stdout)["verdict"] == "fail"  # the task's print went to stderr
     assert "number of parameters" in as_json.stderr
+
+
+def test_cli_probe_forward_that_never_returns_ends_with_the_users_line(tmp_path: Path) -> None:
+    """`sweeper probe` runs the gate in its own process under the same watchdog as a runner:
+    a forward that never returns ends the command (exit 2) naming the user's line."""
+    import re
+
+    (tmp_path / "stuck.py").write_text(
+        textwrap.dedent("""
+        import time
+        from torch import nn
+        from sweeper.examples.digits import mlp_task
+
+        class Stuck(nn.Module):
+            def __init__(self, inner):
+                super().__init__()
+                self.inner = inner
+
+            def forward(self, x):
+                while True:
+                    time.sleep(0.05)
+
+        def task():
+            t = mlp_task()
+            inner = t.build_model
+            t.build_model = lambda p: Stuck(inner(p))
+            return t
+    """)
+    )
+    write_study(tmp_path, name="stuck", task="stuck:task", extra="probes: {watchdog_s: 3}\n")
+    out = run_cli("probe", "stuck.yaml", cwd=tmp_path, timeout=120)
+    assert out.returncode == 2, out.stdout + out.stderr
+    assert "the study gate hung" in out.stderr
+    assert re.search(r"stuck\.py:\d+ in forward", out.stderr), out.stderr
