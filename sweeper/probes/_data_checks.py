@@ -52,6 +52,16 @@ def labels_in_range(ctx: Context) -> Finding:
             if yf.numel() == 0:
                 continue
         seen += [float(yf.min().item()), float(yf.max().item())]
+        if ctx.kind == "binary" and _multilabel_shaped(ctx, y):
+            return Finding(
+                "labels_in_range",
+                "fail",
+                f"targets of shape {tuple(y.shape)} for inputs of one row each",
+                "one 0/1 target per sample (or per position of a sequence)",
+                f"each sample has {y.shape[1]} separate 0/1 targets, as in a multi-label "
+                "task, but the task says kind='binary': declare kind='multilabel' (the "
+                "probes, the metrics and the chance levels then count per label)",
+            )
         if ctx.kind in ("binary", "multilabel"):
             if not torch.all((yf == 0) | (yf == 1)):
                 return Finding(
@@ -87,6 +97,15 @@ def labels_in_range(ctx: Context) -> Finding:
         [min(seen), max(seen)] if seen else "every target is -100 (ignored)",
         f"labels in [0, {hi}]" if ctx.kind == "multiclass" else "{0, 1}",
     )
+
+
+def _multilabel_shaped(ctx: Context, y: torch.Tensor) -> bool:
+    """(N, K) targets, K > 1, for plain feature rows (N, F): K labels per sample. Targets
+    per position need sequence inputs (token ids, or (N, T, F)), which this is not."""
+    if y.ndim != 2 or y.shape[1] < 2:
+        return False
+    x, _ = ctx.data.train.head(2)
+    return isinstance(x, torch.Tensor) and x.is_floating_point() and x.ndim == 2
 
 
 def _float_leaves(x: Inputs) -> list[tuple[str, torch.Tensor]]:

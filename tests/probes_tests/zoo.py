@@ -524,8 +524,26 @@ def labels_cast_to_one_class() -> Task:
     )
 
 
+def multilabel_declared_binary() -> Task:
+    """Four yes/no labels per digit (even, > 4, prime, round) declared kind="binary"."""
+    x_tr, x_va, y_tr, y_va = digits_split()
+
+    def sets(y: np.ndarray) -> np.ndarray:
+        cols = [y % 2 == 0, y > 4, np.isin(y, [2, 3, 5, 7]), np.isin(y, [0, 6, 8, 9])]
+        return np.stack(cols, axis=1).astype(np.float32)
+
+    return Task(
+        build_model=lambda p: nn.Sequential(nn.Linear(64, 64), nn.ReLU(), nn.Linear(64, 4)),
+        train=(x_tr, sets(y_tr)),
+        val=(x_va, sets(y_va)),
+        loss=nn.BCEWithLogitsLoss(),
+        kind="binary",
+    )
+
+
 # case -> the probe that must name its cause
 BROKEN: dict[Callable[[], Task], str] = {
+    multilabel_declared_binary: "labels_in_range",
     labels_scaled_with_pixels: "labels_in_range",
     labels_cast_to_one_class: "class_balance",
     unnormalized_inputs: "data_scale",
