@@ -121,10 +121,13 @@ class Watchdog:
         factor: float = 20.0,
         fixed_s: float | None = None,
         on_hang: Any = None,
+        faults: bool = True,
     ) -> None:
         """`on_hang(dump)`: what ends the process once the dump is written (default: SIGKILL
-        of the process and its children, for the driver to read the dump)."""
+        of the process and its children, for the driver to read the dump). `faults`: also
+        the file faulthandler writes to when the process dies of a signal."""
         self.on_hang = on_hang
+        self.closed = False
         self.path = path
         self.floor_s = floor_s
         self.factor = factor
@@ -138,7 +141,8 @@ class Watchdog:
         self._file: TextIO | None = None
         path.parent.mkdir(parents=True, exist_ok=True)
         self._file = open(path, "w", encoding="utf-8")  # kept open: faulthandler writes to it
-        faulthandler.enable(file=self._file, all_threads=True)
+        if faults:
+            faulthandler.enable(file=self._file, all_threads=True)
         self._thread = threading.Thread(target=self._run, name=_THREAD_NAME, daemon=True)
         self._thread.start()
 
@@ -186,15 +190,21 @@ class Watchdog:
         return f"the floor probes.watchdog_floor_s = {self.floor_s:g}; probes.watchdog_s sets it"
 
     # -- the watchdog's thread ---------------------------------------------------------------
+    def close(self) -> None:
+        """Stop watching for good (the thread ends; the dump file is closed)."""
+        self.closed = True
+        self.disarm()
+        self._wake.set()
+
     def _run(self) -> None:
-        while True:
+        while not self.closed:
             if not self.what or self.paused:
                 self._wake.wait(timeout=5.0)  # woken by arm; the timeout only re-checks
                 self._wake.clear()
                 continue
             silent = time.monotonic() - self.last
             bound = self.bound()
-            if silent < bound:
+            if silent < bound or self.closed:
                 self._wake.wait(timeout=bound - silent + 0.05)
                 self._wake.clear()
                 continue

@@ -189,7 +189,15 @@ def test_gate_forward_that_never_returns_is_ended_by_the_watchdog_with_the_users
 def test_watchdog_bound_comes_from_the_longest_silence_measured_with_a_floor(
     tmp_path: Path,
 ) -> None:
-    w = watchdog.Watchdog(tmp_path / "w.txt", floor_s=5.0, factor=10.0)
+    # the bound's arithmetic, with the watchdog's thread stopped first: a live one would end
+    # this process when the test moves its clock back
+    w = watchdog.Watchdog(tmp_path / "w.txt", floor_s=5.0, factor=10.0, faults=False)
+    w.close()
+    w._thread.join(timeout=10)
+    assert not w._thread.is_alive()
+    fixed = watchdog.Watchdog(tmp_path / "f.txt", 5.0, 10.0, fixed_s=7.0, faults=False)
+    fixed.close()
+    assert fixed.bound() == 7.0
     w.arm("trial 0")
     assert w.bound() == 5.0  # nothing measured yet: the floor
     w.last -= 30.0  # the warm-up (build, first forward) is not a step
@@ -202,7 +210,6 @@ def test_watchdog_bound_comes_from_the_longest_silence_measured_with_a_floor(
     w.last -= 100.0  # waiting on the driver is not silence
     w.beat()
     assert w.bound() == pytest.approx(20.0, rel=0.05)
-    assert watchdog.Watchdog(tmp_path / "f.txt", 5.0, 10.0, fixed_s=7.0).bound() == 7.0
 
 
 def test_faulthandler_dump_names_the_users_innermost_frame(tmp_path: Path) -> None:
