@@ -28,6 +28,7 @@ COMPARISONS = {
     "cluster_sim": "9. Simulated cluster (one driver, sleeping trials)",
     "trial_monitor": "10. Trial monitor overhead",
     "plots": "11. Gate plots: own SVG writer vs matplotlib",
+    "watchdog_cost": "12. Watchdog cost (armed vs none)",
 }
 NEEDS_RAY = {"overhead", "gate_savings", "search_quality"}
 

@@ -210,9 +210,10 @@ def _start_workers(
 
 
 def logs_folder(store: Store, spec: Definition) -> Path:
-    """Where the study's workers leave their last words (a hang's or a crash's stacks): the
-    store's artifacts folder, under logs/<study name>/."""
-    return (store.artifacts / "logs" / spec.name).resolve()
+    """Where the study's workers leave their last words (a hang's or a crash's stacks):
+    sweeper-logs/<study name>/ beside the store's artifacts folder (which holds only
+    checkpoints, weights and plots)."""
+    return (store.artifacts.parent / "sweeper-logs" / spec.name).resolve()
 
 
 def _open_and_recover(

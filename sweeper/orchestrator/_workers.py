@@ -123,3 +123,8 @@ class Workers:
                         path.unlink()
                 except OSError:
                     pass
+            for folder in (self.dumps, self.dumps.parent):  # nothing to read: nothing left
+                try:
+                    folder.rmdir()
+                except OSError:
+                    break

@@ -28,9 +28,9 @@ def _study(tmp_path: Path, name: str, budget: str, extra: str = "", **replace: s
     return path
 
 
-def _run(tmp_path: Path, path: Path, env: dict[str, str] | None = None) -> str:
+def _run(tmp_path: Path, path: Path, env: dict[str, str] | None = None, code: int = 0) -> str:
     out = run_here("run", path.name, "--plain", cwd=tmp_path, env=env)
-    assert out.returncode == 0, out.stdout[-4000:] + out.stderr[-4000:]
+    assert out.returncode == code, out.stdout[-4000:] + out.stderr[-4000:]
     assert "Traceback" not in out.stdout + out.stderr
     return out.stdout
 
@@ -98,7 +98,9 @@ def test_own_loop_reports_each_epoch_and_probes_stop_a_too_high_lr(tmp_path: Pat
             "probes: {gate: strict}\n": "",
         },
     )
-    _run(hot, path)
+    said = _run(hot, path, code=1)  # no trial completed: an exit that tells the truth
+    assert "no trial completed: the trials were ended by" in said, said
+    assert "sweeper best" not in said  # there is no best to get
     trials = trials_of(f"sqlite:///{hot / 'sweeps.db'}", "own-loop-hot")
     assert [t.state for t in trials] == [TrialState.PRUNED] * 2
     for t in trials:

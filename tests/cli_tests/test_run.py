@@ -241,7 +241,8 @@ def test_run_per_trial_probe_stops_diverging_trials_as_pruned(tmp_path: Path) ->
         extra="probes: {gate: warn, lr_cap: false}\n",
     )
     out = run_here("run", "hot.yaml", "--plain", cwd=tmp_path)
-    assert out.returncode == 0, out.stdout + out.stderr
+    assert out.returncode == 1, out.stdout + out.stderr  # every trial stopped: no best
+    assert "no trial completed: the trials were ended by" in out.stdout, out.stdout
     trials = _trials(tmp_path, "hot")
     assert len(trials) == 3
     for t in trials:

@@ -59,7 +59,14 @@ def test_trial_zoo_has_fifteen_bugs_in_both_loops_and_every_check() -> None:
     both = [n for n, c in BROKEN.items() if not c.own_only]
     assert len(both) >= 15, both
     caught = {check for case in BROKEN.values() for check in case.checks}
-    assert set(TRIAL_CHECKS) <= caught | {"nonfinite_loss", "nonfinite_grad", "loss_growth"}
+    # memory_growth is judged by the runner from the worker's memory at each report, not by
+    # the monitor this zoo drives: its leaking loop and the fixed twin are in test_trial_watch
+    judged_elsewhere = {"memory_growth"}
+    assert set(TRIAL_CHECKS) - judged_elsewhere <= caught | {
+        "nonfinite_loss",
+        "nonfinite_grad",
+        "loss_growth",
+    }
     assert {"nonfinite_loss", "nonfinite_grad", "loss_growth"} & caught
 
 

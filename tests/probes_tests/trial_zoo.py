@@ -353,15 +353,16 @@ BROKEN: dict[str, Case] = {
     "sigmoid_units_saturate": Case(
         lambda: _acts(nn.Sigmoid), ("saturating_units",), params={"lr": 0.1}, warns=True
     ),
-    # one row per step: Adam's steps at lr 5e-3 throw the epoch's loss back up twice (0.30 ->
-    # 0.53, 0.30 -> 0.41 here, well above the 20% the check needs). The first choice (lr 1e-2,
-    # two rows) rose by 6% at most in a fresh install on 2026-12-04, on the same commit that
-    # had passed the day before: the margin here is wide on purpose
+    # one row per step: Adam at lr 4e-3 throws the epoch's loss back up three times in ten
+    # epochs (+93%, +49%, +40% on 2026-12-07, against the 20% the check needs). The chaotic
+    # dynamics of one-row steps move with the machine's kernels: lr 5e-3 over 6 epochs, which
+    # rose 77% and 37% when it was chosen, rose 42% and 18% on this machine (one rise short),
+    # and the neighbours of this choice (3e-3 to 4e-3, 8 to 10 epochs) were flagged too
     "loss_oscillates_with_tiny_batches": Case(
         checks=("loss_oscillation",),
-        params={"lr": 0.005, "batch_size": 1},
+        params={"lr": 0.004, "batch_size": 1},
         warns=True,
-        epochs=6,
+        epochs=10,
     ),
 }
 
