@@ -333,10 +333,12 @@ class Search:
         before = trial.user_attrs.get(attrs.CRASHED)
         if dump is not None and (dump.kind == "hang" or before):
             reason = "hang" if dump.kind == "hang" else "crash"
-            again = f"; trial {trial.user_attrs.get(attrs.RETRY_OF)} with the same params " \
-                f"died before: {before}" if reason == "crash" else ""
-            text = f"{reason}: {dump.describe()}{again}{_fix(reason)}; every thread's " \
-                f"stack: {dump.path}"
+            again = ""
+            if reason == "crash":
+                earlier = trial.user_attrs.get(attrs.RETRY_OF)
+                again = f"; trial {earlier} with the same params died before: {before}"
+            stacks = f"every thread's stack: {dump.path}"
+            text = f"{reason}: {dump.describe()}{again}{_fix(reason)}; {stacks}"
             self.recorder.fail(slot, text, reason=reason)
             return
         if dump is not None:
