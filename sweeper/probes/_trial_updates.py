@@ -61,8 +61,9 @@ class UpdateChecks(MonitorBase):
             if any(bool(g.abs().sum() > 0) for g in grads):
                 why = (
                     "the gradients reach the weights but the step does not apply them: an lr "
-                    "of 0 in the optimizer, a GradScaler that skips every step (inf/nan "
-                    "gradients), or an optimizer stepping copies of the parameters"
+                    "too small to change the weights at their precision, a GradScaler that "
+                    "skips every step (inf/nan gradients), or an optimizer stepping copies "
+                    "of the parameters"
                 )
             elif grads:
                 why = (
