@@ -98,4 +98,3 @@ def _local_checks() -> None:
         return TrialMonitor(Settings(), first_forward=True, epochs=epochs, own_loop=True)
 
     _trial.LOCAL_MONITOR = monitor
-

@@ -142,4 +142,3 @@ def ended_by(note: str) -> str:
         return "a lost worker"
     head = text.split(":", 1)[0].strip()
     return head if head and " " not in head else text[:60]
-

@@ -441,4 +441,3 @@ def _fix(reason: str) -> str:
         ". A crash in native code (an extension, a custom kernel) or an exit the task "
         "calls itself: run the task's fit or forward alone to reproduce it"
     )
-

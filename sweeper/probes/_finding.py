@@ -175,8 +175,7 @@ def fmt(value: Any, digits: int = 3) -> str:
         return f"{value:.{digits}g}"
     if isinstance(value, dict):
         return ", ".join(
-            f"{k} {fmt(v, digits) if v not in (None, [], ()) else 'none'}"
-            for k, v in value.items()
+            f"{k} {fmt(v, digits) if v not in (None, [], ()) else 'none'}" for k, v in value.items()
         )
     if isinstance(value, (list, tuple)) and len(value) > 6:
         return ", ".join(fmt(v, digits) for v in value[:6]) + ", …"

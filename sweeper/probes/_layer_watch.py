@@ -19,6 +19,8 @@ import torch
 from torch import nn
 
 _SATURATING = (nn.Tanh, nn.Sigmoid)
+_MATMUL = (nn.Linear, nn.Bilinear, nn.modules.conv._ConvNd)  # the layers autocast lowers
+_LOW = (torch.float16, torch.bfloat16)
 MASKS = 3  # sampled forwards a unit must be dead (saturated) at, in a row, to count
 MASK_ROWS = 32  # and the rows those forwards must hold together
 
@@ -83,6 +85,10 @@ class LayerWatch:
         self.masks: list[tuple[str, str, torch.Tensor, int]] = []
         self.history: dict[tuple[str, str], deque[tuple[torch.Tensor, int]]] = {}
         self.seconds = 0.0  # hook time (the checks' own time is the monitor's)
+        # per matmul layer of the armed forward: whether autocast was on, the output's dtype
+        # and the weight's; `gaps` the layers a mixed-precision forward left in float32
+        self.precision: list[tuple[str, bool, torch.dtype, torch.dtype | None]] = []
+        self.gaps: list[str] = []
 
     @property
     def armed(self) -> bool:
@@ -94,7 +100,7 @@ class LayerWatch:
         if self.armed:
             return
         self.rows, self.masks, self.seen, self.ptrs = [], [], set(), {}
-        self.measured = {}
+        self.measured, self.precision = {}, []
         for name, module in self.model.named_modules():
             self.handles.append(module.register_forward_hook(self._hook(name or "(model)")))
 
@@ -116,6 +122,16 @@ class LayerWatch:
                 v = next((t.detach() for t in _floating(out) if t.numel()), None)
                 if v is not None:
                     self._measure(name, module, v)
+                    if isinstance(module, _MATMUL):
+                        w = getattr(module, "weight", None)
+                        self.precision.append(
+                            (
+                                name,
+                                torch.is_autocast_enabled(v.device.type),
+                                v.dtype,
+                                w.dtype if isinstance(w, torch.Tensor) else None,
+                            )
+                        )
             self.seconds += time.perf_counter() - t0
 
         return hook
@@ -146,10 +162,20 @@ class LayerWatch:
         stuck = (v.amax(dim=dims) <= lo) | (v.amin(dim=dims) >= hi)
         self.masks.append((name, "saturated", stuck, rows))
 
+    def _precision_gaps(self) -> list[str]:
+        """The matmul layers that ran in float32 (with float32 weights) in a forward whose
+        other matmul layers ran under autocast in half precision: outside the autocast region,
+        or inside it but not lowered."""
+        rows, self.precision = self.precision, []
+        if not any(on and dtype in _LOW for _, on, dtype, _ in rows):
+            return []
+        return [n for n, _, dtype, w in rows if dtype == torch.float32 and w == torch.float32]
+
     def judge(self) -> list[LayerFault]:
         """Disarm, then what the recorded pass shows, in the order the modules finished their
         forward: the first non-finite output, the first exploding one, then dying units."""
         self.disarm()
+        self.gaps = self._precision_gaps()
         for layer, what, mask, n in self.masks:
             hist = self.history.setdefault((layer, what), deque(maxlen=MASK_ROWS))
             if hist and hist[-1][0].shape != mask.shape:

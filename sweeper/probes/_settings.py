@@ -61,7 +61,19 @@ TRIAL_CHECKS: dict[str, str] = {
     "loss_oscillation": "warns: the reported training loss rises by loss_oscillation twice",
     "memory_growth": "warns: the process's memory grows in each of 3 epochs after the first "
     "(20 MB and 2% at least each): a running total of loss tensors keeps every graph",
-    "lr_schedule": "fails: the lr is 0 in every group before the last epoch",
+    "eval_stochastic": "fails: two eval-mode passes over the first evaluated batch differ; "
+    "warns: a forward without gradients runs with Dropout/BatchNorm in train mode",
+    "eval_before_train": "warns: the model ran in eval mode before any train-mode forward, "
+    "which then rewrote a buffer from scratch (an old-style spectral_norm's vectors)",
+    "train_not_called": "fails: the model's own train() freezes layers or sets eval mode, "
+    "and the loop reached its first step without calling it",
+    "frozen_updated": "fails: an optimizer step changed a parameter with requires_grad=False",
+    "unheld_params": "warns: parameters get gradients that the optimizer does not hold "
+    "(a head replaced or layers unfrozen after the optimizer was built)",
+    "autocast_coverage": "warns: matmul layers ran in float32 in a forward whose others ran "
+    "under autocast in half precision",
+    "lr_schedule": "fails: the lr is 0 (a millionth of its peak or less) in every group "
+    "before the last epoch",
     "at_chance": "fails: the reported accuracy and loss at the trivial baseline's and not "
     "improving after chance_after of the epochs, before the last (chance_margin)",
 }

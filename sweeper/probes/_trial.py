@@ -17,16 +17,18 @@ from sweeper.probes._layer_watch import LayerWatch
 from sweeper.probes._settings import Thresholds
 from sweeper.probes._trial_layers import LayerChecks
 from sweeper.probes._trial_metrics import MetricChecks
+from sweeper.probes._trial_modes import ModeChecks
 from sweeper.probes._trial_updates import UpdateChecks
 
 
-class TrialMonitor(UpdateChecks, MetricChecks, LayerChecks):
+class TrialMonitor(UpdateChecks, MetricChecks, LayerChecks, ModeChecks):
     """Watches a whole trial, sampling steps (every `trial_every_early` within the first
     `trial_window` steps, then every `trial_every`); a failed check raises TrialStopped, a
     warning is recorded once per trial. Here: the optimizer's parameters, gradients, train
     mode, zeroing, update ratios and weights that never change, and the loss `trial.step`
-    hands over; with `first_forward`, the activation statistics of the first forward (a
-    `fit`, whose model the trial-start checks could not build).
+    hands over (the train/eval modes, freezing and held parameters: `_trial_modes.py`);
+    with `first_forward`, the activation statistics of the first forward (a `fit`, whose
+    model the trial-start checks could not build).
     """
 
     def __init__(
@@ -83,6 +85,12 @@ class TrialMonitor(UpdateChecks, MetricChecks, LayerChecks):
         # actor and a critic): a monitor each, sharing this one's findings and its stop
         self.others: list[TrialMonitor] = []
         self.parent: TrialMonitor | None = None
+        self.busy = False  # the monitor runs the model itself (a replay, a second eval pass)
+        self.stochastic: list[torch.nn.Module] = []
+        self.trained_forward = False
+        self.eval_checked = False
+        self.cold: dict[str, torch.Tensor] | None = None
+        self.frozen: list[tuple[str, torch.Tensor, torch.Tensor]] = []
 
     def due(self, step: int) -> bool:
         """Whether optimizer step `step` is a sampled one."""
@@ -98,9 +106,7 @@ class TrialMonitor(UpdateChecks, MetricChecks, LayerChecks):
         return step % (max(1, every // 2) if step < self.s.trial_window else every) == 0
 
     # -- wiring ------------------------------------------------------------------------------
-    def watch(
-        self, model: torch.nn.Module, optimizer: torch.optim.Optimizer | None = None
-    ) -> None:
+    def watch(self, model: torch.nn.Module, optimizer: torch.optim.Optimizer | None = None) -> None:
         """Attach to the model and optimizer the trial trains: optimizer step hooks, a hook on the
         inputs, the layer hooks for the first sampled forward (and the first-forward statistics
         in a `fit`); stops a stale optimizer at once. A second model is watched beside the
@@ -116,6 +122,7 @@ class TrialMonitor(UpdateChecks, MetricChecks, LayerChecks):
             return
         self.close(keep_others=True)
         self.model, self.optimizer = model, optimizer
+        self.handles += self._watch_modes(model)
         if optimizer is None:
             self._watch_layers(model)
             return
@@ -172,7 +179,10 @@ class TrialMonitor(UpdateChecks, MetricChecks, LayerChecks):
         if self.first_forward:
             recorder = ActivationRecorder(model)
 
-            def once(*_: Any) -> None:
+            def once(m: torch.nn.Module, *_: Any) -> None:
+                if not m.training:  # an evaluation before training: not the init's statistics
+                    recorder.stds, recorder.gains, recorder.dead = {}, {}, {}
+                    return
                 recorder.remove()
                 handle.remove()
                 self._timed(lambda: self._judge_first_forward(model, recorder))
@@ -333,10 +343,14 @@ class TrialMonitor(UpdateChecks, MetricChecks, LayerChecks):
         if self._nonfinite_now():
             self._replay(step)  # every step: a nan caught before it reaches the weights
             self._check_grads(step)
+        if step == 0:
+            self._check_train_override()
         if self.due(step):
             self._check_grads(step)
             self._check_train_mode(step)
             self._check_zeroed(step)
+            self._judge_unheld()
+            self._fingerprint_frozen()
         self._drop_incoming()
         if 1 <= step <= self.s.update_ratio_steps or (step > 0 and step % self.s.trial_every == 0):
             self.snapshot = self._snapshot()
@@ -344,11 +358,18 @@ class TrialMonitor(UpdateChecks, MetricChecks, LayerChecks):
     def _check_train_mode(self, step: int) -> None:
         """Dropout and BatchNorm in eval mode at an optimizer step: model.train() forgotten
         after an evaluation (a BatchNorm frozen on purpose has no trainable parameters)."""
-        if self.norms and not any(m.training for m in self.norms):
-            kinds = sorted({type(m).__name__ for m in self.norms})
+        # a BatchNorm frozen on purpose (its parameters frozen since watch) does not count
+        norms = [
+            m
+            for m in self.norms
+            if not isinstance(m, torch.nn.modules.batchnorm._BatchNorm)
+            or any(p.requires_grad for p in m.parameters())
+        ]
+        if norms and not any(m.training for m in norms):
+            kinds = sorted({type(m).__name__ for m in norms})
             self._stop(
                 "eval_mode_training",
-                f"{len(self.norms)} {'/'.join(kinds)} modules in eval mode",
+                f"{len(norms)} {'/'.join(kinds)} modules in eval mode",
                 "train mode at optimizer steps",
                 f"optimizer step {step} runs with the model in eval mode ({', '.join(kinds)} "
                 "behave as at inference: no dropout, frozen statistics): call model.train() "
@@ -383,6 +404,8 @@ class TrialMonitor(UpdateChecks, MetricChecks, LayerChecks):
 
     def _after_step(self) -> None:
         self.steps += 1
+        if self.frozen:
+            self._judge_frozen()
         if self.due(self.steps):
             self._gather_incoming()
         if self.snapshot:

@@ -45,6 +45,25 @@ class MonitorBase:
         g = self.optimizer.param_groups[group]
         return float(g.get("initial_lr", g["lr"]))
 
+    def _schedule_ended(self, when: str) -> None:
+        """Stop the trial if every group's lr is 0 or a millionth of its peak or less (a
+        StepLR stepped per batch reaches 1e-60 long before 0), naming `when` it was seen."""
+        if self.optimizer is None:
+            return
+        groups = self.optimizer.param_groups
+        lrs = [float(g["lr"]) for g in groups]
+        peaks = [float(g.get("initial_lr", lr)) for lr, g in zip(lrs, groups, strict=True)]
+        if lrs and all(lr <= 1e-6 * peak for lr, peak in zip(lrs, peaks, strict=True)):
+            self._stop(
+                "lr_schedule",
+                max(lrs),
+                "lr above a millionth of its peak until the last epoch",
+                f"the lr is {max(lrs):.3g} in every parameter group {when}, a millionth of its "
+                "peak or less: the schedule ends too early (T_max / total steps smaller than "
+                "the training, or a per-epoch scheduler such as StepLR stepped every batch), "
+                "so the rest of the trial trains nothing",
+            )
+
     # -- verdicts ------------------------------------------------------------------------------
     def _stop(self, probe: str, measured: Any, expected: str, hint: str) -> None:
         assert probe in TRIAL_CHECKS, probe

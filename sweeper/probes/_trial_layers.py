@@ -38,6 +38,7 @@ class LayerChecks(MonitorBase):
     pending: torch.Tensor | None
     last_input: tuple[Any, Any] | None
     init: str  # the trial's init scheme, as the first-forward findings name it
+    busy: bool
 
     def _check_grads(self, step: int) -> None:
         assert self.optimizer is not None
@@ -84,11 +85,14 @@ class LayerChecks(MonitorBase):
             args, kwargs = self.last_input
             self._check_inputs(step)
             self.layers.arm()
+            self.busy = True
             try:
                 with torch.no_grad():
                     self.model(*args, **kwargs)
             except Exception:  # noqa: BLE001 - a model that cannot replay: the caller names it
                 pass
+            finally:
+                self.busy = False
             self._judge_layers(step, self.layers.judge())
 
     def _check_inputs(self, step: int) -> None:
@@ -108,6 +112,19 @@ class LayerChecks(MonitorBase):
             )
 
     def _judge_layers(self, step: int, faults: list[LayerFault]) -> None:
+        gaps = self.layers.gaps if self.layers is not None else []
+        if gaps:
+            names = ", ".join(gaps[:3]) + (f" and {len(gaps) - 3} more" if len(gaps) > 3 else "")
+            self._warn(
+                "autocast_coverage",
+                names,
+                "every matmul layer of a mixed-precision forward in half precision",
+                f"{names} ran in float32 in a forward whose other layers ran under autocast in "
+                "half precision: called outside the autocast region (or with autocast "
+                "disabled around them), they lose its speed and memory savings; run the "
+                "whole forward and the loss inside torch.autocast (ignore this if a layer is "
+                "kept in float32 on purpose)",
+            )
         for f in faults:
             if f.probe == "nonfinite_activation":
                 self._check_inputs(step)

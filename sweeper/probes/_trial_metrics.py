@@ -34,16 +34,8 @@ class MetricChecks(MonitorBase):
         if name is not None:
             self._check_reported_loss(name, float(metrics[name]))
         if self.optimizer is not None and self.epochs and self.reports < self.epochs - 1:
-            lrs = [float(g["lr"]) for g in self.optimizer.param_groups]
-            if self.steps > 0 and lrs and all(lr == 0 for lr in lrs):
-                self._stop(
-                    "lr_schedule",
-                    0.0,
-                    "lr > 0 until the last epoch",
-                    f"the lr is 0 in every parameter group after epoch {self.reports} of "
-                    f"{self.epochs}: the schedule ends too early (T_max / total steps "
-                    "smaller than the training), so the rest of the trial trains nothing",
-                )
+            if self.steps > 0:
+                self._schedule_ended(f"after epoch {self.reports} of {self.epochs}")
         self._check_chance(metrics)
 
     def _check_reported_loss(self, name: str, value: float) -> None:

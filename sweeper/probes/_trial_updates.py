@@ -55,6 +55,7 @@ class UpdateChecks(MonitorBase):
         still = bool(judged) and all(r == 0 for r in judged) and any(lr > 0 for lr in lrs)
         self.unchanged = self.unchanged + 1 if still else 0
         if self.unchanged >= 3:
+            self._schedule_ended(f"at step {self.steps}, where the weights stopped changing")
             assert self.optimizer is not None
             held = [p for g in self.optimizer.param_groups for p in g["params"] if p.ndim >= 2]
             grads = [p.grad for p in held if p.grad is not None]

@@ -106,4 +106,3 @@ def _first(e: BaseException) -> str:
     cause = e.__cause__ or e
     lines = [ln.strip() for ln in str(getattr(cause, "orig", None) or cause).splitlines()]
     return next((ln for ln in lines if ln), type(e).__name__)
-

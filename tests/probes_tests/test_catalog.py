@@ -20,7 +20,7 @@ def test_gate_probe_names_and_functions_are_the_same_set() -> None:
 def test_every_trial_check_is_named_in_the_monitor_and_every_one_it_raises_is_declared() -> None:
     folder = Path(_gate.__file__).parent
     names = ("_trial.py", "_trial_updates.py", "_trial_layers.py", "_trial_metrics.py")
-    names += ("_layer_watch.py", "_trial_memory.py")
+    names += ("_layer_watch.py", "_trial_memory.py", "_trial_modes.py", "_trial_base.py")
     source = "\n".join((folder / n).read_text() for n in names)
     raised = set(re.findall(r'(?:_stop|_warn|Finding)\(\s*"([a-z_]+)"', source))
     assert raised and raised <= set(TRIAL_CHECKS), raised - set(TRIAL_CHECKS)

@@ -13,6 +13,7 @@ from sweeper.errors import TrialStopped
 from sweeper.probes import Context, TrialMonitor, chance_levels, untrained_loss
 from sweeper.probes._settings import TRIAL_CHECKS
 from sweeper.training import Data, builtin_fit
+from tests.probes_tests.silent_bugs import CASES as SILENT_BUGS
 from tests.probes_tests.trial_zoo import BROKEN, HEALTHY, Case
 
 CPU = torch.device("cpu")
@@ -59,6 +60,8 @@ def test_trial_zoo_has_fifteen_bugs_in_both_loops_and_every_check() -> None:
     both = [n for n, c in BROKEN.items() if not c.own_only]
     assert len(both) >= 15, both
     caught = {check for case in BROKEN.values() for check in case.checks}
+    # the mode, freezing and precision checks are named by the corpus from public reports
+    caught |= {bug.check for bug in SILENT_BUGS.values()}
     # memory_growth is judged by the runner from the worker's memory at each report, not by
     # the monitor this zoo drives: its leaking loop and the fixed twin are in test_trial_watch
     judged_elsewhere = {"memory_growth"}

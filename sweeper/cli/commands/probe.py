@@ -93,4 +93,3 @@ def _watched(settings: Any) -> Any:
     finally:
         w.disarm()
         hook.remove()
-
