@@ -47,8 +47,9 @@ TRIAL_CHECKS: dict[str, str] = {
     "eval_mode_training": "fails: optimizer steps with every Dropout/BatchNorm in eval mode",
     "grad_not_zeroed": "fails: a step applies gradients summed over steps (grad_zeroed_cosine)",
     "weights_unchanged": "fails: three sampled steps in a row change no weight while lr > 0",
-    "update_ratio": "fails: a group's |ΔW|/|W| median off [update_ratio_min, update_ratio_max] "
-    "over the first update_ratio_steps, or one sampled step above update_ratio_spike",
+    "update_ratio": "fails: one sampled step above update_ratio_spike, or a group's |ΔW|/|W| "
+    "median over the first update_ratio_steps below a hundredth of update_ratio_min in every "
+    "group; warns: that median off [update_ratio_min, update_ratio_max]",
     "nonfinite_loss": "fails: a loss handed to trial.step or reported is nan/inf",
     "loss_growth": "fails: the loss grows past loss_growth x its start or the loss at init",
     "nonfinite_grad": "fails: a gradient is nan/inf at a sampled step (the parameter named)",
@@ -294,12 +295,13 @@ class Thresholds(BaseModel):
         default=1e-4,
         gt=0,
         description="weights' change per step over their size: the median over the first "
-        "update_ratio_steps steps below this in every parameter group fails (lr too low)",
+        "update_ratio_steps steps below this in every parameter group warns (lr too low), "
+        "below a hundredth of it fails",
     )
     update_ratio_max: float = Field(
         default=0.1,
         gt=0,
-        description="that median above this in any parameter group fails (lr too high)",
+        description="that median above this in any parameter group warns (lr on the high side)",
     )
     update_ratio_spike: float = Field(
         default=1.0,

@@ -88,8 +88,13 @@ class UpdateChecks(MonitorBase):
 
     def _judge_ratio(self, ratios: list[list[float]]) -> None:
         """For each parameter group, the median over the first steps of the median over its
-        layers of |ΔW| / |W|. Any group too high diverges; too low only if every group is
-        (a fine-tuned backbone with a tiny lr beside a head that learns is fine)."""
+        layers of |ΔW| / |W|. Outside the band it warns: clean pipelines train at 0.13 (a
+        4-weight regression at SGD lr 0.1, pytorch/examples' LSTM at lr 20 clipped) and at
+        2e-6 (an SGD lr 1e-3 mixed-precision recipe), and a real divergence is stopped by the
+        spike, the loss or the layers. A hundredth of the band's floor in every group (an lr
+        of 1e-8, gradients clipped to nothing) trains nothing and stops the trial; too low
+        counts only if every group is (a fine-tuned backbone with a tiny lr beside a head
+        that learns is fine)."""
         groups = range(len(ratios[0]))
         medians = []
         for i in groups:
@@ -102,19 +107,31 @@ class UpdateChecks(MonitorBase):
         expected = f"in [{lo:g}, {hi:g}]"
         high, hi_group = max(judged)
         if high > hi:
-            self._stop(
+            self._warn(
                 "update_ratio",
                 high,
                 expected,
                 f"each step changes the weights of parameter group {hi_group} by {high:.2g} of "
-                f"their size: lr={self._lr(hi_group):.3g} is too high for this setup",
+                f"their size: lr={self._lr(hi_group):.3g} is on the high side for this setup "
+                "(the trial runs on: a divergence is stopped by the loss or the layers)",
             )
-        if 0 < high < lo:
+            return
+        if 0 < high < lo / 100:
             self._stop(
                 "update_ratio",
                 high,
                 expected,
-                f"each step changes the weights by only {high:.2g} of their "
-                f"size: lr={self._lr(hi_group):.3g} is too low to learn within the budget",
+                f"each step changes the weights by only {high:.2g} of their size: "
+                f"lr={self._lr(hi_group):.3g} (after any clipping) trains nothing within "
+                "the budget",
             )
+        if 0 < high < lo:
+            self._warn(
+                "update_ratio",
+                high,
+                expected,
+                f"each step changes the weights by only {high:.2g} of their "
+                f"size: lr={self._lr(hi_group):.3g} learns slowly (the trial runs on)",
+            )
+            return
         self.findings.append(Finding("update_ratio", "pass", high, expected))
