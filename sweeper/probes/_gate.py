@@ -31,7 +31,13 @@ from sweeper.probes._model_checks import (
     gradient_depth,
     gradient_flow,
 )
-from sweeper.probes._outputs import degenerate_output, loss_shapes, output_range, target_scale
+from sweeper.probes._outputs import (
+    degenerate_output,
+    loss_shapes,
+    output_activation_vs_loss,
+    output_range,
+    target_scale,
+)
 from sweeper.probes._overfit import overfit_tiny
 from sweeper.probes._sequence import causal_mask, padding_mask
 from sweeper.probes._settings import GATE_PROBES
@@ -54,6 +60,7 @@ _FUNCTIONS: dict[str, Probe] = {
     "weight_init": weight_init,
     "gradient_depth": gradient_depth,
     "degenerate_output": degenerate_output,
+    "output_activation_vs_loss": output_activation_vs_loss,
     "output_range": output_range,
     "target_scale": target_scale,
     "gradient_flow": gradient_flow,

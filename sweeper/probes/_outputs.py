@@ -146,27 +146,51 @@ def _fail(measured: Any, expected: str, hint: str) -> Finding:
     return Finding("loss_shapes", "fail", measured, expected, hint)
 
 
-def output_range(ctx: Context) -> Finding:
-    """The output's range matches what the loss expects: logits for cross_entropy and BCE with
-    logits, log-probabilities for NLL, probabilities for BCELoss, an unbounded output for a
-    regression whose targets are not."""
+def output_activation_vs_loss(ctx: Context) -> Finding:
+    """The model's last activation fits its loss and its targets: logits for cross_entropy and
+    BCE with logits, log-probabilities for NLL, probabilities for BCELoss; no regression loss
+    on a sigmoid for 0/1 labels, no softmax cross-entropy over multi-label targets, and an
+    output that carries a gradient at all (an argmax in forward does not). A mismatch here is
+    named as that, before output_range judges the output against the targets' range."""
     o = init_outputs(ctx)
-    if not isinstance(o.out, torch.Tensor) or not o.out.is_floating_point():
-        return Finding("output_range", "skip", "the model returns several outputs", "—")
+    if isinstance(o.out, torch.Tensor) and not o.out.is_floating_point():
+        return _mismatch(
+            {"output dtype": str(o.out.dtype)},
+            "a floating output the loss can differentiate",
+            "the model returns integers (an argmax, round or comparison at the end of "
+            "forward): no gradient reaches the weights; return the logits and take the argmax "
+            "only when predicting",
+        )
+    if not isinstance(o.out, torch.Tensor):
+        return Finding(_ACT, "skip", "the model returns several outputs", "—")
+    cut = _gradient_cut(ctx)
+    if cut is not None:
+        return cut
     out, y, name = o.out.float(), o.y.float(), ctx.loss_name
     lo, hi = float(out.min()), float(out.max())
     measured = {"output min": lo, "output max": hi}
     if lo == hi:
-        return Finding("output_range", "skip", f"every output is {lo:.3g}", "see degenerate_output")
+        return Finding(_ACT, "skip", f"every output is {lo:.3g}", "see degenerate_output")
     in_unit = lo >= 0.0 and hi <= 1.0
     zeros = float((out == 0).float().mean())
+    multi = _multilabel_rows(out, y)
+    if name == "cross_entropy" and multi > 0:
+        return _mismatch(
+            {**measured, "rows with several labels": multi},
+            "one class per row for a softmax cross-entropy",
+            f"{multi:.0%} of the target rows hold several 1s (multi-label targets) but "
+            "cross_entropy's softmax spreads one unit of probability over the classes, so "
+            "labels compete; use BCE with logits (loss bce, kind multilabel) and raw logits",
+        )
+    if name in ("l1", "mse") and _zero_one(y):
+        return _regression_loss_on_labels(name, out, measured)
     if name == "cross_entropy" and out.ndim == 2 and out.shape[1] > 1:
         expected = "raw logits (any real values; cross_entropy applies log_softmax itself)"
         sums = out.sum(dim=1)
         if in_unit and bool(((out.sum(dim=0) - 1).abs() < 1e-3).all()):
-            return _range_fail(measured, expected, _OVER_BATCH.format(what="softmax"))
+            return _mismatch(measured, expected, _OVER_BATCH.format(what="softmax"))
         if in_unit and bool(((sums - 1).abs() < 1e-3).all()):
-            return _range_fail(
+            return _mismatch(
                 measured,
                 expected,
                 "the outputs are already probabilities (each row sums to 1): a softmax "
@@ -174,7 +198,7 @@ def output_range(ctx: Context) -> Finding:
                 "raw logits",
             )
         if in_unit and zeros >= 0.2:
-            return _range_fail(
+            return _mismatch(
                 measured,
                 expected,
                 f"no output is negative and {zeros:.0%} are exactly 0: a ReLU on the logits, "
@@ -183,7 +207,7 @@ def output_range(ctx: Context) -> Finding:
             )
         if in_unit:
             what = "a sigmoid" if lo > 0 and hi < 1 else "an activation bounded to [0, 1]"
-            return _range_fail(
+            return _mismatch(
                 measured,
                 expected,
                 f"every output is in [0, 1]: {what} squashes the logits before "
@@ -192,7 +216,7 @@ def output_range(ctx: Context) -> Finding:
         lse = torch.logsumexp(out, dim=1)
         if hi <= 0 and bool((lse.abs() < 1e-3).all()):
             return Finding(
-                "output_range",
+                _ACT,
                 "warn",
                 measured,
                 expected,
@@ -200,11 +224,11 @@ def output_range(ctx: Context) -> Finding:
                 "applies log_softmax again: harmless but redundant; drop the log_softmax, or "
                 "use loss nll",
             )
-        return Finding("output_range", "pass", measured, expected)
+        return Finding(_ACT, "pass", measured, expected)
     if name == "bce":
         expected = "raw logits, negative and positive (BCE with logits applies the sigmoid)"
         if in_unit and zeros < 0.2:
-            return _range_fail(
+            return _mismatch(
                 measured,
                 expected,
                 "every output is in [0, 1]: a sigmoid before BCE-with-logits, which applies "
@@ -212,20 +236,20 @@ def output_range(ctx: Context) -> Finding:
                 "sigmoid and return raw logits",
             )
         if lo >= 0 and zeros >= 0.2:
-            return _range_fail(
+            return _mismatch(
                 measured,
                 expected,
                 f"no output is negative and {zeros:.0%} are exactly 0: a ReLU on the logits, "
                 "so the model can never predict the negative class; remove it",
             )
-        return Finding("output_range", "pass", measured, expected)
+        return Finding(_ACT, "pass", measured, expected)
     if name == "nll" and out.ndim == 2:
         expected = "log-probabilities (log_softmax): each row's logsumexp = 0"
         lse = torch.logsumexp(out, dim=1)
         if bool((lse.abs() < 1e-3).all()):
-            return Finding("output_range", "pass", measured, expected)
+            return Finding(_ACT, "pass", measured, expected)
         if bool((torch.logsumexp(out, dim=0).abs() < 1e-3).all()):
-            return _range_fail(measured, expected, _OVER_BATCH.format(what="log_softmax"))
+            return _mismatch(measured, expected, _OVER_BATCH.format(what="log_softmax"))
         if in_unit and bool(((out.sum(dim=1) - 1).abs() < 1e-3).all()):
             hint = (
                 "the outputs are probabilities (softmax), but NLL expects their log: use "
@@ -236,42 +260,61 @@ def output_range(ctx: Context) -> Finding:
                 "the outputs are raw logits, but NLL expects log-probabilities: add "
                 "log_softmax at the end of the model, or use loss cross_entropy"
             )
-        return _range_fail(measured, expected, hint)
+        return _mismatch(measured, expected, hint)
     if name == "bce_prob":
         expected = "probabilities in [0, 1] (BCELoss takes probabilities)"
         if in_unit:
-            return Finding("output_range", "pass", measured, expected)
-        return _range_fail(
+            return Finding(_ACT, "pass", measured, expected)
+        return _mismatch(
             measured,
             expected,
             "the outputs are raw logits outside [0, 1], but BCELoss expects probabilities: "
             "use BCEWithLogitsLoss (loss bce) on the raw outputs; it is also more stable "
             "than a sigmoid followed by BCELoss",
         )
-    if ctx.kind == "regression":
-        expected = "outputs able to cover the targets' range"
-        below = float((y < 0).float().mean())
-        if lo >= 0 and zeros >= 0.2 and below > 0.05:
-            return _range_fail(
-                measured,
-                expected,
-                f"the output is clipped at 0 ({zeros:.0%} of outputs exactly 0, as after a "
-                f"ReLU) while {below:.0%} of the targets are negative: remove the activation "
-                "on the output layer",
-            )
-        outside = float(((y < 0) | (y > 1)).float().mean())
-        if in_unit and 0 < lo and hi < 1 and outside > 0.05:
-            return _range_fail(
-                measured,
-                expected,
-                f"every output is in (0, 1), as after a sigmoid, while {outside:.0%} of the "
-                "targets lie outside it: remove the sigmoid on the output layer (or scale "
-                "the targets into (0, 1))",
-            )
-        return Finding("output_range", "pass", measured, expected)
     if name == "custom" and ctx.kind == "multiclass":
         return _custom_class_loss(ctx, out, o.y, measured)
-    return Finding("output_range", "skip", f"loss {name!r}: no range rule", "—")
+    return Finding(_ACT, "skip", f"loss {name!r}: judged by output_range", "—")
+
+
+def output_range(ctx: Context) -> Finding:
+    """A regression's output can cover its targets' range: not clipped at 0 (a ReLU) when
+    targets are negative, not squashed into (0, 1) (a sigmoid) when they lie outside it. The
+    output's fit to the loss is output_activation_vs_loss's."""
+    if ctx.kind != "regression" or ctx.loss_name not in ("mse", "l1", "custom"):
+        return Finding("output_range", "skip", "see output_activation_vs_loss", "—")
+    o = init_outputs(ctx)
+    if not isinstance(o.out, torch.Tensor) or not o.out.is_floating_point():
+        return Finding("output_range", "skip", "the model returns several outputs", "—")
+    out, y = o.out.float(), o.y.float()
+    if _zero_one(y):
+        return Finding("output_range", "skip", "0/1 targets: see output_activation_vs_loss", "—")
+    lo, hi = float(out.min()), float(out.max())
+    measured = {"output min": lo, "output max": hi}
+    if lo == hi:
+        return Finding("output_range", "skip", f"every output is {lo:.3g}", "see degenerate_output")
+    in_unit = lo >= 0.0 and hi <= 1.0
+    zeros = float((out == 0).float().mean())
+    expected = "outputs able to cover the targets' range"
+    below = float((y < 0).float().mean())
+    if lo >= 0 and zeros >= 0.2 and below > 0.05:
+        return _range_fail(
+            measured,
+            expected,
+            f"the output is clipped at 0 ({zeros:.0%} of outputs exactly 0, as after a "
+            f"ReLU) while {below:.0%} of the targets are negative: remove the activation "
+            "on the output layer",
+        )
+    outside = float(((y < 0) | (y > 1)).float().mean())
+    if in_unit and 0 < lo and hi < 1 and outside > 0.05:
+        return _range_fail(
+            measured,
+            expected,
+            f"every output is in (0, 1), as after a sigmoid, while {outside:.0%} of the "
+            "targets lie outside it: remove the sigmoid on the output layer (or scale "
+            "the targets into (0, 1))",
+        )
+    return Finding("output_range", "pass", measured, expected)
 
 
 def _custom_class_loss(ctx: Context, out: torch.Tensor, y: torch.Tensor, measured: Any) -> Finding:
@@ -283,13 +326,13 @@ def _custom_class_loss(ctx: Context, out: torch.Tensor, y: torch.Tensor, measure
     expected = "a confident mistake costs more than ln C over a confident right answer"
     dims = [d for d in range(1, out.ndim) if out.shape[d] == c]
     if not dims or y.is_floating_point():
-        return Finding("output_range", "skip", "custom loss: no class dimension found", "—")
+        return Finding(_ACT, "skip", "custom loss: no class dimension found", "—")
     dim = dims[-1] if out.ndim == y.ndim + 1 and dims[-1] == out.ndim - 1 else dims[0]
     probs = bool(((out >= 0) & (out <= 1)).all()) and bool(
         ((out.sum(dim=dim) - 1).abs() < 1e-3).all()
     )
     if not probs:
-        return Finding("output_range", "pass", measured, "logits (the loss's own business)")
+        return Finding(_ACT, "pass", measured, "logits (the loss's own business)")
     labels = y.long().clamp_min(0)
     right = torch.nn.functional.one_hot(labels, c).float().movedim(-1, dim)
     wrong = torch.nn.functional.one_hot((labels + 1) % c, c).float().movedim(-1, dim)
@@ -298,7 +341,7 @@ def _custom_class_loss(ctx: Context, out: torch.Tensor, y: torch.Tensor, measure
         cost = float(loss(wrong, y)) - float(loss(right, y))
     m = {**measured, "confident mistake costs": cost}
     if math.isfinite(cost) and cost < math.log(c):
-        return _range_fail(
+        return _mismatch(
             m,
             expected,
             f"the model outputs probabilities (a softmax) and the loss charges a confident "
@@ -306,7 +349,7 @@ def _custom_class_loss(ctx: Context, out: torch.Tensor, y: torch.Tensor, measure
             "softmax before a loss that applies its own (cross_entropy), or MSE/L1 on "
             "softmax outputs; return raw logits and use cross_entropy",
         )
-    return Finding("output_range", "pass", m, expected)
+    return Finding(_ACT, "pass", m, expected)
 
 
 _OVER_BATCH = (
@@ -317,6 +360,72 @@ _OVER_BATCH = (
 
 def _range_fail(measured: Any, expected: str, hint: str) -> Finding:
     return Finding("output_range", "fail", measured, expected, hint)
+
+
+_ACT = "output_activation_vs_loss"
+
+
+def _mismatch(measured: Any, expected: str, hint: str, verdict: str = "fail") -> Finding:
+    return Finding(_ACT, verdict, measured, expected, hint)
+
+
+def _zero_one(y: torch.Tensor) -> bool:
+    """Whether every target is 0 or 1 (binary labels), with both present."""
+    if y.numel() == 0:
+        return False
+    return bool(((y == 0) | (y == 1)).all()) and y.unique().numel() == 2
+
+
+def _multilabel_rows(out: torch.Tensor, y: torch.Tensor) -> float:
+    """The share of target rows holding several 1s, for 0/1 targets shaped like the output."""
+    if y.ndim != 2 or y.shape != out.shape or y.shape[1] < 2 or not _zero_one(y):
+        return 0.0
+    return float((y.sum(dim=1) >= 2).float().mean())
+
+
+def _regression_loss_on_labels(name: str, out: torch.Tensor, measured: Any) -> Finding:
+    """MAE/MSE on 0/1 labels: on a sigmoid, a confident mistake gets almost no gradient."""
+    expected = "a log-loss (BCE with logits) for 0/1 labels"
+    lo, hi = float(out.min()), float(out.max())
+    squashed = 0 < lo and hi < 1
+    what = "MAE (l1)" if name == "l1" else "MSE"
+    if squashed:
+        return _mismatch(
+            measured,
+            expected,
+            f"{what} on a sigmoid output for 0/1 labels: where the sigmoid saturates on the "
+            "wrong side, its gradient vanishes and a confident mistake is barely corrected; "
+            "return raw logits and use loss bce (BCE with logits)",
+            "fail" if name == "l1" else "warn",
+        )
+    return _mismatch(
+        measured,
+        expected,
+        f"{what} on 0/1 labels: a regression loss for a classification; use loss bce "
+        "(BCE with logits) on raw logits, and kind binary",
+        "warn",
+    )
+
+
+def _gradient_cut(ctx: Context) -> Finding | None:
+    """A fresh model's output, in train mode with gradients on, must depend on its weights:
+    an argmax, round or .detach() in forward cuts every gradient."""
+    torch.manual_seed(ctx.seed)
+    model = build_model(ctx.task, {**ctx.params, "dropout": 0.0}, ctx.device)
+    if not any(p.requires_grad for p in model.parameters()):
+        return None
+    x, _ = ctx.data.train.head(8)
+    with torch.enable_grad():
+        out = forward(model, x)
+    if isinstance(out, torch.Tensor) and out.is_floating_point() and not out.requires_grad:
+        return _mismatch(
+            {"output requires grad": False},
+            "an output that depends on the trainable weights",
+            "the model's output carries no gradient: an argmax, round, comparison, .detach() "
+            "or .data at the end of forward (or torch.no_grad around it) cuts it, so no "
+            "weight can learn; return the logits and take the argmax only when predicting",
+        )
+    return None
 
 
 def target_scale(ctx: Context) -> Finding:

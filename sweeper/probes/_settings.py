@@ -24,6 +24,7 @@ GATE_PROBES = (
     "weight_init",
     "gradient_depth",
     "degenerate_output",
+    "output_activation_vs_loss",
     "output_range",
     "target_scale",
     "gradient_flow",

@@ -27,10 +27,10 @@ def test_probe_softmax_before_cross_entropy_is_the_root_cause_and_overfit_follow
     task.build_model = lambda p: nn.Sequential(build(p), nn.Softmax(dim=-1))
     report = sweeper.probe(task)
     root = report.root_cause
-    assert root is not None and root.probe == "output_range"
+    assert root is not None and root.probe == "output_activation_vs_loss"
     assert "softmax" in root.hint and "probabilities" in root.hint
     f = report["overfit_tiny"]  # the symptom still says what it saw, marked as following
-    assert f.verdict == "fail" and f.cause == "output_range"
+    assert f.verdict == "fail" and f.cause == "output_activation_vs_loss"
     assert f.measured["loss"] == pytest.approx(np.log(np.e + 9) - 1, abs=0.1)
 
 
@@ -45,14 +45,14 @@ def test_probe_unnormalized_inputs_fail_init_loss_as_a_consequence_of_data_scale
     assert "normalized" in f.hint
 
 
-def test_probe_raw_logits_into_nll_named_by_the_output_range() -> None:
+def test_probe_raw_logits_into_nll_named_by_the_output_activation_vs_loss() -> None:
     task = mlp_task()
     task.loss = "nll"
     report = sweeper.probe(task)
     root = report.root_cause
-    assert root is not None and root.probe == "output_range"
+    assert root is not None and root.probe == "output_activation_vs_loss"
     assert "log_softmax" in root.hint
-    assert report["init_loss"].cause == "output_range"
+    assert report["init_loss"].cause == "output_activation_vs_loss"
 
 
 def test_probe_thresholds_are_the_settings_the_probes_use() -> None:
@@ -85,22 +85,22 @@ def test_one_gate_table_model_rendered_by_the_cli_the_dashboard_and_the_html() -
     task.build_model = lambda p: nn.Sequential(build(p), nn.Softmax(dim=-1))
     report = sweeper.probe(task)
     model = report.table()
-    assert model.roots[0][0] == "output_range"
+    assert model.roots[0][0] == "output_activation_vs_loss"
     follows = next(r for r in model.rows if r.probe == "overfit_tiny")
-    assert follows.hint.startswith("follows from output_range")
+    assert follows.hint.startswith("follows from output_activation_vs_loss")
     back = Report.from_dict(report.to_dict()).table()  # stored and read back: the same table
     assert (back.verdict, back.roots, back.rows) == (model.verdict, model.roots, model.rows)
 
     note = gate_note(report)
-    root_at, table_at = note.index("**Root cause: output_range**"), note.index("| probe |")
+    root_at, table_at = note.index("**Root cause: output_activation_vs_loss**"), note.index("| probe |")
     assert root_at < table_at
-    assert "follows from output_range" in note  # overfit_tiny's row
+    assert "follows from output_activation_vs_loss" in note  # overfit_tiny's row
     console = Console(width=100, record=True)
     console.print(gate_table(report))
     text = console.export_text()
-    assert text.index("Root cause: output_range") < text.index("overfit_tiny")
+    assert text.index("Root cause: output_activation_vs_loss") < text.index("overfit_tiny")
     assert "{'" not in text and "['" not in text  # no dict or list reprs
     html = _gate_section(report.to_dict())
-    assert "follows from output_range" in html  # the HTML shows the same hint text
+    assert "follows from output_activation_vs_loss" in html  # the HTML shows the same hint text
     for row in model.rows:
         assert row.probe in html and row.probe in note

@@ -541,6 +541,64 @@ def multilabel_declared_binary() -> Task:
     )
 
 
+# -- a last activation that does not fit the loss: named as that mismatch, first ------------------
+def mae_on_sigmoid_binary() -> Task:
+    # MAE on probabilities for 0/1 labels: a confident mistake gets almost no gradient
+    return _binary(
+        lambda p: nn.Sequential(
+            nn.Linear(30, 32), nn.ReLU(), nn.Linear(32, 1), nn.Sigmoid(), nn.Flatten(0)
+        ),
+        loss="l1",
+    )
+
+
+def relu_on_binary_logits() -> Task:
+    return _binary(
+        lambda p: nn.Sequential(
+            nn.Linear(30, 32), nn.ReLU(), nn.Linear(32, 1), nn.ReLU(), nn.Flatten(0)
+        )
+    )
+
+
+def relu_on_class_logits() -> Task:
+    return _digits(lambda p: nn.Sequential(MLP(64, p["dropout"]), nn.ReLU()))
+
+
+def _two_labels() -> tuple[np.ndarray, ...]:
+    """Digits with two labels each: the digit and its successor (a multi-label target)."""
+    x_tr, x_va, y_tr, y_va = digits_split()
+    two = [
+        np.eye(10, dtype=np.float32)[y] + np.eye(10, dtype=np.float32)[(y + 1) % 10]
+        for y in (y_tr, y_va)
+    ]
+    return x_tr, x_va, two[0], two[1]
+
+
+def softmax_cross_entropy_on_multilabel() -> Task:
+    x_tr, x_va, y_tr, y_va = _two_labels()
+    return _digits(train=(x_tr, y_tr), val=(x_va, y_va), kind="multilabel", loss=nn.CrossEntropyLoss())
+
+
+class ArgmaxHead(nn.Module):
+    """Returns the one-hot of its argmax: looks like scores, carries no gradient."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.mlp = MLP(64, 0.0)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.one_hot(self.mlp(x).argmax(1), 10).float()
+
+
+def argmax_in_forward() -> Task:
+    return _digits(lambda p: ArgmaxHead())
+
+
+def healthy_multilabel_bce() -> Task:
+    x_tr, x_va, y_tr, y_va = _two_labels()
+    return _digits(train=(x_tr, y_tr), val=(x_va, y_va), kind="multilabel", loss="bce")
+
+
 # case -> the probe that must name its cause
 BROKEN: dict[Callable[[], Task], str] = {
     multilabel_declared_binary: "labels_in_range",
@@ -551,9 +609,9 @@ BROKEN: dict[Callable[[], Task], str] = {
     misaligned_labels: "short_fit_vs_baseline",
     all_zero_init: "degenerate_output",
     init_std_too_large: "init_loss",
-    softmax_before_cross_entropy: "output_range",
+    softmax_before_cross_entropy: "output_activation_vs_loss",
     relu_on_regression_output: "output_range",
-    raw_logits_into_nll: "output_range",
+    raw_logits_into_nll: "output_activation_vs_loss",
     frozen_layer: "gradient_flow",
     detached_layer: "gradient_flow",
     batch_mixing_layer: "batch_independence",
@@ -564,19 +622,24 @@ BROKEN: dict[Callable[[], Task], str] = {
     dropout_at_eval: "eval_determinism",
     mse_output_target_broadcast: "loss_shapes",
     l1_flat_output_column_target: "loss_shapes",
-    sigmoid_then_bce_with_logits: "output_range",
-    logits_into_bce_loss: "output_range",
+    sigmoid_then_bce_with_logits: "output_activation_vs_loss",
+    logits_into_bce_loss: "output_activation_vs_loss",
     bce_with_two_outputs: "loss_shapes",
     single_logit_cross_entropy: "degenerate_output",
     unscaled_regression_targets: "target_scale",
     too_few_outputs: "loss_shapes",
     view_flattens_batch: "loss_shapes",
-    log_softmax_over_batch: "output_range",
+    log_softmax_over_batch: "output_activation_vs_loss",
     vanishing_sigmoid_stack: "gradient_depth",
     exploding_deep_relu: "gradient_depth",
     dead_relu_negative_bias: "weight_init",
     unscaled_tabular_features: "data_scale",
     gru_without_batch_first: "batch_independence",
+    mae_on_sigmoid_binary: "output_activation_vs_loss",
+    relu_on_binary_logits: "output_activation_vs_loss",
+    relu_on_class_logits: "output_activation_vs_loss",
+    softmax_cross_entropy_on_multilabel: "output_activation_vs_loss",
+    argmax_in_forward: "output_activation_vs_loss",
 }
 HEALTHY: list[Callable[[], Task]] = [
     healthy_mlp,
@@ -592,6 +655,7 @@ HEALTHY: list[Callable[[], Task]] = [
     healthy_prior_bias_imbalanced,
     healthy_regression_l1,
     healthy_log_softmax_nll,
+    healthy_multilabel_bce,
 ]
 
 
@@ -686,8 +750,8 @@ BROKEN.update(
         label_among_features: "label_leakage",
         targets_not_shifted: "label_leakage",
         dataset_repeats_rows: "duplicate_samples",
-        mse_on_softmax_outputs: "output_range",
-        softmax_into_custom_cross_entropy: "output_range",
+        mse_on_softmax_outputs: "output_activation_vs_loss",
+        softmax_into_custom_cross_entropy: "output_activation_vs_loss",
     }
 )
 # flagged with a warning (ambiguous on their own), never passed in silence: case -> probe
