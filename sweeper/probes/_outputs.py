@@ -6,7 +6,7 @@ from __future__ import annotations
 import math
 import warnings
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import torch
 
@@ -365,7 +365,9 @@ def _range_fail(measured: Any, expected: str, hint: str) -> Finding:
 _ACT = "output_activation_vs_loss"
 
 
-def _mismatch(measured: Any, expected: str, hint: str, verdict: str = "fail") -> Finding:
+def _mismatch(
+    measured: Any, expected: str, hint: str, verdict: Literal["fail", "warn"] = "fail"
+) -> Finding:
     return Finding(_ACT, verdict, measured, expected, hint)
 
 

@@ -214,7 +214,8 @@ def test_run_strict_gate_failure_stops_before_any_trial(tmp_path: Path) -> None:
     out = run_here("run", "broken.yaml", "--plain", cwd=tmp_path)
     assert out.returncode == 3, out.stdout + out.stderr
     assert "Root cause: output_activation_vs_loss" in out.stdout and "softmax" in out.stdout
-    assert "(follows from output_activation_vs_loss: overfit_tiny" in out.stdout  # the symptom, by name
+    # the symptom, by name
+    assert "(follows from output_activation_vs_loss: overfit_tiny" in out.stdout
     assert _trials(tmp_path, "broken") == []
 
 

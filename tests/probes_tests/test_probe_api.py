@@ -92,7 +92,8 @@ def test_one_gate_table_model_rendered_by_the_cli_the_dashboard_and_the_html() -
     assert (back.verdict, back.roots, back.rows) == (model.verdict, model.roots, model.rows)
 
     note = gate_note(report)
-    root_at, table_at = note.index("**Root cause: output_activation_vs_loss**"), note.index("| probe |")
+    root_at = note.index("**Root cause: output_activation_vs_loss**")
+    table_at = note.index("| probe |")
     assert root_at < table_at
     assert "follows from output_activation_vs_loss" in note  # overfit_tiny's row
     console = Console(width=100, record=True)

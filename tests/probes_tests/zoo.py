@@ -576,7 +576,9 @@ def _two_labels() -> tuple[np.ndarray, ...]:
 
 def softmax_cross_entropy_on_multilabel() -> Task:
     x_tr, x_va, y_tr, y_va = _two_labels()
-    return _digits(train=(x_tr, y_tr), val=(x_va, y_va), kind="multilabel", loss=nn.CrossEntropyLoss())
+    return _digits(
+        train=(x_tr, y_tr), val=(x_va, y_va), kind="multilabel", loss=nn.CrossEntropyLoss()
+    )
 
 
 class ArgmaxHead(nn.Module):
