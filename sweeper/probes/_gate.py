@@ -9,6 +9,7 @@ from typing import Any
 
 import torch
 
+from sweeper._watchdog import is_user_file
 from sweeper.probes._baselines import label_noise, short_fit_vs_baseline, zero_input_baseline
 from sweeper.probes._context import REFERENCE_PARAMS, Context, Settings
 from sweeper.probes._data_checks import (
@@ -80,6 +81,7 @@ _FUNCTIONS: dict[str, Probe] = {
 GATE: list[tuple[str, Probe]] = [(name, _FUNCTIONS[name]) for name in GATE_PROBES]
 PROBE_NAMES = tuple(name for name, _ in GATE)
 _DATA_PROBES = {"data_finite", "labels_in_range"}
+_MAKES_RAISE = {"data_finite", "labels_in_range", "loss_shapes"}
 _NEEDS_CLEAN_DATA = set(PROBE_NAMES) - _DATA_PROBES - {"data_scale", "constant_features"}
 _DATA_ONLY = set(PROBE_NAMES[: PROBE_NAMES.index("loss_shapes")])  # the data probes come first
 # What a failure can explain: a probe of one stage explains failures of the stages listed.
@@ -163,6 +165,9 @@ def attribute(report: Report) -> None:
     shape bug makes overfit_tiny fail too, and the user should read "shapes" first."""
     roots: list[Finding] = []
     raised = [f for f in report.failures if "raised" in f.details]
+    # only a wrong shape or label makes later probes raise; any other root (an output range,
+    # a slow fit) cannot explain an exception, which is then a root cause of its own
+    crashing = [r for r in report.failures if r.probe in _MAKES_RAISE and "raised" not in r.details]
     for f in report.failures:
         if "raised" in f.details:
             continue
@@ -174,7 +179,7 @@ def attribute(report: Report) -> None:
             f.cause = root.probe
     # A probe that crashed in the model or the loss says where, not why: a probe that found
     # why (a shape or range the loss cannot take) is the root; else the first crash is.
-    first = roots[0] if roots else (raised[0] if raised else None)
+    first = crashing[0] if crashing else (raised[0] if raised else None)
     for f in raised:
         if f is not first and first is not None:
             f.cause = first.probe
@@ -186,7 +191,10 @@ def _run_one(name: str, probe: Probe, ctx: Context) -> Finding:
         finding = probe(ctx)
     except Exception as e:  # a crash in the user's model is itself a finding
         frames = traceback.extract_tb(e.__traceback__)
-        where = f" at {frames[-1].filename}:{frames[-1].lineno}" if frames else ""
+        # the user's innermost frame, not torch's or sweeper's
+        mine = [f for f in frames if is_user_file(f.filename)]
+        at = mine[-1] if mine else None
+        where = f" at {at.filename}:{at.lineno} in {at.name}" if at is not None else ""
         finding = Finding(
             name,
             "fail",

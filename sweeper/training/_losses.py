@@ -10,6 +10,7 @@ Targets equal to -100 (PyTorch's ignore_index, Hugging Face's padding label) cou
 
 from __future__ import annotations
 
+import inspect
 import warnings
 from collections.abc import Callable
 from typing import Any
@@ -133,12 +134,35 @@ def model_loss(model: torch.nn.Module, x: Inputs, y: torch.Tensor) -> torch.Tens
     else:
         loss = out if isinstance(out, torch.Tensor) else getattr(out, "loss", None)
     if not isinstance(loss, torch.Tensor) or loss.numel() != 1:
-        raise TypeError(
-            f"loss='model': {type(model).__name__} gave no scalar loss (from training_step, "
-            "or as the .loss of its output when called with labels=): give the task a named "
-            "loss or a loss(output, target) instead"
-        )
+        raise TypeError(_no_loss(model, out, callable(step)))
     return loss.reshape(()).float()
+
+
+def _no_loss(model: torch.nn.Module, out: Any, lightning: bool) -> str:
+    """Why a model's own loss is missing, in its framework's terms and at the user's line."""
+    cls = type(model).__name__
+    got = "None" if out is None else type(out).__name__
+    if lightning:
+        where = _source_of(getattr(type(model), "training_step", None))
+        return (
+            f"{cls}.training_step{where} returned {got}, not the loss: Lightning's "
+            "training_step must return the loss tensor or a dict with a 'loss' key; add "
+            "`return loss` at its end"
+        )
+    return (
+        f"{cls}(..., labels=...) returned {got} without a scalar .loss: the model computes no "
+        "loss from labels (a base model without a task head, or labels under another "
+        "name); use a class with a head (AutoModelFor...), or give the task a named loss "
+        "or a loss(output, target)"
+    )
+
+
+def _source_of(fn: Any) -> str:
+    """ " (file:line)" where a function is defined, or ""."""
+    try:
+        return f" ({inspect.getsourcefile(fn)}:{inspect.getsourcelines(fn)[1]})"
+    except (OSError, TypeError):
+        return ""
 
 
 def batch_loss(

@@ -147,7 +147,24 @@ def test_loss_model_names_a_training_step_that_returns_no_loss() -> None:
 
     report = sweeper.probe(_digits_task(NoReturn, "model"), PARAMS)
     said = " ".join(str(f.hint) + str(f.measured) for f in report.findings)
-    assert report.verdict == "fail" and "gave no scalar loss" in said, said
+    assert report.verdict == "fail" and "NoReturn.training_step" in said, said
+    assert "return loss" in said and "test_lightning.py" in said, (
+        said
+    )  # Lightning's words, the line
+
+    class NoReturnReluLogits(NoReturn):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return torch.relu(super().forward(x))  # a second, unrelated bug
+
+    report = sweeper.probe(_digits_task(NoReturnReluLogits, "model"), PARAMS)
+    raised = [f for f in report.failures if "raised" in f.details]
+    assert raised, [(f.probe, f.verdict, f.hint) for f in report.findings]
+    # the missing loss is a root cause of its own, not a consequence of the ReLU's finding
+    assert raised[0].cause == "", (raised[0].probe, raised[0].cause)
+    assert all(f.cause in ("", raised[0].probe) for f in raised), [
+        (f.probe, f.cause) for f in raised
+    ]
+    assert "training_step" in str(raised[0].measured), raised[0].measured
 
 
 RENDEZVOUS = """
