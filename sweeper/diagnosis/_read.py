@@ -75,8 +75,11 @@ def diagnose(
     if train_metric is None:
         out.note = (
             f"no verdict: the best trial (#{best.number}) reported no {names[0]} at its last "
-            f"epoch; report {names[0]} (the train split evaluated as the validation split is, "
-            "in eval mode) from the fit loop's last trial.report"
+            f"epoch; measure {names[0]} on the train split the way the validation split is "
+            f"(in eval mode) and report it: in a fit loop, in its last trial.report; with "
+            f"Lightning's SweeperCallback, self.log('{names[0]}', value, on_epoch=True) in "
+            f"on_validation_epoch_end (the Hugging Face SweeperCallback reports what "
+            f"evaluate() returns, which holds no train-split metric)"
         )
         out.next = [out.note]
         return out

@@ -120,6 +120,7 @@ class SweeperCallback(*_callback_bases()):  # type: ignore[misc]
                 "resources.gpus is 0): build the Trainer with accelerator='auto' after "
                 "creating SweeperCallback, or with accelerator='cpu'"
             )
+        self.trial._trained_by("lightning")
         if trainer.optimizers:
             self.trial.watch(pl_module, trainer.optimizers[0])
 

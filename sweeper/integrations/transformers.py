@@ -67,6 +67,7 @@ class SweeperCallback(TrainerCallback):
     def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         """Watch the model and the optimizer the Trainer built."""
         model, optimizer = kwargs.get("model"), kwargs.get("optimizer")
+        self.trial._trained_by("transformers")
         if model is not None and optimizer is not None:
             self.trial.watch(model, inner_optimizer(optimizer))
 

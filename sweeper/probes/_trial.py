@@ -85,6 +85,7 @@ class TrialMonitor(UpdateChecks, MetricChecks, LayerChecks, ModeChecks):
         # actor and a critic): a monitor each, sharing this one's findings and its stop
         self.others: list[TrialMonitor] = []
         self.parent: TrialMonitor | None = None
+        self.way = "fit" if own_loop else "sweeper"
         self.busy = False  # the monitor runs the model itself (a replay, a second eval pass)
         self.stochastic: list[torch.nn.Module] = []
         self.trained_forward = False
@@ -161,6 +162,7 @@ class TrialMonitor(UpdateChecks, MetricChecks, LayerChecks, ModeChecks):
             own_loop=self.own_loop,
         )
         other.parent, other.findings, other.warned = self, self.findings, self.warned
+        other.way = self.way
         return other
 
     def _watch_layers(self, model: torch.nn.Module) -> None:
@@ -227,7 +229,11 @@ class TrialMonitor(UpdateChecks, MetricChecks, LayerChecks, ModeChecks):
                 "the unfrozen ones with optimizer.add_param_group"
                 if frozen_held
                 else "the model was rebuilt (or moved with a copy) after the optimizer was "
-                "made; build the optimizer from the model you train, after .to(device)"
+                "made; "
+                + self._fix(
+                    "stale_optimizer",
+                    "build the optimizer from the model you train, after .to(device)",
+                )
             )
             self._stop(
                 "stale_optimizer",
@@ -372,8 +378,11 @@ class TrialMonitor(UpdateChecks, MetricChecks, LayerChecks, ModeChecks):
                 f"{len(norms)} {'/'.join(kinds)} modules in eval mode",
                 "train mode at optimizer steps",
                 f"optimizer step {step} runs with the model in eval mode ({', '.join(kinds)} "
-                "behave as at inference: no dropout, frozen statistics): call model.train() "
-                "at the start of each epoch, after any evaluation",
+                "behave as at inference: no dropout, frozen statistics): "
+                + self._fix(
+                    "eval_mode_training",
+                    "call model.train() at the start of each epoch, after any evaluation",
+                ),
             )
 
     def _check_zeroed(self, step: int) -> None:
@@ -399,7 +408,8 @@ class TrialMonitor(UpdateChecks, MetricChecks, LayerChecks, ModeChecks):
                 f"each step's gradient is its own (cosine with it ≥ {self.s.grad_zeroed_cosine})",
                 f"the gradient of {names.get(id(p), 'a parameter')} at step {step} still holds "
                 "earlier steps' gradients: zero_grad() is never called, so every step "
-                "applies the sum of all gradients so far; call optimizer.zero_grad() each step",
+                "applies the sum of all gradients so far; "
+                + self._fix("grad_not_zeroed", "call optimizer.zero_grad() each step"),
             )
 
     def _after_step(self) -> None:

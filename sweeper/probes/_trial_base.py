@@ -14,6 +14,7 @@ from sweeper.errors import TrialStopped
 from sweeper.probes._finding import Finding
 from sweeper.probes._layer_watch import LayerWatch
 from sweeper.probes._settings import TRIAL_CHECKS, Thresholds
+from sweeper.probes._ways import fix
 
 
 class MonitorBase:
@@ -31,6 +32,11 @@ class MonitorBase:
     steps: int
     epochs: int | None
     start: float | None  # the first loss handed to `on_loss`
+    way: str  # how the trial trains: "sweeper", "fit", "lightning", "transformers"
+
+    def _fix(self, check: str, default: str) -> str:
+        """`check`'s fix in the words of the way the trial trains (`default`: a plain loop's)."""
+        return fix(self.way, check, default)
 
     def _timed(self, check: Any) -> None:
         t = time.perf_counter()
@@ -59,9 +65,12 @@ class MonitorBase:
                 max(lrs),
                 "lr above a millionth of its peak until the last epoch",
                 f"the lr is {max(lrs):.3g} in every parameter group {when}, a millionth of its "
-                "peak or less: the schedule ends too early (T_max / total steps smaller than "
-                "the training, or a per-epoch scheduler such as StepLR stepped every batch), "
-                "so the rest of the trial trains nothing",
+                "peak or less, so the rest of the trial trains nothing: "
+                + self._fix(
+                    "lr_schedule",
+                    "the schedule ends too early (T_max / total steps smaller than the "
+                    "training, or a per-epoch scheduler such as StepLR stepped every batch)",
+                ),
             )
 
     # -- verdicts ------------------------------------------------------------------------------

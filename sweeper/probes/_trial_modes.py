@@ -270,8 +270,12 @@ class ModeChecks(MonitorBase):
                     f"{name} is frozen (requires_grad=False) but optimizer step {self.steps} "
                     "changed it: the optimizer still holds it and applies its momentum or "
                     "weight decay (its .grad was zeroed, not set to None, or was left from "
-                    "before the freezing); build the optimizer over the trainable parameters "
-                    "only, or set p.grad = None when freezing",
+                    "before the freezing); "
+                    + self._fix(
+                        "frozen_updated",
+                        "build the optimizer over the trainable parameters only, or set "
+                        "p.grad = None when freezing",
+                    ),
                 )
 
     def _judge_unheld(self) -> None:
@@ -293,6 +297,10 @@ class ModeChecks(MonitorBase):
                 "every parameter that gets a gradient is held by the optimizer",
                 f"{names} get gradients but the optimizer does not hold them, so they never "
                 "change: a layer replaced (a new head) or unfrozen after the optimizer was "
-                "built; build the optimizer after changing the model, or add them with "
-                "optimizer.add_param_group",
+                "built; "
+                + self._fix(
+                    "unheld_params",
+                    "build the optimizer after changing the model, or add them with "
+                    "optimizer.add_param_group",
+                ),
             )

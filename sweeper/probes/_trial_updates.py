@@ -73,10 +73,10 @@ class UpdateChecks(MonitorBase):
                     "check the forward"
                 )
             else:
-                why = (
-                    "the gradients are gone when step() runs: call loss.backward() before "
-                    "optimizer.step() and zero_grad() after it (or before backward), not "
-                    "between them"
+                why = "the gradients are gone when step() runs: " + self._fix(
+                    "weights_unchanged",
+                    "call loss.backward() before optimizer.step() and zero_grad() after it "
+                    "(or before backward), not between them",
                 )
             self._stop(
                 "weights_unchanged",

@@ -172,6 +172,14 @@ class Trial:
         if self._monitor is not None:
             self._monitor.watch(model, optimizer)
 
+    def _trained_by(self, way: str) -> None:
+        """For the integrations' callbacks: the trial trains under `way` ("lightning",
+        "transformers"), so the checks give their fixes in that framework's terms."""
+        if self._monitor is not None and hasattr(self._monitor, "way"):
+            self._monitor.way = way
+            for other in getattr(self._monitor, "others", []):
+                other.way = way
+
     def step(self, loss: torch.Tensor) -> None:
         """Optional, once per training step: adds the loss checks (not finite, growing far
         above its start) to what ``watch`` does."""

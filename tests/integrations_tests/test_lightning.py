@@ -248,3 +248,28 @@ def test_killed_lightning_trial_resumes_from_its_checkpoint(tmp_path: Path) -> N
     assert resumed["epoch"] >= 4, resumed  # from the checkpoint at epoch 4 (or 6), not epoch 0
     assert sorted(rerun.intermediate_values) == list(range(epochs))
     assert rerun.state == optuna.trial.TrialState.COMPLETE
+
+
+def test_a_lightning_trials_check_gives_its_fix_in_lightnings_terms() -> None:
+    from torch.utils.data import DataLoader, TensorDataset
+
+    from sweeper.examples.digits import digits_split
+    from sweeper.examples.lightning_digits import LitDigits, trainer
+    from sweeper.integrations.lightning import SweeperCallback
+
+    class EvalAtEpochStart(LitDigits):
+        def on_train_epoch_start(self) -> None:
+            self.eval()  # meant to freeze BatchNorm/Dropout statistics; stops all dropout
+
+    x_tr, x_va, y_tr, y_va = (torch.as_tensor(a) for a in digits_split())
+    trial = sweeper.Trial({"lr": 1e-3, "dropout": 0.3}, epochs=2)
+    module = EvalAtEpochStart({"lr": 1e-3, "dropout": 0.3})
+    train = DataLoader(TensorDataset(x_tr, y_tr), batch_size=64, shuffle=True)
+    val = DataLoader(TensorDataset(x_va, y_va), batch_size=512)
+    with pytest.raises(sweeper.TrialStopped) as stop:
+        trainer(trial, [SweeperCallback(trial)]).fit(module, train, val)
+    assert stop.value.reason.startswith("eval_mode_training"), stop.value.reason
+    assert "on_train_epoch_start" in stop.value.reason, stop.value.reason  # Lightning's hook
+    assert (
+        "call model.train()" not in stop.value.reason
+    )  # a plain loop's fix, not a Lightning user's
