@@ -150,11 +150,21 @@ class Trial:
         self.history.append(clean)
         if final and self._saver is not None and self._model is not None:
             self._saver.weights(self._model.state_dict())  # the trial's trained weights
+        stopped: TrialStopped | None = None
         if self._monitor is not None:  # may raise TrialStopped: a diverged or dead trial
-            self._monitor.on_report(clean)
+            try:
+                self._monitor.on_report(clean)
+            except TrialStopped as e:
+                stopped = e  # the epoch that showed it is recorded too, then the trial stops
         if self._reporter is not None:
-            self._reporter(clean)
-        elif final:
+            try:
+                self._reporter(clean)
+            except TrialStopped:
+                if stopped is None:
+                    raise
+        if stopped is not None:
+            raise stopped
+        if self._reporter is None and final:
             self.close()  # a local trial's last epoch: the model is left without our hooks
 
     def watch(self, model: nn.Module, optimizer: torch.optim.Optimizer | None = None) -> None:

@@ -333,3 +333,30 @@ def test_weights_updated_by_hand_are_still_watched_for_their_layers() -> None:
         "nonfinite_activation",
         "activation_explosion",
     ), stop.value.reason
+
+
+def test_the_epoch_a_check_stops_at_is_reported_before_the_stop() -> None:
+    import sweeper
+    from sweeper.errors import TrialStopped
+
+    class StopsAtSecond:
+        """A monitor whose check fires at the second report (as at_chance does)."""
+
+        reports = 0
+
+        def watch(self, *_: Any) -> None: ...
+        def on_loss(self, *_: Any) -> None: ...
+        def close(self) -> None: ...
+
+        def on_report(self, metrics: dict[str, float]) -> None:
+            self.reports += 1
+            if self.reports == 2:
+                raise TrialStopped("at_chance: the reported accuracy is at the baseline's")
+
+    sent: list[dict[str, float]] = []
+    trial = sweeper.Trial({}, epochs=5, reporter=sent.append, monitor=StopsAtSecond())
+    trial.report({"val_accuracy": 0.1})
+    with pytest.raises(TrialStopped) as stop:
+        trial.report({"val_accuracy": 0.11})
+    assert stop.value.reason.startswith("at_chance")
+    assert sent == [{"val_accuracy": 0.1}, {"val_accuracy": 0.11}]  # the stopping epoch too
