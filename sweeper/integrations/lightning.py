@@ -120,7 +120,10 @@ class SweeperCallback(*_callback_bases()):  # type: ignore[misc]
                 "resources.gpus is 0): build the Trainer with accelerator='auto' after "
                 "creating SweeperCallback, or with accelerator='cpu'"
             )
-        self.trial._trained_by("lightning")
+        others = [
+            p for opt in trainer.optimizers[1:] for g in opt.param_groups for p in g["params"]
+        ]
+        self.trial._trained_by("lightning", others)
         if trainer.optimizers:
             self.trial.watch(pl_module, trainer.optimizers[0])
 

@@ -91,6 +91,8 @@ class TrialMonitor(UpdateChecks, MetricChecks, LayerChecks, ModeChecks):
         self.trained_forward = False
         self.eval_checked = False
         self.cold: dict[str, torch.Tensor] | None = None
+        self.before_eval: tuple[dict[tuple[int, str], Any], dict[str, torch.Tensor]] | None = None
+        self.also_held: set[int] = set()  # parameters other optimizers of the trial hold
         self.frozen: list[tuple[str, torch.Tensor, torch.Tensor]] = []
 
     def due(self, step: int) -> bool:

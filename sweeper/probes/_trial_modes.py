@@ -78,6 +78,33 @@ def _cold_buffers(model: nn.Module) -> dict[str, torch.Tensor]:
     return {k: b.detach().clone() for k, b in found.items()}
 
 
+def _state(model: nn.Module) -> tuple[dict[tuple[int, str], Any], dict[str, torch.Tensor]]:
+    """What a forward may change besides its output: tensors kept as module attributes (an RNN's
+    hidden state stored on `self`), by identity, and copies of the buffers (when small)."""
+    attrs = {
+        (id(m), k): v
+        for m in model.modules()
+        for k, v in vars(m).items()
+        if isinstance(v, torch.Tensor)
+        or (isinstance(v, tuple) and v and all(isinstance(t, torch.Tensor) for t in v))
+    }
+    buffers = dict(model.named_buffers())
+    if sum(b.numel() for b in buffers.values()) > _COLD_NUMBERS:
+        return attrs, {}
+    return attrs, {k: b.detach().clone() for k, b in buffers.items()}
+
+
+def _changed(
+    model: nn.Module, before: tuple[dict[tuple[int, str], Any], dict[str, torch.Tensor]]
+) -> bool:
+    """Whether a forward changed the state `_state` took before it."""
+    attrs, buffers = _state(model)[0], dict(model.named_buffers())
+    old_attrs, old_buffers = before
+    if attrs.keys() != old_attrs.keys() or any(attrs[k] is not v for k, v in old_attrs.items()):
+        return True
+    return any(k not in buffers or not torch.equal(buffers[k], b) for k, b in old_buffers.items())
+
+
 class ModeChecks(MonitorBase):
     """The mode checks (mixed into TrialMonitor). `busy` is set while the monitor runs the
     model itself, so its own forwards are not judged."""
@@ -87,7 +114,9 @@ class ModeChecks(MonitorBase):
     trained_forward: bool  # a train-mode forward of the watched model was seen
     eval_checked: bool
     cold: dict[str, torch.Tensor] | None
+    before_eval: tuple[dict[tuple[int, str], Any], dict[str, torch.Tensor]] | None
     frozen: list[tuple[str, torch.Tensor, torch.Tensor]]
+    also_held: set[int]
 
     def _watch_modes(self, model: nn.Module) -> list[Any]:
         """The hooks on the watched model's own forward (its handles, to remove)."""
@@ -108,8 +137,11 @@ class ModeChecks(MonitorBase):
                 and not _needs_grad(args, kwargs)
             ):
                 self._timed(self._judge_train_mode_eval)
-        elif not self.trained_forward and self.cold is None:
-            self.cold = _cold_buffers(module)
+        else:
+            if not self.trained_forward and self.cold is None:
+                self.cold = _cold_buffers(module)
+            if not self.eval_checked:
+                self.before_eval = _state(module)  # to tell a stateful forward from a random one
 
     def _mode_post(
         self, module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any], out: Any
@@ -147,8 +179,9 @@ class ModeChecks(MonitorBase):
         """The first eval-mode forward, run once more on the same inputs (under its own
         random state, so the user's random stream is untouched): it must give the same."""
         first = _first_float(out)
-        if first is None:
-            return
+        before, self.before_eval = self.before_eval, None
+        if first is None or before is None or _changed(module, before):
+            return  # a forward that keeps state (a hidden state on self) cannot run twice alike
         device = first.device
         self.busy = True
         try:
@@ -282,6 +315,7 @@ class ModeChecks(MonitorBase):
         """Parameters that get gradients but that no optimizer step applies."""
         assert self.optimizer is not None and self.model is not None
         held = {id(p) for g in self.optimizer.param_groups for p in g["params"]}
+        held |= self.also_held  # the trial's other optimizers (Lightning's second, ...)
         unheld = [
             n
             for n, p in self.model.named_parameters()

@@ -182,12 +182,15 @@ class Trial:
         if self._monitor is not None:
             self._monitor.watch(model, optimizer)
 
-    def _trained_by(self, way: str) -> None:
+    def _trained_by(self, way: str, held: Any = ()) -> None:
         """For the integrations' callbacks: the trial trains under `way` ("lightning",
-        "transformers"), so the checks give their fixes in that framework's terms."""
-        if self._monitor is not None and hasattr(self._monitor, "way"):
-            self._monitor.way = way
-            for other in getattr(self._monitor, "others", []):
+        "transformers"), so the checks give their fixes in that framework's terms; `held`:
+        parameters optimizers other than the watched one step (not "unheld")."""
+        monitor: Any = self._monitor
+        if monitor is not None and hasattr(monitor, "way"):
+            monitor.way = way
+            monitor.also_held = {id(p) for p in held}
+            for other in getattr(monitor, "others", []):
                 other.way = way
 
     def step(self, loss: torch.Tensor) -> None:

@@ -628,3 +628,42 @@ def frozen_backbone_finetune(trial: Any) -> None:
         with torch.no_grad():
             val = float(F.cross_entropy(model(X_VA), Y_VA))
         trial.report({"train_loss": total / len(X_TR), "val_loss": val})
+
+
+@pipeline("char-rnn style (practical-pytorch): an LSTM keeping its hidden state on self")
+def hidden_state_on_self(trial: Any) -> None:
+    class Tagger(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.lstm = nn.LSTM(8, 32, batch_first=True)
+            self.out = nn.Linear(32, 10)
+            self.hidden: tuple[torch.Tensor, torch.Tensor] | None = None
+
+        def init_hidden(self, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+            return torch.zeros(1, n, 32), torch.zeros(1, n, 32)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            h, self.hidden = self.lstm(x.view(-1, 8, 8), self.hidden)  # state kept on self
+            return self.out(h[:, -1])
+
+    torch.manual_seed(0)
+    model = Tagger()
+    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
+    trial.watch(model, opt)
+    for epoch in range(EPOCHS):
+        model.train()
+        total = 0.0
+        for idx in _batches(len(X_TR), 64, epoch):
+            model.hidden = model.init_hidden(len(idx))
+            opt.zero_grad()
+            loss = F.cross_entropy(model(X_TR[idx]), Y_TR[idx])
+            loss.backward()
+            opt.step()
+            model.hidden = None
+            total += float(loss.detach()) * len(idx)
+        model.eval()
+        with torch.no_grad():
+            model.hidden = model.init_hidden(len(X_VA))
+            model.hidden = (model.hidden[0] + 0.5, model.hidden[1])  # a warm state, as carried
+            acc = float((model(X_VA).argmax(1) == Y_VA).float().mean())
+        trial.report({"train_loss": total / len(X_TR), "val_accuracy": acc})
