@@ -27,6 +27,7 @@ from sweeper.probes._trial_base import MonitorBase
 _RUNNING_STATS = nn.modules.batchnorm._NormBase  # BatchNorm/InstanceNorm: their init is neutral
 _COLD_NUMBERS = 1 << 24  # buffers above this many numbers in all are not copied
 _FINGERPRINT = 4096  # numbers of each frozen parameter compared across a step
+_RERUN_ROWS = 32  # rows of the first evaluated batch run a second time
 
 
 def _stochastic(model: nn.Module) -> list[nn.Module]:
@@ -61,6 +62,22 @@ def _needs_grad(args: tuple[Any, ...], kwargs: dict[str, Any]) -> bool:
     """Whether an input requires grad: a reentrant checkpoint runs the forward without
     gradients on purpose, and its inputs do."""
     return any(isinstance(t, torch.Tensor) and t.requires_grad for t in (*args, *kwargs.values()))
+
+
+def _head(
+    args: tuple[Any, ...], kwargs: dict[str, Any], out: torch.Tensor, rows: int
+) -> tuple[tuple[Any, ...], dict[str, Any], int | None]:
+    """The inputs cut to their first `rows` rows when every tensor among them and the output
+    share one leading (batch) size above it, with that size; else the inputs as they are."""
+    tensors = [t for t in (*args, *kwargs.values()) if isinstance(t, torch.Tensor)]
+    n = out.shape[0] if out.ndim else 0
+    if n <= rows or not tensors or any(t.ndim == 0 or t.shape[0] != n for t in tensors):
+        return args, kwargs, None
+
+    def cut(v: Any) -> Any:
+        return v[:rows] if isinstance(v, torch.Tensor) else v
+
+    return tuple(cut(a) for a in args), {k: cut(v) for k, v in kwargs.items()}, rows
 
 
 def _cold_buffers(model: nn.Module) -> dict[str, torch.Tensor]:
@@ -183,6 +200,9 @@ class ModeChecks(MonitorBase):
         if first is None or before is None or _changed(module, before):
             return  # a forward that keeps state (a hidden state on self) cannot run twice alike
         device = first.device
+        args, kwargs, rows = _head(args, kwargs, first, _RERUN_ROWS)
+        if rows is not None:
+            first = first[:rows]  # rows of an eval-mode batch do not depend on each other
         self.busy = True
         try:
             devices = [device] if device.type == "cuda" else []
