@@ -161,6 +161,9 @@ def run_study(
         gate = (
             study_gate(study, spec, store, workers, progress) if spec.probes.gate != "off" else None
         )
+        unlogged = _lightning_metric_problem(task_loaded(), gate, spec.objective.metric)
+        if unlogged is not None:
+            raise TaskError(f"{unlogged} (no trial was run)")
         spec = apply_lr_cap(study, spec, gate, progress)
 
         checkpoints = (
@@ -214,6 +217,18 @@ def logs_folder(store: Store, spec: Definition) -> Path:
     sweeper-logs/<study name>/ beside the store's artifacts folder (which holds only
     checkpoints, weights and plots)."""
     return (store.artifacts.parent / "sweeper-logs" / spec.name).resolve()
+
+
+def _lightning_metric_problem(task: Any, gate: Any, metric: str) -> str | None:
+    """A `fit` that trains under Lightning's SweeperCallback reports what its module logs: an
+    objective it never logs (the gate ran one training and one validation step) is refused."""
+    import sys
+
+    if gate is None or task.fit is None or "sweeper.integrations.lightning" not in sys.modules:
+        return None
+    from sweeper.probes._logged import logged_problem
+
+    return logged_problem(gate.logged, metric)
 
 
 def _open_and_recover(

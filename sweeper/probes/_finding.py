@@ -49,6 +49,8 @@ class Report:
     reference_params: dict[str, Any] = field(default_factory=dict)
     key: str = ""  # what the gate ran on (orchestrator: unchanged code and settings reuse it)
     init_profiles: dict[str, Any] = field(default_factory=dict)
+    # a LightningModule's logged metric names, and whether they are all it logs (_logged.py)
+    logged: tuple[list[str], bool] | None = None
 
     @property
     def verdict(self) -> Verdict:
@@ -103,6 +105,8 @@ class Report:
         for name in ("reference_params", "key", "init_profiles"):
             if getattr(self, name):
                 out[name] = getattr(self, name)
+        if self.logged is not None:
+            out["logged"] = {"names": self.logged[0], "complete": self.logged[1]}
         return out
 
     @classmethod
@@ -114,6 +118,11 @@ class Report:
             dict(d.get("reference_params") or {}),
             str(d.get("key") or ""),
             dict(d.get("init_profiles") or {}),
+            (
+                (list(d["logged"]["names"]), bool(d["logged"]["complete"]))
+                if isinstance(d.get("logged"), dict)
+                else None
+            ),
         )
 
     def table(self) -> GateTable:

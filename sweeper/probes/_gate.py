@@ -24,6 +24,7 @@ from sweeper.probes._data_checks import (
 from sweeper.probes._finding import Finding, Report
 from sweeper.probes._init_loss import init_loss
 from sweeper.probes._leakage import duplicate_samples, label_leakage
+from sweeper.probes._logged import logged_names
 from sweeper.probes._lr_range import lr_range_test
 from sweeper.probes._model_checks import (
     batch_independence,
@@ -155,6 +156,11 @@ def run_gate(
         report.findings.append(finding)
         if progress is not None:
             progress(finding)
+    if task.build_model is not None and ctx.data is not None and not report.failures:
+        try:
+            report.logged = logged_names(ctx)
+        except Exception:  # noqa: BLE001 - a module that cannot run its steps alone: unknown
+            report.logged = None
     report.seconds = time.perf_counter() - t0
     attribute(report)
     return report

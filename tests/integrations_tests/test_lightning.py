@@ -273,3 +273,54 @@ def test_a_lightning_trials_check_gives_its_fix_in_lightnings_terms() -> None:
     assert (
         "call model.train()" not in stop.value.reason
     )  # a plain loop's fix, not a Lightning user's
+
+
+def test_an_objective_the_module_never_logs_is_refused_before_any_trial(workdir: Path) -> None:
+    path = write_study(
+        workdir,
+        name="unlogged",
+        trials=4,
+        epochs=3,
+        task=TASK,
+        search="""
+          lr: 1.0e-3
+          batch_size: 64
+          dropout: 0.1
+          hidden: 32
+        """,
+        extra="objective: {metric: val_acc, direction: maximize}\n",
+    )
+    out = run_here("run", str(path), "--plain", cwd=workdir)
+    said = out.stdout + out.stderr
+    assert out.returncode == 2, said
+    assert "'val_acc' is never logged" in said and "did you mean 'val_accuracy'" in said, said
+    assert "no trial was run" in said, said
+    study = optuna.load_study(study_name="unlogged", storage="sqlite:///sweeps.db")
+    assert study.trials == []
+
+
+def test_the_gate_reads_the_names_lightning_will_log() -> None:
+    from sweeper.examples.lightning_digits import LitDigits
+
+    class Forked(LitDigits):
+        def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
+            x, y = batch
+            loss = F.cross_entropy(self(x), y)
+            self.log("train_loss", loss, on_step=True, on_epoch=True)  # forked: _step, _epoch
+            return loss
+
+        def validation_step(self, batch: Any, batch_idx: int) -> None:
+            x, y = batch
+            self.log_dict({"val_loss": F.cross_entropy(self(x), y), "val_f1": 0.5})
+
+    report = sweeper.probe(_digits_task(Forked, "model"), PARAMS)
+    assert report.logged == (
+        ["train_loss", "train_loss_epoch", "train_loss_step", "val_f1", "val_loss"],
+        True,
+    )
+
+    class EpochEnd(Forked):
+        def on_validation_epoch_end(self) -> None:
+            self.log("val_auc", 0.9)  # one step cannot show this name
+
+    assert sweeper.probe(_digits_task(EpochEnd, "model"), PARAMS).logged[1] is False
