@@ -67,7 +67,7 @@ class ConsoleProgress:
             style = {"fail": "red", "warn": "yellow"}.get(finding.verdict, "")
             verdict = f"[{style}]{finding.verdict}[/]" if style else finding.verdict
             self.console.print(
-                f"gate  {finding.probe:<22} {verdict:<4} {finding.seconds:6.2f}s",
+                f"gate  {finding.probe:<25} {verdict:<4} {finding.seconds:6.2f}s",
                 highlight=False,
             )
 

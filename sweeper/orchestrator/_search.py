@@ -127,7 +127,9 @@ class Search:
 
     def _enter(self, rnd: Round) -> None:
         """Make `rnd` the round: its space, what its sampler and pruner see, its target."""
-        if self.round is None or self.round.name != rnd.name:
+        if (self.round is None or self.round.name != rnd.name) and rnd.name != "search":
+            # a plain search needs no heading (the trials' lines follow); stages and the
+            # confirmation are named
             self._note(f"{rnd.name}: {rnd.epochs} epochs per trial" if rnd.stage else rnd.name)
         for text in rnd.notes:
             self._note(text)
