@@ -44,7 +44,7 @@ from sweeper.probes._overfit import overfit_tiny
 from sweeper.probes._sequence import causal_mask, padding_mask
 from sweeper.probes._settings import GATE_PROBES
 from sweeper.probes._weight_init import weight_init
-from sweeper.training import Data
+from sweeper.training import Data, NoLossError
 
 Probe = Callable[[Context], Finding]
 
@@ -82,7 +82,6 @@ _FUNCTIONS: dict[str, Probe] = {
 GATE: list[tuple[str, Probe]] = [(name, _FUNCTIONS[name]) for name in GATE_PROBES]
 PROBE_NAMES = tuple(name for name, _ in GATE)
 _DATA_PROBES = {"data_finite", "labels_in_range"}
-_MAKES_RAISE = {"data_finite", "labels_in_range", "loss_shapes"}
 _NEEDS_CLEAN_DATA = set(PROBE_NAMES) - _DATA_PROBES - {"data_scale", "constant_features"}
 _DATA_ONLY = set(PROBE_NAMES[: PROBE_NAMES.index("loss_shapes")])  # the data probes come first
 # What a failure can explain: a probe of one stage explains failures of the stages listed.
@@ -170,12 +169,14 @@ def attribute(report: Report) -> None:
     """Mark each failure that an earlier failure explains with that failure's root cause: a
     shape bug makes overfit_tiny fail too, and the user should read "shapes" first."""
     roots: list[Finding] = []
-    raised = [f for f in report.failures if "raised" in f.details]
-    # only a wrong shape or label makes later probes raise; any other root (an output range,
-    # a slow fit) cannot explain an exception, which is then a root cause of its own
-    crashing = [r for r in report.failures if r.probe in _MAKES_RAISE and "raised" not in r.details]
+    # an error that names its own cause (the model's loss missing) is a root cause, whatever
+    # failed before it; the first such is the root, the same error in later probes follows it
+    own = [f for f in report.failures if f.details.get("own_cause")]
+    for f in own[1:]:
+        f.cause = own[0].probe
+    raised = [f for f in report.failures if "raised" in f.details and f not in own]
     for f in report.failures:
-        if "raised" in f.details:
+        if "raised" in f.details or f in own:
             continue
         stage = _STAGE.get(f.probe, "outcome")
         root = next((r for r in roots if stage in _EXPLAINS[_STAGE.get(r.probe, "outcome")]), None)
@@ -185,7 +186,7 @@ def attribute(report: Report) -> None:
             f.cause = root.probe
     # A probe that crashed in the model or the loss says where, not why: a probe that found
     # why (a shape or range the loss cannot take) is the root; else the first crash is.
-    first = crashing[0] if crashing else (raised[0] if raised else None)
+    first = roots[0] if roots else (raised[0] if raised else None)
     for f in raised:
         if f is not first and first is not None:
             f.cause = first.probe
@@ -207,7 +208,8 @@ def _run_one(name: str, probe: Probe, ctx: Context) -> Finding:
             f"{type(e).__name__}: {e}",
             "the probe runs",
             f"the model or loss raised{where}; fix that error first",
-            details={"raised": type(e).__name__},
+            details={"raised": type(e).__name__}
+            | ({"own_cause": True} if isinstance(e, NoLossError) else {}),
         )
     finding.seconds = round(time.perf_counter() - t, 4)
     return finding

@@ -17,6 +17,7 @@ from sweeper.training._loop import Data, Run, evaluate, evaluate_train, start_ru
 from sweeper.training._losses import (
     IGNORE_INDEX,
     MODEL,
+    NoLossError,
     batch_loss,
     class_dim,
     correct,
@@ -39,6 +40,7 @@ __all__ = [
     "FitFn",
     "Inputs",
     "Monitor",
+    "NoLossError",
     "Run",
     "Trial",
     "apply_init",

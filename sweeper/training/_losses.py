@@ -134,8 +134,13 @@ def model_loss(model: torch.nn.Module, x: Inputs, y: torch.Tensor) -> torch.Tens
     else:
         loss = out if isinstance(out, torch.Tensor) else getattr(out, "loss", None)
     if not isinstance(loss, torch.Tensor) or loss.numel() != 1:
-        raise TypeError(_no_loss(model, out, callable(step)))
+        raise NoLossError(_no_loss(model, out, callable(step)))
     return loss.reshape(()).float()
+
+
+class NoLossError(TypeError):
+    """The model's own loss (``loss="model"``) is missing: a cause of its own, which no other
+    finding explains (a `training_step` without `return loss`, a model with no loss head)."""
 
 
 def _no_loss(model: torch.nn.Module, out: Any, lightning: bool) -> str:
