@@ -34,6 +34,7 @@ from typing import Any, TextIO
 
 HANG = "sweeper-watchdog: hang"
 EXIT = "sweeper-watchdog: os._exit"
+PART = "sweeper-watchdog: in "
 
 _PACKAGE = str(Path(__file__).resolve().parent)
 
@@ -102,6 +103,7 @@ class Dump:
     where: str
     summary: str
     path: Path
+    part: str = ""  # the part of the work it died in (a gate probe), when the work said
 
     def describe(self) -> str:
         """One line: what happened and where in the user's code."""
@@ -133,6 +135,7 @@ class Watchdog:
         self.factor = factor
         self.fixed_s = fixed_s
         self.what = ""  # the work running now ("" = none: nothing to watch)
+        self.part = ""  # its current part (a gate probe), named in a dump
         self.last = 0.0
         self.longest = 0.0
         self.warming = False
@@ -151,7 +154,16 @@ class Watchdog:
         """Work begins (the gate, trial N): measure its own gaps from now."""
         self.what, self.longest, self.last, self.paused = what, 0.0, time.monotonic(), False
         self.warming = True  # the first silence (build, first forward, compile) is not a step
+        self.doing("")
         self._wake.set()
+
+    def doing(self, part: str) -> None:
+        """The work enters `part` (a gate probe; "" for none). It heads the dump file, where
+        a crash's stacks follow it, so the driver names the part the process died in: a
+        probe's name from the driver's last poll may be several probes old. One short write,
+        no fsync (the kernel keeps it when the process dies); once per part, never per step."""
+        self.part = part
+        self.write(f"{PART}{part}" if part else "", sync=False)
 
     def beat(self) -> None:
         """Progress: the silence ends here."""
@@ -217,6 +229,7 @@ class Watchdog:
             HANG,
             f"what: {self.what}",
             f"where: {where}",
+            f"part: {self.part}",
             f"summary: {self.what} made no progress for {silent:.0f} s (no step, forward or "
             f"report; bound {bound:.0f} s: {self.explain()})",
             "",
@@ -228,16 +241,19 @@ class Watchdog:
             self.on_hang(dump)
         end_process_tree()
 
-    def write(self, text: str) -> None:
-        """Replace the file's content with `text`, flushed to disk."""
+    def write(self, text: str, sync: bool = True) -> None:
+        """Replace the file's content with `text` ("": empty it), flushed to disk with
+        `sync`. faulthandler writes after it: the descriptor's offset is the text's end."""
         if self._file is None:
             return
         try:
             self._file.seek(0)
             self._file.truncate()
-            self._file.write(text + "\n")
+            if text:
+                self._file.write(text + "\n")
             self._file.flush()
-            os.fsync(self._file.fileno())
+            if sync:
+                os.fsync(self._file.fileno())
         except (OSError, ValueError):
             pass
 
@@ -322,6 +338,7 @@ def _wrap_exit(w: Watchdog) -> None:
                         EXIT,
                         f"what: {w.what or 'the runner'}",
                         f"where: {caller}",
+                        f"part: {w.part}",
                         f"summary: the task's code called os._exit({code})",
                         "",
                         stacks,
@@ -371,14 +388,16 @@ def parse_dump(text: str, path: Path) -> Dump | None:
     if not lines:
         return None
     if lines[0] in (HANG, EXIT):
-        fields = dict(ln.split(": ", 1) for ln in lines[1:5] if ": " in ln)
+        fields = dict(ln.split(": ", 1) for ln in lines[1:6] if ": " in ln)
         kind = "hang" if lines[0] == HANG else "exit"
-        return Dump(kind, fields.get("where", ""), fields.get("summary", lines[0]), path)
+        summary = fields.get("summary", lines[0])
+        return Dump(kind, fields.get("where", ""), summary, path, fields.get("part", ""))
     fatal = next((ln for ln in lines if ln.startswith("Fatal Python error:")), None)
     if fatal is None:
         return None
     cause = fatal.partition(":")[2].strip()
-    return Dump("signal", _faulthandler_frame(lines), f"the process died: {cause}", path)
+    part = lines[0][len(PART) :] if lines[0].startswith(PART) else ""
+    return Dump("signal", _faulthandler_frame(lines), f"the process died: {cause}", path, part)
 
 
 def _faulthandler_frame(lines: list[str]) -> str:

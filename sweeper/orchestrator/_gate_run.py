@@ -119,7 +119,8 @@ def run_gate_on_worker(
                     )
         except ray.exceptions.RayActorError:
             dump = workers.last_words(runner)
-            probe = f"probe {last.running}" if last.running else "its first probe"
+            running = dump.part if dump is not None and dump.part else last.running
+            probe = f"probe {running}" if running else "its first probe"
             stacks = f"; every thread's stack: {dump.path}" if dump is not None else ""
             if dump is not None and dump.kind == "hang":
                 ray.kill(runner, no_restart=True)

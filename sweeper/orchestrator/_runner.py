@@ -182,6 +182,11 @@ class TrialRunner:
 
                 return call
 
+            def entering(name: str) -> None:
+                if self.watchdog is not None:
+                    self.watchdog.doing(name)  # a crash's dump names the probe it died in
+                starting(name)
+
             self._arm("the study gate")
             # every forward of every module is progress while the gate runs (its probes
             # make forwards without steps); trials beat on steps and the watched model only
@@ -194,9 +199,9 @@ class TrialRunner:
                     device=self.device,
                     data=self.data,
                     progress=beat_then(progress),
-                    starting=beat_then(starting),
+                    starting=beat_then(entering),
                 )
-                starting("init_profiles")
+                entering("init_profiles")
                 try:  # a plot's data, not a verdict
                     report.init_profiles = init_profiles(self._context(params, 0), init_schemes)
                 except Exception:

@@ -232,3 +232,32 @@ def torch_file() -> str:
     import torch
 
     return torch.__file__
+
+
+def test_a_crash_dump_names_the_part_of_the_work_the_process_died_in(tmp_path: Path) -> None:
+    """The driver polls the gate about once a second, so the probe it last saw running may be
+    several probes old when the process dies: the dump itself says which part was running."""
+    import subprocess
+    import sys
+
+    script = (
+        "import ctypes, sys\n"
+        "from pathlib import Path\n"
+        "from sweeper import _watchdog as w\n"
+        "d = w.install(Path(sys.argv[1]), 'k', 60.0, 20.0, None)\n"
+        "d.arm('the study gate')\n"
+        "d.doing('label_leakage')\n"
+        "d.doing('loss_shapes')\n"
+        "ctypes.string_at(0)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script, str(tmp_path)], capture_output=True)
+    assert done.returncode != 0
+    dump = watchdog.read_dump(tmp_path, "k")
+    assert dump is not None and dump.kind == "signal", done.stderr
+    assert dump.part == "loss_shapes" and "Segmentation fault" in dump.summary
+    # a fresh piece of work starts with no part named
+    w = watchdog.Watchdog(tmp_path / "again.txt", faults=False)
+    w.doing("overfit_tiny")
+    w.arm("trial 3")
+    w.close()
+    assert w.part == "" and (tmp_path / "again.txt").read_text() == ""
