@@ -43,13 +43,16 @@ def run(
     storage: str | None = None,
     address: str | None = None,
     progress: bool = True,
+    show_output: bool = False,
 ) -> Any:
     """Gate, then search, as `sweeper run` does, from Python or a notebook.
 
     `definition`: a path to a study definition, a dict of its sections, or a `Definition`.
     Overrides: `trials` (this many more finished trials from this call, as `--trials`),
     `storage` (the store URL), `address` (a Ray cluster). `progress`: the gate's table and a
-    line per trial, printed as they come (rich renders them in Jupyter).
+    line per trial, printed as they come (rich renders them in Jupyter). `show_output`: the
+    task's own output (its prints, its frameworks' banners) printed too; by default it goes to
+    the study's `workers.log`, as with `sweeper run`.
 
     Returns the `optuna.Study`, with the gate's `Report` as `study.gate_report` (None when the
     gate is off) and the bias/variance verdict on the best as `study.diagnosis` (a
@@ -62,6 +65,7 @@ def run(
     from sweeper.cli._common import console
     from sweeper.cli._display import ConsoleProgress
     from sweeper.orchestrator import run_study
+    from sweeper.orchestrator._cluster import warnings_kept
     from sweeper.store import load_study
 
     loaded = _loaded(definition)
@@ -69,8 +73,14 @@ def run(
         loaded = replace(loaded, spec=loaded.spec.model_copy(update={"storage": storage}))
     mode = "plain" if progress else "quiet"  # plain lines: a log, a notebook cell
     try:
-        with ConsoleProgress(console(), mode) as shown:
-            outcome = run_study(loaded, progress=shown, address=address, trials=trials)
+        with ConsoleProgress(console(), mode) as shown, warnings_kept():
+            outcome = run_study(
+                loaded,
+                progress=shown,
+                address=address,
+                trials=trials,
+                show_output=show_output or None,
+            )
     except KeyboardInterrupt:
         print(
             "interrupted: finished trials are kept and running ones are re-queued when the "

@@ -3,10 +3,13 @@ Ray job runs on. Decides how many trials run at once from what the cluster has."
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import os
 import sys
+import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -134,26 +137,36 @@ REPLACED = ("A worker died or was killed while executing a task by an unexpected
 # The first line of a dying worker's dump: Ray's C++ signal handler, Python's faulthandler.
 # sweeper names the crash from the worker's own dump file; the raw dump stays off the console.
 DUMP_START = ("*** SIG", "Fatal Python error:")
-WORKER_LOG: dict[str, Any] = {"path": None, "dumping": set(), "told": False}
+SHOW_ENV = "SWEEPER_SHOW_OUTPUT"
+WORKER_LOG: dict[str, Any] = {"path": None, "dumping": set(), "told": False, "show": False}
 
 
-def worker_log(path: Path | None) -> None:
-    """Where the worker lines kept off the console (a dying worker's dump) are written."""
-    WORKER_LOG["path"] = path
+def worker_log(path: Path | None, show: bool | None = None) -> None:
+    """Where the workers' output goes instead of the console: the task's prints, its
+    frameworks' banners and warnings, a dying worker's dump. `show` (default: the
+    SWEEPER_SHOW_OUTPUT environment variable is 1; `sweeper run --show-output` sets it)
+    prints the task's output on the console as Ray forwards it; a dump is kept off it
+    either way."""
+    if show is None:
+        show = os.environ.get(SHOW_ENV) == "1"
+    WORKER_LOG.update(path=path, dumping=set(), told=False, show=show)
 
 
 def _keep_off_console(data: dict[str, Any]) -> bool:
-    """Whether `data` (lines one worker printed) belongs to a dying worker's dump: written to
-    the worker log, and its path printed once, instead of shown."""
+    """Whether `data` (lines one worker printed) goes to the worker log, its path printed
+    once, instead of the console: a dying worker's dump always, anything else unless the
+    user asked to see the task's output."""
     pid = data.get("pid")
     lines = [str(ln) for ln in data.get("lines") or []]
     dumping: set[Any] = WORKER_LOG["dumping"]
-    if pid not in dumping and not any(ln.lstrip().startswith(DUMP_START) for ln in lines):
+    dump = pid in dumping or any(ln.lstrip().startswith(DUMP_START) for ln in lines)
+    if dump:
+        dumping.add(pid)  # a worker that began dying: the rest of what it prints is its dump
+    elif WORKER_LOG["show"]:
         return False
-    dumping.add(pid)  # a worker that began dying: the rest of what it prints is its dump
     path = WORKER_LOG["path"]
     if path is None:
-        return True
+        return dump  # no study folder (Ray started outside a run): only a dump is hidden
     try:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         with open(path, "a", encoding="utf-8") as f:
@@ -162,8 +175,41 @@ def _keep_off_console(data: dict[str, Any]) -> bool:
         return False  # nowhere to keep it: shown as Ray prints it
     if not WORKER_LOG["told"]:
         WORKER_LOG["told"] = True
-        log.warning("a worker's crash dump was written to %s (sweeper names the crash)", path)
+        log.warning(
+            "the workers' output (%s) is kept in %s%s",
+            "a crash's dump; sweeper names the crash"
+            if dump
+            else "the task's prints, its frameworks' banners and warnings",
+            path,
+            "" if dump else "; `sweeper run --show-output` prints it here",
+        )
     return True
+
+
+@contextlib.contextmanager
+def warnings_kept() -> Iterator[None]:
+    """While a run goes on, Python warnings raised in this process (the task's frameworks
+    import here too) go to the same worker log as the workers' output, unless the user
+    asked to see the task's output; before the run knows its log folder they show as usual."""
+    with warnings.catch_warnings():
+        shown = warnings.showwarning
+
+        def keep(message: Any, category: Any, filename: str, lineno: int, *rest: Any) -> None:
+            path = WORKER_LOG["path"]
+            if WORKER_LOG["show"] or path is None:
+                shown(message, category, filename, lineno, *rest)
+                return
+            try:
+                Path(path).parent.mkdir(parents=True, exist_ok=True)
+                with open(path, "a", encoding="utf-8") as f:
+                    f.write(
+                        f"(driver) {warnings.formatwarning(message, category, filename, lineno)}"
+                    )
+            except OSError:
+                shown(message, category, filename, lineno, *rest)
+
+        warnings.showwarning = keep  # type: ignore[assignment]
+        yield
 
 
 def _quiet_replaced() -> None:

@@ -114,10 +114,13 @@ def run_study(
     progress: Progress | None = None,
     address: str | None = None,
     trials: int | None = None,
+    show_output: bool | None = None,
 ) -> Outcome:
     """Gate, then search until the budget is met: `budget.trials` finished trials in the
     study (shared with any other driver on it), or, with `trials`, that many more from this
-    driver. Trials left running by a dead driver are failed and re-queued first."""
+    driver. Trials left running by a dead driver are failed and re-queued first. The
+    workers' output goes to the study's `workers.log`, unless `show_output` (default: the
+    SWEEPER_SHOW_OUTPUT environment variable) prints the task's output on the console."""
     spec = loaded.spec
     t0 = time.perf_counter()
     me = driver_token()
@@ -138,7 +141,7 @@ def run_study(
         if address is not None or os.environ.get("RAY_ADDRESS"):
             store.forget()  # ray.init may move this process to the job's working directory,
             # where a relative SQLite path means another file: opened again after it
-    worker_log(dumps / "workers.log")
+    worker_log(dumps / "workers.log", show_output)
     with _loading_task(spec, address) as task_loaded:  # the task loads while Ray starts
         init_ray(address, spec.task, paths)
         catch_sigterm()  # again: ray.init installs its own handler, which would exit at once

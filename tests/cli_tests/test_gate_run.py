@@ -11,7 +11,7 @@ import pytest
 from tests.conftest import run_here, write_study
 
 TASK = """
-import ctypes, os, signal, time
+import ctypes, os, signal, time, warnings
 from torch import nn
 from sweeper.examples.digits import mlp_task
 
@@ -29,6 +29,10 @@ class Stuck(nn.Module):
                 time.sleep(0.05)  # a forward that never returns
         if MODE == "crash":
             ctypes.string_at(0)  # a crash in native code (SIGSEGV in this thread)
+        if MODE == "noisy" and not getattr(Stuck, "said", False):
+            Stuck.said = True  # once per worker process
+            print("TASK-PRINT from the forward", flush=True)
+            warnings.warn("TASK-WARNING from a framework")
         return self.inner(x)
 
 
@@ -63,6 +67,45 @@ def test_gate_shows_each_probe_and_is_not_run_again_on_a_resume(tmp_path: Path) 
     edited = run_here("run", path.name, "--plain", "--trials", "1", cwd=tmp_path)
     assert edited.returncode == 0, edited.stdout + edited.stderr
     assert "gate  data_finite" in edited.stdout
+
+
+@pytest.mark.usefixtures("local_ray")
+def test_the_tasks_own_output_goes_to_the_studys_worker_log_not_the_console(
+    tmp_path: Path,
+) -> None:
+    import time
+
+    path = _study(tmp_path, "noisy")
+    out = run_here("run", path.name, "--plain", "--trials", "1", cwd=tmp_path)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "TASK-" not in out.stdout + out.stderr
+    log = tmp_path / "sweeper-logs" / "tiny" / "workers.log"
+    deadline = time.monotonic() + 30  # Ray forwards a worker's lines about once a second
+    while time.monotonic() < deadline and "TASK-WARNING" not in _text(log):
+        time.sleep(0.5)
+    assert "TASK-PRINT from the forward" in _text(log) and "TASK-WARNING" in _text(log)
+
+
+def test_show_output_prints_the_tasks_lines_and_a_dump_still_goes_to_the_log(
+    tmp_path: Path,
+) -> None:
+    from sweeper.orchestrator._cluster import _keep_off_console, worker_log
+
+    log = tmp_path / "workers.log"
+    try:
+        worker_log(log, show=True)
+        assert not _keep_off_console({"pid": 7, "lines": ["epoch 1 done"]})
+        assert _keep_off_console({"pid": 8, "lines": ["Fatal Python error: Aborted"]})
+        assert _keep_off_console({"pid": 8, "lines": ["  File x.py, line 3"]})  # the rest of it
+        worker_log(log, show=False)
+        assert _keep_off_console({"pid": 7, "lines": ["GPU available: False"]})
+        assert "(pid=7) GPU available: False" in log.read_text()
+    finally:
+        worker_log(None, show=False)
+
+
+def _text(path: Path) -> str:
+    return path.read_text() if path.exists() else ""
 
 
 @pytest.mark.usefixtures("local_ray")

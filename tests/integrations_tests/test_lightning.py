@@ -105,6 +105,19 @@ def test_lightning_study_runs_from_the_cli_and_pruning_ends_trials_cleanly(workd
     assert any(r.startswith("pruned by the pruner") for r in reasons), reasons
     model = sweeper.load_best_model("lit", storage="sqlite:///sweeps.db")
     assert type(model).__name__ == "LitDigits"  # the LightningModule, with its trained weights
+    # exactly what the user built: no hook of sweeper's left on it, and its forward equals a
+    # fresh LitDigits of theirs loaded with the same weights
+    from sweeper.examples.digits import digits_split
+    from sweeper.examples.lightning_digits import LitDigits
+
+    assert not any(m._forward_hooks or m._forward_pre_hooks for m in model.modules())
+    assert not any(p._backward_hooks for p in model.parameters())
+    fresh = LitDigits({**PARAMS, **study.best_params})
+    fresh.load_state_dict(model.state_dict())
+    fresh.eval()
+    x = torch.as_tensor(digits_split()[1][:16])
+    assert not model.training
+    assert torch.equal(model(x), fresh(x))
 
 
 def _digits_task(build: Any, loss: str) -> Any:

@@ -27,6 +27,12 @@ def add_parser(sub: Any) -> None:
         help="run this many more finished trials from this driver, whatever the budget says "
         "(several drivers on one study: each gets its own count)",
     )
+    s.add_argument(
+        "--show-output",
+        action="store_true",
+        help="print the task's own output (its prints, its frameworks' banners and warnings) "
+        "here; by default it goes to the study's workers.log, whose path is printed once",
+    )
     g = s.add_mutually_exclusive_group()
     g.add_argument("--quiet", action="store_true", help="print only the result")
     g.add_argument("--plain", action="store_true", help="log lines instead of a live view")
@@ -41,6 +47,7 @@ def run(args: argparse.Namespace) -> int:
     from sweeper.cli._display import ConsoleProgress
     from sweeper.errors import GateFailedError
     from sweeper.orchestrator import run_study
+    from sweeper.orchestrator._cluster import warnings_kept
     from sweeper.orchestrator.jobs import STORAGE_ENV  # set by `sweeper submit` for its job
 
     storage = args.storage or os.environ.get(STORAGE_ENV)
@@ -57,9 +64,15 @@ def run(args: argparse.Namespace) -> int:
             f"study [bold]{spec.name}[/] · store {redact(spec.storage)} · "
             f"{budget} x {spec.budget.epochs} epochs"
         )
-    with ConsoleProgress(out_console, mode) as progress:
+    with ConsoleProgress(out_console, mode) as progress, warnings_kept():
         try:
-            out = run_study(loaded, progress=progress, address=args.address, trials=args.trials)
+            out = run_study(
+                loaded,
+                progress=progress,
+                address=args.address,
+                trials=args.trials,
+                show_output=args.show_output or None,
+            )
         except GateFailedError as e:
             out_console.print(f"[bold red]gate failed[/]: {e}")
             return e.exit_code
