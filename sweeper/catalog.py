@@ -24,6 +24,16 @@ LOOP_METRICS = ("val_accuracy", "val_loss", "train_loss")  # what sweeper's loop
 # what it reports besides at a trial's last epoch: the train split in eval mode (the
 # bias/variance verdict's train side; `train_loss` is the epoch's running mean in train mode)
 LOOP_TRAIN_METRICS = ("train_accuracy", "train_eval_loss")
+# what a trial costs, measured by sweeper itself on the model the trial trains (sweeper's loop:
+# its model; an own fit: the first model given to `trial.watch`), at the trial's last epoch,
+# only when an objective or a constraint names it (sweeper.training._costs): lower is better
+COST_METRICS = {
+    "params": "trainable parameters",
+    "flops": "floating-point operations of one eval-mode forward, per sample",
+    "latency_ms": "median eval-mode forward time of one batch of `cost_batch` rows, in ms",
+    "peak_memory_mb": "peak memory of the training, in MB",
+    "train_seconds": "seconds spent training, waits on the driver left out",
+}
 
 
 def train_counterpart(metric: str) -> list[str]:

@@ -40,6 +40,13 @@ def fingerprint(spec: Definition) -> str:
         "epochs": spec.budget.epochs,
         "search": {k: v.model_dump() for k, v in spec.search.params().items()},
     }
+    if spec.objectives:  # several objectives and their constraints; a study of one keeps the
+        # hash it had before there were several
+        core["objectives"] = [o.model_dump(exclude={"target"}) for o in spec.objectives]
+    if spec.constraints:
+        core["constraints"] = [c.model_dump() for c in spec.constraints]
+    if spec.cost_metrics():  # how a cost is measured changes what its values mean
+        core["costs"] = spec.costs.model_dump()
     if spec.stages:  # each stage's epochs and narrowing (its trial count may change, as the
         # budget's may); a study without stages keeps the hash it had before stages existed
         core["stages"] = [[st.epochs, st.narrow] for st in spec.stages]

@@ -3,12 +3,13 @@ the search space's params are in `_space.py`."""
 
 from __future__ import annotations
 
+import difflib
 import re
 from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from sweeper.catalog import INIT_SCHEMES, LOOP_METRICS, PRECISIONS, SCHEDULES
+from sweeper.catalog import COST_METRICS, INIT_SCHEMES, LOOP_METRICS, PRECISIONS, SCHEDULES
 from sweeper.definition._space import (
     PARAM_TYPES,
     CategoricalParam,
@@ -28,6 +29,7 @@ __all__ = [
     "SCHEDULES",
     "CategoricalParam",
     "Confirm",
+    "Constraint",
     "Definition",
     "FixedParam",
     "FloatParam",
@@ -49,6 +51,15 @@ class Objective(_Strict):
 
     @model_validator(mode="after")
     def _direction_fits_metric(self) -> Objective:
+        _known_cost(self.metric)
+        if self.metric in COST_METRICS:
+            if self.direction == "maximize":
+                raise ValueError(
+                    f"direction 'maximize' makes no sense for {self.metric} (a cost): use "
+                    "'minimize'"
+                )
+            object.__setattr__(self, "direction", "minimize")
+            return self
         if self.metric not in METRICS:
             if self.direction is None:
                 raise ValueError(
@@ -64,6 +75,59 @@ class Objective(_Strict):
                 f"direction {self.direction!r} makes no sense for {self.metric}: use {natural!r}"
             )
         return self
+
+
+def _known_cost(metric: str) -> None:
+    """A name that is a near miss of a cost sweeper measures is a typo, not the task's own
+    metric (which would then never be reported)."""
+    if metric in COST_METRICS or metric in METRICS:
+        return
+    near = difflib.get_close_matches(metric, list(COST_METRICS), n=1, cutoff=0.75)
+    if near:
+        raise ValueError(
+            f"unknown cost metric {metric!r}: did you mean {near[0]!r}? sweeper measures "
+            f"{', '.join(COST_METRICS)}"
+        )
+
+
+class Constraint(_Strict):
+    """A bound a trial must keep to be picked: `{metric: latency_ms, max: 5.0}`, `min:`, or
+    both. The metric is a cost sweeper measures or any metric the trial reports. Infeasible
+    trials are recorded (Optuna's constraints, which its samplers and dashboard read) and
+    never picked."""
+
+    metric: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_.@/-]*$")
+    max: float | None = None
+    min: float | None = None
+
+    @model_validator(mode="after")
+    def _a_bound(self) -> Constraint:
+        _known_cost(self.metric)
+        if self.max is None and self.min is None:
+            raise ValueError(f"constraint on {self.metric!r} has no bound: give max:, min: or both")
+        if self.max is not None and self.min is not None and self.min > self.max:
+            raise ValueError(
+                f"constraint on {self.metric!r}: min {self.min:g} > max {self.max:g}, no trial "
+                "can keep it"
+            )
+        return self
+
+    def violation(self, value: float | None) -> float:
+        """Optuna's constraint value: <= 0 when `value` keeps the bound, else by how much it
+        misses (a missing or non-finite value misses by 1)."""
+        if value is None or value != value or value in (float("inf"), float("-inf")):
+            return 1.0
+        misses = [value - self.max] if self.max is not None else []
+        if self.min is not None:
+            misses.append(self.min - value)
+        return max(misses)
+
+
+class Costs(_Strict):
+    """How the costs are measured: `batch`, the rows of the input latency_ms times a forward
+    of (1: a single request)."""
+
+    batch: int = Field(default=1, ge=1)
 
 
 class Budget(_Strict):
@@ -95,7 +159,7 @@ class Confirm(_Strict):
 class Sampler(_Strict):
     """Optuna's sampler for the search, its seed, and the trials window it learns from."""
 
-    type: Literal["tpe", "random"] = "tpe"
+    type: Literal["tpe", "random", "nsga2"] = "tpe"
     seed: int | None = None
     startup_trials: int = Field(default=10, ge=0)
     # TPE fits on the `window` most recent finished trials (plus the best tenth as many of the
@@ -198,6 +262,11 @@ class Definition(_Strict):
     storage: str = "sqlite:///sweeps.db"
     artifacts: str | None = None  # folder for gate plots; default: beside the SQLite file
     objective: Objective = Field(default_factory=Objective)
+    # several at once: the Pareto front (`objective` is then the first of them, the one the
+    # pruner acts on and the bias/variance verdict speaks of)
+    objectives: list[Objective] | None = Field(default=None, min_length=1)
+    constraints: list[Constraint] = Field(default_factory=list)
+    costs: Costs = Field(default_factory=Costs)
     budget: Budget
     search: SearchSpace
     sampler: Sampler = Field(default_factory=Sampler)
@@ -283,6 +352,83 @@ class Definition(_Strict):
                 "pruner.type: none"
             )
         return self
+
+    @model_validator(mode="after")
+    def _objectives_agree(self) -> Definition:
+        if self.objectives is None:
+            if self.sampler.type == "nsga2":
+                raise ValueError(
+                    "sampler.type nsga2 searches several objectives: list them under "
+                    "`objectives:`, or use tpe for one"
+                )
+            return self._constraints_agree()
+        if "objective" in self.model_fields_set:
+            raise ValueError(
+                "give either `objective:` (one metric) or `objectives:` (several), not both"
+            )
+        names = [o.metric for o in self.objectives]
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:
+            raise ValueError(f"objectives name {', '.join(twice)} more than once")
+        if names[0] in COST_METRICS:
+            raise ValueError(
+                f"objectives: list the trial's own metric first, not the cost {names[0]}: the "
+                "first objective is reported every epoch, the pruner acts on it and the "
+                "verdict speaks of it (a cost is measured once, at the trial's end)"
+            )
+        object.__setattr__(self, "objective", self.objectives[0])
+        if len(self.objectives) == 1:  # one objective, however written: the same study
+            object.__setattr__(self, "objectives", None)
+            return self._constraints_agree()
+        not_yet = [
+            (bool(self.stages), "stages"),
+            (self.confirm is not None, "confirm"),
+            (self.pruner.type == "hyperband", "pruner.type hyperband"),
+            (self.sampler.window is not None, "sampler.window"),
+        ]
+        for on, what in not_yet:
+            if on:
+                raise ValueError(
+                    f"{what} works with one objective only for now; drop it, or search one "
+                    "objective (the others as `constraints:`)"
+                )
+        return self._constraints_agree()
+
+    def _constraints_agree(self) -> Definition:
+        directions = {o.metric: o.direction for o in self.goals()}
+        bounds: dict[str, list[float | None]] = {}
+        for c in self.constraints:
+            lo_hi = bounds.setdefault(c.metric, [None, None])
+            if c.min is not None:
+                lo_hi[0] = c.min if lo_hi[0] is None else max(lo_hi[0], c.min)
+            if c.max is not None:
+                lo_hi[1] = c.max if lo_hi[1] is None else min(lo_hi[1], c.max)
+            lo, hi = lo_hi
+            if lo is not None and hi is not None and lo > hi:
+                raise ValueError(
+                    f"the constraints on {c.metric!r} ask for >= {lo:g} and <= {hi:g}: no "
+                    "trial can keep both"
+                )
+            way = directions.get(c.metric)
+            pushes = "maximize" if c.max is not None else "minimize"
+            if way is not None and way == pushes and (c.min is None or c.max is None):
+                bound = "max" if c.max is not None else "min"
+                raise ValueError(
+                    f"{c.metric!r} is an objective to {way} and a constraint's {bound} caps "
+                    f"it: the search would push every trial against the cap. Keep it as the "
+                    "objective, or as a constraint, not both"
+                )
+        return self
+
+    def goals(self) -> list[Objective]:
+        """The objectives the search optimizes, in order (one for a single `objective:`)."""
+        return list(self.objectives) if self.objectives else [self.objective]
+
+    def cost_metrics(self) -> list[str]:
+        """The costs sweeper measures for this study: those an objective or a constraint
+        names."""
+        named = [o.metric for o in self.goals()] + [c.metric for c in self.constraints]
+        return [m for m in COST_METRICS if m in named]
 
     def stage_plan(self) -> list[Stage]:
         """The stages the search runs: the definition's, or one stage of the whole budget."""

@@ -4,6 +4,7 @@ epoch, and which params mattered most (Optuna's `optuna.importance`)."""
 
 from __future__ import annotations
 
+import copy
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -73,6 +74,13 @@ def importance(trials: Sequence[FrozenTrial], maximize: bool) -> dict[str, float
     done = [t for t in trials if t.values is not None]
     if len(done) < 4:
         return {}
+    if len(done[0].values) > 1:  # several objectives: the first's importance (the verdict's)
+        firsts = []
+        for t in done:
+            one = copy.copy(t)
+            one.values = [t.values[0]]
+            firsts.append(one)
+        done = firsts
     study = optuna.create_study(direction="maximize" if maximize else "minimize")
     study.add_trials(done)
     try:

@@ -149,7 +149,7 @@ def after_search(
     of a run), else read the kept one."""
     if ranking is None:
         trials = study._storage.get_all_trials(study._study_id, deepcopy=False)
-        ranking = rank(trials, study.direction.name == "MAXIMIZE")
+        ranking = rank(trials, study.directions[0].name == "MAXIMIZE")
     trials = ranking.trials
     system = study._storage.get_study_system_attrs(study._study_id)
     stages = system.get(attrs.STAGES) or []

@@ -5,6 +5,8 @@ from sweeper.export._best import (
     FORMATS,
     BestConfig,
     best_config,
+    front_json,
+    front_table,
     render,
     top_configs,
 )
@@ -20,6 +22,8 @@ __all__ = [
     "best_config",
     "best_weights",
     "export_trials",
+    "front_json",
+    "front_table",
     "load_best_model",
     "render",
     "study_status",

@@ -33,20 +33,32 @@ class BestConfig:
     # its configuration's values over new seeds: {mean, std, values, trials, search_value}
     confirmed: dict[str, Any] | None = None
     stage: int | None = None  # the stage it ran in (staged studies: the last)
+    values: dict[str, float] = field(default_factory=dict)  # several objectives: each one's
 
     def to_dict(self) -> dict[str, Any]:
         """The config as plain data, as `sweeper best --format json` prints it."""
         return asdict(self)
 
 
-def top_configs(name: str, storage: str = DEFAULT_STORAGE, k: int = 1) -> list[BestConfig]:
-    """The `k` best completed trials of study `name`, best first."""
+def top_configs(
+    name: str, storage: str = DEFAULT_STORAGE, k: int = 1, pick: str | None = None
+) -> list[BestConfig]:
+    """The `k` best completed trials of study `name`, best first. A study with several
+    objectives gives its Pareto front's members: the one `pick` names first (an objective
+    it is best on, or "knee"; default: the first objective's best), then the others."""
     from optuna.trial import TrialState
 
-    from sweeper.store import attrs, load_study, needs_ranking, study_ranking, trials_in_states
+    from sweeper.store import load_study, needs_ranking, study_ranking, trials_in_states
 
     study = load_study(storage, name)
     system = study._storage.get_study_system_attrs(study._study_id)
+    if len(study.directions) > 1:
+        return _front_configs(study, name, system, k, pick)
+    metric = (study.metric_names or ["value"])[0]
+    if pick is not None and pick != metric:
+        raise SweeperError(
+            f"pick {pick!r}: study {name!r} has one objective, {metric}; its best is the only pick"
+        )
     maximize = study.direction.name == "MAXIMIZE"
     confirmed: dict[int, Any] = {}
     if needs_ranking(system):  # stages, confirmations: the last stage, the best mean first
@@ -69,38 +81,112 @@ def top_configs(name: str, storage: str = DEFAULT_STORAGE, k: int = 1) -> list[B
         first = study.best_trial
         rest = sorted(done, key=lambda t: (-t.values[0] if maximize else t.values[0], t.number))
         done = [first, *(t for t in rest if t.number != first.number)]
+    return [_config(t, name, system, metric, maximize, confirmed.get(t.number)) for t in done[:k]]
+
+
+def _config(
+    t: Any,
+    name: str,
+    system: dict[str, Any],
+    metric: str,
+    maximize: bool,
+    confirmed: Any = None,
+    values: dict[str, float] | None = None,
+) -> BestConfig:
+    from sweeper.store import attrs
+
     fixed = system.get(attrs.FIXED) or {}
-    metric = (study.metric_names or ["value"])[0]
-    out = []
-    for t in done[:k]:
-        worker = dict(t.user_attrs.get(attrs.WORKER) or {})
-        env = {key: worker[key] for key in ("torch", "device", "gpu_ids", "node") if key in worker}
-        out.append(
-            BestConfig(
-                study=name,
-                params={**fixed, **t.params},
-                value=float(t.values[0]),
-                number=t.number,
-                metric=metric,
-                direction="maximize" if maximize else "minimize",
-                definition_hash=str(system.get(attrs.FINGERPRINT, "")),
-                environment=env,
-                user_attrs=dict(t.user_attrs),
-                metrics=dict(t.user_attrs.get(attrs.METRICS) or {metric: float(t.values[0])}),
-                confirmed=confirmed[t.number].to_dict() if t.number in confirmed else None,
-                stage=int(t.user_attrs[attrs.STAGE]) if attrs.STAGE in t.user_attrs else None,
-            )
+    worker = dict(t.user_attrs.get(attrs.WORKER) or {})
+    env = {key: worker[key] for key in ("torch", "device", "gpu_ids", "node") if key in worker}
+    return BestConfig(
+        study=name,
+        params={**fixed, **t.params},
+        value=float(t.values[0]),
+        number=t.number,
+        metric=metric,
+        direction="maximize" if maximize else "minimize",
+        definition_hash=str(system.get(attrs.FINGERPRINT, "")),
+        environment=env,
+        user_attrs=dict(t.user_attrs),
+        metrics=dict(t.user_attrs.get(attrs.METRICS) or {metric: float(t.values[0])}),
+        confirmed=confirmed.to_dict() if confirmed is not None else None,
+        stage=int(t.user_attrs[attrs.STAGE]) if attrs.STAGE in t.user_attrs else None,
+        values=dict(values or {}),
+    )
+
+
+def _front_configs(
+    study: Any, name: str, system: dict[str, Any], k: int, pick: str | None
+) -> list[BestConfig]:
+    from sweeper.store import study_front
+
+    front = study_front(study)
+    if not front.members:
+        raise StoreError(
+            f"study {name!r} has no completed trial that keeps its constraints yet; run it "
+            f"first (`sweeper status {name}` shows its progress)"
         )
-    return out
+    first = front.pick(pick)
+    members = [first, *(t for t in front.members if t.number != first.number)]
+    return [
+        _config(t, name, system, front.metrics[0], front.maximize[0], values=front.values(t))
+        for t in members[:k]
+    ]
 
 
-def best_config(name: str, storage: str = DEFAULT_STORAGE) -> BestConfig:
-    """Load the best trial of study `name` from `storage`.
+def front_json(configs: list[BestConfig]) -> dict[str, Any]:
+    """`sweeper best --format json` for several objectives: the front (the picked member
+    first) and the picked member as a single-objective study's best reads."""
+    sign = -1.0 if configs[0].direction == "maximize" else 1.0
+    ordered = sorted(configs, key=lambda c: (sign * c.value, c.number))  # first objective's order
+    front = [{"trial": c.number, "values": c.values, "params": c.params} for c in ordered]
+    return {"front": front, "picked": _export(configs[0])}
+
+
+def front_table(configs: list[BestConfig]) -> str:
+    """The front as a table: one row per member (the picked one marked), its objectives'
+    values, then its params."""
+    names = list(configs[0].values)
+    params = sorted({k for c in configs for k in c.params})
+    head = ["", "trial", *names, *params]
+    rows = [
+        [
+            "*" if i == 0 else "",
+            str(c.number),
+            *(f"{c.values[n]:.6g}" for n in names),
+            *(_cell(c.params.get(p)) for p in params),
+        ]
+        for i, c in enumerate(configs)
+    ]
+    widths = [max(len(r[j]) for r in [head, *rows]) for j in range(len(head))]
+    lines = [
+        "  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)).rstrip()
+        for r in [head, *rows]
+    ]
+    return "\n".join(
+        [
+            f"Pareto front of {configs[0].study!r}: {len(configs)} trials ({', '.join(names)}), "
+            "* = picked",
+            *lines,
+        ]
+    )
+
+
+def _cell(v: Any) -> str:
+    if isinstance(v, float):
+        return f"{v:.4g}"
+    return "" if v is None else str(v)
+
+
+def best_config(name: str, storage: str = DEFAULT_STORAGE, pick: str | None = None) -> BestConfig:
+    """Load the best trial of study `name` from `storage`; for several objectives, the
+    Pareto front's member `pick` names (an objective it is best on, or "knee"; default the
+    first objective's best), with each objective's value in `values`.
 
     >>> best = sweeper.best_config("digits-mlp", storage="sqlite:///sweeps.db")
     >>> best.params["lr"], best.value, best.number
     """
-    return top_configs(name, storage, 1)[0]
+    return top_configs(name, storage, 1, pick)[0]
 
 
 def _export(best: BestConfig) -> dict[str, Any]:
@@ -118,6 +204,8 @@ def _export(best: BestConfig) -> dict[str, Any]:
         out["confirmed"] = best.confirmed
     if best.stage is not None:
         out["stage"] = best.stage
+    if best.values:
+        out["values"] = best.values
     return out
 
 

@@ -23,6 +23,8 @@ class StudyStatus:
     checkpoint_store: dict[str, Any] | None = None
     recent_stopped: list[Any] = field(default_factory=list)  # FrozenTrials, pruned or failed
     after: Any = None  # sweeper.diagnosis.AfterSearch: stages, confirmations, the verdict
+    # several objectives: {"metrics", "size", "hypervolume"} of the Pareto front
+    front: dict[str, Any] | None = None
 
     @property
     def trials(self) -> int:
@@ -36,7 +38,7 @@ class StudyStatus:
             "study": self.name,
             "counts": self.counts,
             "trials": self.trials,
-            "best_value": best.value if best else None,
+            "best_value": best.values[0] if best else None,
             "best_params": best.params if best else None,
             "best_trial": best.number if best else None,
             "gate_verdict": self.gate["verdict"] if self.gate else None,
@@ -54,6 +56,7 @@ class StudyStatus:
                 if self.after is not None and self.after.diagnosis is not None
                 else None
             ),
+            "front": self.front,
         }
 
 
@@ -83,10 +86,22 @@ def study_status(name: str, storage: str, recent: int = 10) -> StudyStatus:
             job["state"] = job_state(job["address"], job["id"])
     counts = state_counts(study._storage, sid)
     system = study._storage.get_study_system_attrs(sid)
-    try:
-        best = study.best_trial
-    except ValueError:
-        best = None
+    front = None
+    if len(study.directions) > 1:
+        from sweeper.store import hypervolume, study_front
+
+        members = study_front(study)
+        best = members.pick() if members.members else None
+        front = {
+            "metrics": members.metrics,
+            "size": len(members.members),
+            "hypervolume": hypervolume(study, members),
+        }
+    else:
+        try:
+            best = study.best_trial
+        except ValueError:
+            best = None
     after = None
     if best is not None:
         from sweeper.diagnosis import AfterSearch, Diagnosis, after_search
@@ -110,6 +125,7 @@ def study_status(name: str, storage: str, recent: int = 10) -> StudyStatus:
             study._storage, sid, (TrialState.PRUNED, TrialState.FAIL), recent
         ),
         after=after,
+        front=front,
     )
 
 

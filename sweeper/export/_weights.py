@@ -14,20 +14,28 @@ from sweeper.export._best import DEFAULT_STORAGE, BestConfig, best_config
 
 
 def best_weights(
-    name: str, storage: str = DEFAULT_STORAGE, store: str | None = None
+    name: str, storage: str = DEFAULT_STORAGE, store: str | None = None, pick: str | None = None
 ) -> tuple[BestConfig, dict[str, Any]]:
     """The best trial and its final weights (a state_dict on the CPU). `store`: where the
-    checkpoints live, if not where the run recorded (say, a shared folder mounted elsewhere)."""
+    checkpoints live, if not where the run recorded (say, a shared folder mounted elsewhere).
+    `pick`: for several objectives, which front member (see `best_config`)."""
     from sweeper.checkpoint import Checkpoints, CorruptCheckpoint, unpack
     from sweeper.store import attrs, load_study
 
-    best = best_config(name, storage)
+    best = best_config(name, storage, pick)
     artifact = best.user_attrs.get(attrs.WEIGHTS)
     if not artifact:
+        ranked = (
+            f" (with several objectives, keep_best keeps the best trials on the first, "
+            f"{best.metric})"
+            if best.values
+            else ""
+        )
         raise StoreError(
-            f"trial {best.number}, the best of {name!r}, has no kept weights: the study ran "
-            "with checkpoint.keep_best: 0, or before sweeper kept weights. Re-run it with "
-            "keep_best >= 1, or train the best config yourself (`sweeper best` prints it)"
+            f"trial {best.number}, the {'picked' if best.values else 'best'} of {name!r}, has "
+            "no kept weights: the study ran with checkpoint.keep_best: 0, or before sweeper "
+            f"kept weights{ranked}. Re-run it with a larger keep_best, or train the config "
+            "yourself (`sweeper best` prints it)"
         )
     study = load_study(storage, name)
     location = store or attrs.get_study_attr(study, attrs.CHECKPOINT_STORE)
@@ -54,10 +62,13 @@ def load_best_model(
     storage: str = DEFAULT_STORAGE,
     device: str = "cpu",
     store: str | None = None,
+    pick: str | None = None,
 ) -> Any:
     """The study's task model, built with the best trial's params and loaded with the weights
     that trial ended with, in eval mode on `device`. Its validation metric is the one the
-    trial reported. The task module must be importable from here (as for `sweeper run`)."""
+    trial reported. The task module must be importable from here (as for `sweeper run`).
+    `pick`: for a study with several objectives, the Pareto front's member to load: the one
+    best on the objective it names, or "knee" (default: the first objective's best)."""
     import torch
     import yaml
 
@@ -65,7 +76,7 @@ def load_best_model(
     from sweeper.task import add_search_paths, load_task
     from sweeper.training import build_model
 
-    best, state = best_weights(name, storage, store)
+    best, state = best_weights(name, storage, store, pick)
     definition = attrs.get_study_attr(load_study(storage, name), attrs.DEFINITION) or ""
     spec = yaml.safe_load(definition) or {}
     add_search_paths([str(Path.cwd())])
@@ -88,10 +99,13 @@ def load_best_model(
     return model.eval()
 
 
-def write_weights(name: str, storage: str, path: Path, store: str | None = None) -> BestConfig:
-    """The best trial's weights as a plain state_dict file (torch.load gives it back)."""
+def write_weights(
+    name: str, storage: str, path: Path, store: str | None = None, pick: str | None = None
+) -> BestConfig:
+    """The best (or picked) trial's weights as a plain state_dict file (torch.load gives it
+    back)."""
     import torch
 
-    best, state = best_weights(name, storage, store)
+    best, state = best_weights(name, storage, store, pick)
     torch.save(state, path)
     return best

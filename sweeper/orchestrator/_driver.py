@@ -71,7 +71,7 @@ def open_study(
         storage=storage,
         study_name=spec.name,
         load_if_exists=True,
-        direction=spec.objective.direction,
+        directions=[optuna.study.StudyDirection[str(o.direction).upper()] for o in spec.goals()],
         sampler=make_sampler(spec, parallel),
         pruner=make_pruner(spec),
     )
@@ -86,7 +86,7 @@ def open_study(
         attrs.set_study_attr(study, attrs.FINGERPRINT, loaded.fingerprint)
         attrs.set_study_attr(study, attrs.DEFINITION, redact(loaded.text))
         attrs.set_study_attr(study, attrs.FIXED, fixed_values(spec.search))
-        study.set_metric_names([spec.objective.metric])
+        study.set_metric_names([o.metric for o in spec.goals()])
         if healed and progress is not None:
             progress.note(
                 f"study {spec.name!r} had no finished trial yet: it now uses this definition"
@@ -98,8 +98,12 @@ def open_study(
             f"definition a new `name:` (e.g. {spec.name}-v2), or delete the old study with "
             f"`optuna delete-study --study-name {spec.name} --storage URL`"
         )
-    if study.direction.name.lower() != spec.objective.direction:
-        raise StudyMismatchError(f"study {spec.name!r} optimizes in the other direction")
+    if [d.name.lower() for d in study.directions] != [o.direction for o in spec.goals()]:
+        raise StudyMismatchError(
+            f"study {spec.name!r} in the store optimizes "
+            f"{'/'.join(d.name.lower() for d in study.directions)}, not what this definition "
+            "asks; give the definition a new `name:`"
+        )
     return study
 
 
@@ -208,6 +212,7 @@ def _start_workers(
             spec.resources.cpus,
             ck_settings,
             str(dumps) if dumps is not None else None,
+            {"metrics": spec.cost_metrics(), "batch": spec.costs.batch},
         )
 
     return Workers(

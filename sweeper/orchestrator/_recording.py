@@ -5,6 +5,7 @@ finished trial goes through `Recorder`."""
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -13,6 +14,7 @@ from typing import Any, Protocol
 import optuna
 from optuna.trial import TrialState
 
+from sweeper.catalog import COST_METRICS
 from sweeper.definition import Definition
 from sweeper.diagnosis import Diagnosis
 from sweeper.orchestrator._budget import COUNTED, Budget
@@ -21,6 +23,7 @@ from sweeper.orchestrator._retention import Retention
 from sweeper.orchestrator._slots import Slot
 from sweeper.probes import Report
 from sweeper.report import trial_summary
+from sweeper.search import feasibility_of
 from sweeper.store import Ranking, attrs, record_reports, set_trial_attrs, study_ranking
 
 log = logging.getLogger("sweeper")
@@ -63,6 +66,39 @@ class Outcome:
     after: list[str] = field(default_factory=list)  # stages, confirmation, diagnosis: lines
     diagnosis: Diagnosis | None = None
     ended_by: dict[str, int] = field(default_factory=dict)  # what ended unfinished trials
+    front: Any = None  # several objectives: the Pareto front (sweeper.store.Front)
+
+
+CONSTRAINTS = "constraints"  # Optuna's system attribute for a trial's constraint values
+
+
+def objective_values(spec: Definition, metrics: dict[str, float] | None) -> list[float] | str:
+    """The values of a several-objective trial from its last epoch's metrics, in the
+    definition's order, or why they cannot be had (a metric missing or not finite)."""
+    got = dict(metrics or {})
+    values: list[float] = []
+    for o in spec.goals():
+        v = got.get(o.metric)
+        if v is None:
+            if o.metric in COST_METRICS:
+                return (
+                    f"the objective {o.metric} was not measured: sweeper measures costs on the "
+                    "model given to trial.watch (an own fit must call trial.watch(model)), "
+                    f"and {o.metric} needs "
+                    + (
+                        "a forward of that model"
+                        if o.metric in ("flops", "latency_ms")
+                        else "a process that can read its memory"
+                    )
+                )
+            return (
+                f"the objective {o.metric} is not among the metrics the trial's last epoch "
+                f"reported ({sorted(got)}); report it, or fix the name in `objectives:`"
+            )
+        if not math.isfinite(v):
+            return f"the objective {o.metric} became {v} at the trial's last epoch"
+        values.append(float(v))
+    return values
 
 
 class Recorder:
@@ -89,7 +125,7 @@ class Recorder:
         self.best: float | None = None
         try:
             self.best = float(study.best_value)
-        except ValueError:
+        except (ValueError, RuntimeError):  # none yet; several objectives (the front)
             pass
 
     def _note(self, text: str) -> None:
@@ -153,12 +189,37 @@ class Recorder:
         if slot.findings:
             notes[attrs.FINDINGS] = [f.to_dict() for f in slot.findings]
             notes[attrs.VERDICT], notes[attrs.PROBES] = trial_summary(slot.findings)
+        told_value: Any = value
+        if state == TrialState.COMPLETE and self.spec.objectives:
+            values = objective_values(self.spec, slot.metrics)
+            if isinstance(values, str):  # an objective the trial did not report or measure
+                state, value, told_value, note = TrialState.FAIL, None, None, values
+            else:
+                told_value = values
+        system: dict[str, Any] = {}
+        if self.spec.constraints and state in (TrialState.COMPLETE, TrialState.PRUNED):
+            # Optuna's own constraints attribute (its samplers, best_trials and dashboard read
+            # it); a sampler with a constraints_func writes the same values again as it is told
+            metrics = dict(slot.metrics or {})
+            system[CONSTRAINTS] = [
+                c.violation(metrics.get(c.metric)) for c in self.spec.constraints
+            ]
+            feasible = feasibility_of(self.study.sampler)
+            if feasible is not None:
+                feasible.given(tid, metrics)
         if state == TrialState.FAIL:
             notes[attrs.ERROR] = note[:2000]
         elif state == TrialState.PRUNED and note:
             notes[attrs.STOPPED] = note[:2000]
-        if notes:
-            self._db(set_trial_attrs, self.storage, tid, notes, what="recording a trial's result")
+        if notes or system:
+            self._db(
+                set_trial_attrs,
+                self.storage,
+                tid,
+                notes,
+                system,
+                what="recording a trial's result",
+            )
         kept = None
         if (
             self.retention is not None
@@ -167,14 +228,15 @@ class Recorder:
             and value is not None
             and slot.prune  # a confirmation run (never pruned) keeps no weights: its source
             # trial's are the configuration's, and a lucky seed must not push them out
-            and self.retention.would_keep(value)
+            and all(v <= 0 for v in system.get(CONSTRAINTS, []))  # an infeasible trial: never
+            and self.retention.would_keep(value, told_value if self.spec.objectives else None)
         ):
             self.retention.record_weights(tid, trial.number, slot.weights)
             kept = slot.weights
         told = self._db(
             self.study.tell,
             trial,
-            value if state == TrialState.COMPLETE else None,
+            told_value if state == TrialState.COMPLETE else None,
             state=state,
             skip_if_finished=True,  # a retried tell whose first try did commit
             what="recording a trial's result",
@@ -185,7 +247,15 @@ class Recorder:
         self.count(slot, state, value, note)
         slot.runner.finish.remote()
         if self.retention is not None:
-            self.retention.finished(trial.number, tid, value, kept, slot.checkpoints, slot.chain)
+            self.retention.finished(
+                trial.number,
+                tid,
+                value,
+                kept,
+                slot.checkpoints,
+                slot.chain,
+                told_value if self.spec.objectives and kept else None,
+            )
         self.release(slot, told)
 
     def count(self, slot: Slot, state: TrialState, value: float | None, note: str) -> None:
@@ -259,6 +329,11 @@ class Recorder:
             best_params, best_number = {**fixed, **bt.params}, bt.number
             self.best = float(bt.values[0])
         counts = self.budget.counts
+        front = None
+        if self.spec.objectives:
+            from sweeper.store import study_front
+
+            front = self._db(study_front, self.study, what="reading the study's front")
         return Outcome(
             self.study.study_name,
             self.spec.storage,
@@ -272,4 +347,5 @@ class Recorder:
             self.saved_seconds,
             ranking,
             ended_by=dict(self.budget.ended_by),
+            front=front,
         )

@@ -32,16 +32,25 @@ class Retention:
         keep_best: int,
         maximize: bool,
         db: Callable[..., Any],
+        directions: list[bool] | None = None,
     ) -> None:
-        """`db(fn, *args, what=...)` runs a store call with sweeper's retry policy."""
+        """`db(fn, *args, what=...)` runs a store call with sweeper's retry policy.
+        `directions`: with several objectives, whether each is maximized; then the weights of
+        the Pareto front's members are kept too (`sweeper best --pick` may load any)."""
         self.storage = storage
         self.checkpoints = checkpoints
         self.keep_best = keep_best
         self.maximize = maximize
         self.db = db
+        self.directions = directions if directions and len(directions) > 1 else None
         held = db(weights_holders, storage, study_id, attrs.WEIGHTS, what="reading kept weights")
         # (value, number, trial_id, artifact id), best first
         self.best = self._sorted([(v, n, tid, a) for tid, n, v, a in held])
+        self.values: dict[int, list[float]] = {}  # several objectives: each kept trial's
+        if self.directions is not None:
+            for _v, n, tid, _a in self.best:
+                got = db(storage.get_trial, tid, what="reading kept weights")
+                self.values[n] = list(got.values or [])
 
     def _sorted(self, items: list[tuple[float, int, int, str]]) -> list[Any]:
         return sorted(items, key=lambda x: (-x[0] if self.maximize else x[0], x[1]))
@@ -66,10 +75,27 @@ class Retention:
         return keep
 
     # -- a finishing trial -------------------------------------------------------------------
-    def would_keep(self, value: float) -> bool:
-        """Whether a trial finishing with `value` would be among the best kept."""
+    def _dominated(self, values: list[float], number: int | None = None) -> bool:
+        """Whether a kept trial (other than `number`) is at least as good on every objective
+        and better on one."""
+        assert self.directions is not None
+        signs = [-1.0 if up else 1.0 for up in self.directions]
+        mine = [s * v for s, v in zip(signs, values, strict=True)]
+        for n, other in self.values.items():
+            if n == number or len(other) != len(mine):
+                continue
+            theirs = [s * v for s, v in zip(signs, other, strict=True)]
+            if all(t <= m for t, m in zip(theirs, mine, strict=True)) and theirs != mine:
+                return True
+        return False
+
+    def would_keep(self, value: float, values: list[float] | None = None) -> bool:
+        """Whether a trial finishing with `value` (its objectives' `values`, with several)
+        would be among the best kept, or on the front of the kept ones."""
         if self.keep_best <= 0:
             return False
+        if self.directions is not None and values is not None and not self._dominated(values):
+            return True
         if len(self.best) < self.keep_best:
             return True
         worst = self.best[self.keep_best - 1][0]
@@ -107,6 +133,7 @@ class Retention:
         kept_weights: str | None,
         checkpoints: list[dict[str, Any]],
         chain: list[int],
+        values: list[float] | None = None,
     ) -> None:
         """After the tell: remove the trial's checkpoints and those of the runs it continued
         (`chain`), its weights unless kept, and the weights that dropped out of the best K."""
@@ -120,7 +147,16 @@ class Retention:
         if kept_weights is None or value is None:
             return
         self.best = self._sorted([*self.best, (value, number, trial_id, kept_weights)])
-        for _v, _n, tid, artifact in self.best[self.keep_best :]:
+        keep = {b[1] for b in self.best[: self.keep_best]}
+        if self.directions is not None:
+            if values is not None:
+                self.values[number] = list(values)
+            keep |= {n for n, v in self.values.items() if not self._dominated(v, n)}
+        dropped = [b for b in self.best if b[1] not in keep]
+        self.best = [b for b in self.best if b[1] in keep]
+        for n in [b[1] for b in dropped]:
+            self.values.pop(n, None)
+        for _v, _n, tid, artifact in dropped:
             self.checkpoints.remove(artifact)
             self.db(
                 drop_trial_attrs,
@@ -130,7 +166,6 @@ class Retention:
                 [ARTIFACT_PREFIX + artifact],
                 what="dropping superseded weights",
             )
-        self.best = self.best[: self.keep_best]
 
     def held_ids(self) -> list[str]:
         """The artifact ids held now: kept weights and the checkpoints of running trials."""

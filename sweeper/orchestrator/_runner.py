@@ -54,11 +54,15 @@ class TrialRunner:
         cpus: float,
         checkpoint: dict[str, Any] | None = None,
         dumps: str | None = None,
+        costs: dict[str, Any] | None = None,
     ) -> None:
         """`checkpoint`: where and how often to checkpoint (location, study, every_epochs
         with None for auto, keep_weights), or None for no checkpoints and no weights.
         `dumps`: the folder this process's watchdog and crash dumps go to (read by the
-        driver when the process dies; see sweeper._watchdog), or None for no watchdog."""
+        driver when the process dies; see sweeper._watchdog), or None for no watchdog.
+        `costs`: the cost metrics to measure at each trial's last report ({"metrics": [...],
+        "batch": rows}; see sweeper.training._costs), or None."""
+        self.costs = costs if costs and costs.get("metrics") else None
         self.task_ref = task_ref
         self.task_args = task_args
         self.search_paths = search_paths
@@ -294,11 +298,20 @@ class TrialRunner:
             state, notes = self._load_resume(resume)
             fn = self.task.fit or builtin_fit(self.task, self.data)
             torch.manual_seed(number)
+            costs = self._costs()
             self.session = Session(
                 fn,
                 params,
                 lambda reporter: Trial(
-                    params, number, self.device, epochs, reporter, monitor, saver, state
+                    params,
+                    number,
+                    self.device,
+                    epochs,
+                    reporter,
+                    monitor,
+                    saver,
+                    state,
+                    costs=costs,
                 ),
                 stopped=lambda: monitor.stopped if monitor is not None else None,
             )
@@ -319,6 +332,14 @@ class TrialRunner:
             self.session = None
             self._disarm()
             return TrialUpdate(error=_error_text(e, params), worker=self.worker())
+
+    def _costs(self) -> Any:
+        """The trial's cost measures (None when the study names no cost metric)."""
+        if self.costs is None:
+            return None
+        from sweeper.training._costs import Costs
+
+        return Costs(self.costs["metrics"], int(self.costs.get("batch", 1)), self.device)
 
     def _memory_seen(self, out: TrialUpdate) -> Any:
         """The memory after this epoch (kept on `out`), judged: the memory_growth warning,

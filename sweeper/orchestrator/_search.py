@@ -34,7 +34,7 @@ from sweeper.orchestrator._rounds import NOT_NEEDED, Round, next_round
 from sweeper.orchestrator._slots import Phase, Slot
 from sweeper.orchestrator._warnings import StudyWarnings
 from sweeper.probes import Report
-from sweeper.search import distributions, read_through
+from sweeper.search import distributions, read_through, should_prune
 from sweeper.store import attrs, first_line, retrying, set_trial_attrs
 
 T = TypeVar("T")
@@ -87,6 +87,7 @@ class Search:
                 spec.checkpoint.keep_best,
                 spec.objective.direction == "maximize",
                 self._db,
+                [o.direction == "maximize" for o in spec.goals()],
             )
             self.resumes = Resumes(self.storage, self.retention, self._db, self._note)
         self.recorder = Recorder(
@@ -418,7 +419,13 @@ class Search:
         elif (
             slot.prune
             and self.spec.pruner.type != "none"
-            and self._db(slot.trial.should_prune, what="asking the pruner")
+            and self._db(
+                should_prune,
+                self.study,
+                slot.trial,
+                self.spec.objective.direction,
+                what="asking the pruner",
+            )
         ):
             reason = f"{attrs.BY_PRUNER} at epoch {slot.epoch}"
             self.recorder.finish(slot, TrialState.PRUNED, None, reason)

@@ -1,6 +1,12 @@
 """Search: the definition's space, sampler and pruner in Optuna's terms."""
 
-from sweeper.search._algorithms import make_pruner, make_sampler
+from sweeper.search._algorithms import (
+    Feasibility,
+    feasibility_of,
+    make_pruner,
+    make_sampler,
+    should_prune,
+)
 from sweeper.search._space import (
     cap_lr,
     distributions,
@@ -20,6 +26,9 @@ __all__ = [
     "init_schemes",
     "make_pruner",
     "make_sampler",
+    "should_prune",
+    "Feasibility",
+    "feasibility_of",
     "narrow",
     "read_ahead",
     "read_through",

@@ -2,6 +2,7 @@
 
 from sweeper.store import _attrs as attrs
 from sweeper.store._bulk import record_heartbeats, record_reports, set_trial_attrs
+from sweeper.store._front import KNEE, Front, hypervolume, study_front
 from sweeper.store._place import Store
 from sweeper.store._ranking import (
     Confirmed,
@@ -39,6 +40,10 @@ __all__ = [
     "config_key",
     "is_confirmation",
     "needs_ranking",
+    "KNEE",
+    "Front",
+    "hypervolume",
+    "study_front",
     "rank",
     "retried",
     "stage_of",

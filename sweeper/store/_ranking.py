@@ -125,7 +125,10 @@ def rank(trials: Sequence[FrozenTrial], maximize: bool) -> Ranking:
     done = [
         t
         for t in search
-        if t.state == TrialState.COMPLETE and stage_of(t) == last and t.values is not None
+        if t.state == TrialState.COMPLETE
+        and stage_of(t) == last
+        and t.values is not None
+        and feasible(t)
     ]
     done.sort(key=lambda t: (sign * float(t.values[0]), t.number))
     by_number = {t.number: t for t in done}
@@ -149,10 +152,18 @@ def rank(trials: Sequence[FrozenTrial], maximize: bool) -> Ranking:
     return Ranking(maximize, last, done, confirmed, trials)
 
 
+def feasible(trial: FrozenTrial) -> bool:
+    """Whether the trial keeps the study's constraints (Optuna's "constraints" attribute:
+    every value <= 0); a study without constraints has every trial feasible."""
+    values = trial.system_attrs.get("constraints")
+    return values is None or all(float(v) <= 0.0 for v in values)
+
+
 def study_ranking(study: Any) -> Ranking:
-    """Rank the trials of an Optuna study (reads every trial once)."""
+    """Rank the trials of an Optuna study (reads every trial once); with several objectives,
+    by the first (the front itself is `sweeper.store.front`)."""
     trials = study._storage.get_all_trials(study._study_id, deepcopy=False)
-    return rank(trials, study.direction.name == "MAXIMIZE")
+    return rank(trials, study.directions[0].name == "MAXIMIZE")
 
 
 def needs_ranking(system_attrs: dict[str, Any]) -> bool:

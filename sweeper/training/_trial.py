@@ -7,6 +7,7 @@ function and the built-in loop go through one runner, one report path and one se
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Callable
 from typing import Any, Protocol
 
@@ -75,11 +76,13 @@ class Trial:
         saver: Any = None,
         resume: dict[str, Any] | None = None,
         checks: bool = True,
+        costs: Any = None,
     ) -> None:
         """`saver`: a sweeper.checkpoint.Saver; `resume`: the checkpoint to resume from
         (as written by `checkpoint`: epoch, state, rng). `checks`: built outside a study
         (`sweeper.Trial(params, epochs=N)`), the trial runs the per-trial checks a study's
-        fit trial gets; `findings` lists them and a stop raises TrialStopped."""
+        fit trial gets; `findings` lists them and a stop raises TrialStopped. `costs`: a
+        sweeper.training._costs.Costs whose measures join the last report's metrics."""
         if reporter is None and monitor is None and checks and LOCAL_MONITOR is not None:
             monitor = LOCAL_MONITOR(epochs)
         self.params = dict(params)
@@ -94,6 +97,7 @@ class Trial:
         self.start_epoch = int(resume["epoch"]) if resume else 0
         self._model: nn.Module | None = None
         self._beats: list[Any] = []  # forward hooks that tell the watchdog of progress
+        self._costs = costs
 
     @property
     def findings(self) -> list[Any]:
@@ -147,6 +151,8 @@ class Trial:
                 raise TypeError(f"trial.report: {key!r} = {value!r} is not a number") from None
         watchdog.beat()
         final = self._epochs_done + 1 >= self.epochs
+        if final and self._costs is not None:
+            clean.update(self._measured_costs(clean))
         self.history.append(clean)
         if final and self._saver is not None and self._model is not None:
             self._saver.weights(self._model.state_dict())  # the trial's trained weights
@@ -157,11 +163,15 @@ class Trial:
             except TrialStopped as e:
                 stopped = e  # the epoch that showed it is recorded too, then the trial stops
         if self._reporter is not None:
+            waited = time.perf_counter()
             try:
                 self._reporter(clean)
             except TrialStopped:
                 if stopped is None:
                     raise
+            finally:
+                if self._costs is not None:
+                    self._costs.waited += time.perf_counter() - waited
         if stopped is not None:
             raise stopped
         if self._reporter is None and final:
@@ -177,10 +187,26 @@ class Trial:
         (``sweeper.load_best_model``)."""
         if self._model is None:
             self._model = model
+            if self._costs is not None:
+                self._costs.watch(model)
         if watchdog.current() is not None:  # an evaluation is progress too, not only steps
             self._beats.append(model.register_forward_hook(lambda *_: watchdog.beat()))
         if self._monitor is not None:
             self._monitor.watch(model, optimizer)
+
+    def _measured_costs(self, reported: dict[str, float]) -> dict[str, float]:
+        """The study's cost metrics of the watched model (those the code reports itself
+        win), measured with the checks' hooks idle: their forwards are not the trial's."""
+        monitors = [self._monitor, *getattr(self._monitor, "others", [])]
+        idle = [m for m in monitors if m is not None and hasattr(m, "busy")]
+        for m in idle:
+            m.busy = True
+        try:
+            costs = self._costs.measure(self._model)
+        finally:
+            for m in idle:
+                m.busy = False
+        return {k: v for k, v in costs.items() if k not in reported}
 
     def _trained_by(self, way: str, held: Any = ()) -> None:
         """For the integrations' callbacks: the trial trains under `way` ("lightning",

@@ -13,8 +13,18 @@ def add_parser(sub: Any) -> None:
     """Add the command's subparser to `sub`, with its arguments."""
     s = sub.add_parser("best", help="print the best config (or the top K)")
     add_study_args(s)
-    s.add_argument("--format", choices=("json", "yaml", "python", "env"), default="json")
+    s.add_argument(
+        "--format",
+        choices=("json", "yaml", "python", "env", "table"),
+        help="json (default; for several objectives: table), yaml, python, env, table",
+    )
     s.add_argument("--top", type=positive, help="the K best configs, best first")
+    s.add_argument(
+        "--pick",
+        help="several objectives: the front member best on this objective, or 'knee' (nearest "
+        "the ideal point, each objective scaled over the front); default: the first "
+        "objective's best",
+    )
     s.add_argument("--weights", help="also write the best trial's weights (a state_dict) here")
     s.add_argument("--store", help="checkpoint store, if not where the run recorded it")
     s.set_defaults(func=run)
@@ -22,19 +32,53 @@ def add_parser(sub: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run the command with the parsed `args`; its exit code."""
-    from sweeper.export import render, top_configs
+    import json
+
+    from sweeper.export import front_json, front_table, render, top_configs
 
     if args.weights:
         from pathlib import Path
 
         from sweeper.export import write_weights
 
-        best = write_weights(args.name, args.storage, Path(args.weights), args.store)
+        best = write_weights(args.name, args.storage, Path(args.weights), args.store, args.pick)
         print(
             f"wrote the weights of trial {best.number} ({best.metric} = {best.value:.6g}) to "
             f"{args.weights}: model.load_state_dict(torch.load({args.weights!r}))",
             file=sys.stderr,
         )
-    configs = top_configs(args.name, storage=args.storage, k=args.top or 1)
-    print(render(configs, args.format, as_list=args.top is not None))
+    several = args.top is None and _several_objectives(args.name, args.storage)
+    configs = top_configs(
+        args.name, storage=args.storage, k=10**9 if several else args.top or 1, pick=args.pick
+    )
+    fmt = args.format or ("table" if several else "json")
+    if fmt == "table":
+        print(front_table(configs) if configs[0].values else _one_table(configs))
+    elif several and fmt == "json":
+        print(json.dumps(front_json(configs), indent=2))
+    elif several:  # the picked member, as one objective's best prints
+        print(render(configs[0], fmt))
+    else:
+        print(render(configs, fmt, as_list=args.top is not None))
     return 0
+
+
+def _several_objectives(name: str, storage: str) -> bool:
+    from sweeper.store import load_study
+
+    return len(load_study(storage, name).directions) > 1
+
+
+def _one_table(configs: list[Any]) -> str:
+    """--format table for one objective: rank, trial, value, params."""
+    params = sorted({k for c in configs for k in c.params})
+    head = ["trial", configs[0].metric, *params]
+    rows = [
+        [str(c.number), f"{c.value:.6g}", *(str(c.params.get(p, "")) for p in params)]
+        for c in configs
+    ]
+    widths = [max(len(r[j]) for r in [head, *rows]) for j in range(len(head))]
+    return "\n".join(
+        "  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)).rstrip()
+        for r in [head, *rows]
+    )

@@ -96,7 +96,22 @@ def _summary(out_console: Any, spec: Definition, out: Any) -> None:
     )
     if out.stopped_reason:
         out_console.print(f"[yellow]stopped early:[/] {out.stopped_reason}")
-    if out.best_value is not None:
+    if out.front is not None and out.front.members:
+        f = out.front
+        out_console.print(
+            f"Pareto front: {len(f.members)} trials over "
+            + ", ".join(
+                f"{m} ({'max' if up else 'min'})"
+                for m, up in zip(f.metrics, f.maximize, strict=True)
+            ),
+            highlight=False,
+        )
+        for t in f.members[:8]:
+            values = ", ".join(f"{m} {v:.4g}" for m, v in f.values(t).items())
+            out_console.print(f"  trial {t.number}: {values}", highlight=False)
+        if len(f.members) > 8:
+            out_console.print(f"  … and {len(f.members) - 8} more", highlight=False)
+    elif out.best_value is not None:
         confirmed = out.ranking.confirmed.get(out.best_number) if out.ranking else None
         value = f"{out.best_value:.4f}"
         if confirmed is not None and confirmed.mean is not None:
@@ -120,6 +135,11 @@ def _summary(out_console: Any, spec: Definition, out: Any) -> None:
             + f"; each trial's line above says why (`sweeper status {spec.name}{storage_arg}` "
             "lists them). Fix that, then run the same command to go on",
             highlight=False,
+        )
+    elif out.front is not None:
+        out_console.print(
+            f"the front:    sweeper best {spec.name}{storage_arg}  (--pick "
+            f"{'|'.join(o.metric for o in spec.goals())}|knee --format json for one member)"
         )
     else:
         out_console.print(f"best config:  sweeper best {spec.name}{storage_arg} --format json")

@@ -51,7 +51,20 @@ def _study_lines(out: Any, status: Any) -> None:
         saved = status.seconds_saved
         out.print(f"probes stopped broken trials early, saving ~{saved:.1f} trial-seconds")
     best = status.best
-    if best is not None:
+    front = status.front
+    if front is not None:
+        hv = front["hypervolume"]
+        out.print(
+            f"Pareto front: {front['size']} trials over {', '.join(front['metrics'])}"
+            + (f", hypervolume {hv:.4f} (objectives scaled over the feasible trials)" if hv else "")
+            + f"; `sweeper best {status.name}` prints it"
+        )
+        if best is not None:
+            values = ", ".join(
+                f"{m} {v:.4g}" for m, v in zip(front["metrics"], best.values, strict=False)
+            )
+            out.print(f"first on {front['metrics'][0]}: trial {best.number} ({values})")
+    elif best is not None:
         out.print(f"best value {best.value:.4f} (trial {best.number}): {params_text(best.params)}")
     store = status.checkpoint_store
     if store is not None:

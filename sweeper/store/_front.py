@@ -1,0 +1,116 @@
+"""The Pareto front of a study with several objectives, and the one member a user picks.
+
+The front is Optuna's own (`Study.best_trials`: the non-dominated completed trials, among the
+feasible ones when the study has constraints). sweeper adds the picking: the member best on
+one named metric, or the knee, the member nearest the ideal point once each objective is
+scaled to [0, 1] over the front; and the front's hypervolume, on the same scaling over every
+feasible completed trial, for `sweeper status`.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+from optuna.trial import FrozenTrial, TrialState
+
+from sweeper.errors import SweeperError
+from sweeper.store._ranking import feasible
+
+KNEE = "knee"
+
+
+@dataclass
+class Front:
+    """The front's members (best first on the first objective), the objectives' names and
+    whether each is maximized."""
+
+    members: list[FrozenTrial]
+    metrics: list[str]
+    maximize: list[bool]
+
+    def values(self, trial: FrozenTrial) -> dict[str, float]:
+        """The trial's value of each objective, by name."""
+        return {m: float(v) for m, v in zip(self.metrics, trial.values or [], strict=False)}
+
+    def pick(self, how: str | None = None) -> FrozenTrial:
+        """The member best on objective `how`, the knee for "knee", or the best on the first
+        objective for None."""
+        if not self.members:
+            raise SweeperError(
+                "the study has no feasible completed trial yet: no front to pick from"
+            )
+        if how is None:
+            return self.members[0]
+        if how == KNEE:
+            return self._knee()
+        if how in self.metrics:
+            i = self.metrics.index(how)
+            sign = -1.0 if self.maximize[i] else 1.0
+            return min(self.members, key=lambda t: (sign * float(t.values[i]), t.number))
+        raise SweeperError(
+            f"pick {how!r}: not one of the study's objectives ({', '.join(self.metrics)}); "
+            f"pick one of them, or {KNEE!r}"
+        )
+
+    def _knee(self) -> FrozenTrial:
+        scaled = _scaled([list(t.values) for t in self.members], self.maximize, self.members)
+        best = min(range(len(self.members)), key=lambda i: (math.hypot(*scaled[i]), i))
+        return self.members[best]
+
+
+def study_front(study: Any) -> Front:
+    """The front of a study (several objectives; with one, its best trial alone)."""
+    metrics = list(study.metric_names or [f"value{i}" for i in range(len(study.directions))])
+    maximize = [d.name == "MAXIMIZE" for d in study.directions]
+    if len(maximize) == 1:
+        try:
+            members = [study.best_trial]
+        except ValueError:
+            members = []
+    else:
+        members = list(study.best_trials)
+    sign = -1.0 if maximize[0] else 1.0
+    members.sort(key=lambda t: (sign * float(t.values[0]), t.number))
+    return Front(members, metrics, maximize)
+
+
+def hypervolume(study: Any, front: Front) -> float | None:
+    """The front's hypervolume with each objective scaled to [0, 1] over every feasible
+    completed trial (0 the best value seen, 1 the worst) and the reference point at 1.1 in
+    each: between 0 and 1.1^k, larger is better. None without a completed trial."""
+    if not front.members:
+        return None
+    from optuna._hypervolume import compute_hypervolume
+
+    seen = [
+        list(t.values)
+        for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+        if t.values is not None and feasible(t)
+    ]
+    scaled = _scaled([list(t.values) for t in front.members], front.maximize, seen)
+    import numpy as np
+
+    points = np.asarray(scaled, dtype=float)
+    return float(compute_hypervolume(points, np.full(points.shape[1], 1.1)))
+
+
+def _scaled(points: list[list[float]], maximize: list[bool], over: Any) -> list[list[float]]:
+    """`points` as losses in [0, 1] per objective, scaled over `over` (trials or value
+    lists): 0 is the best value there, 1 the worst."""
+    rows = [list(o.values) if isinstance(o, FrozenTrial) else list(o) for o in over] or points
+    out: list[list[float]] = []
+    lows, highs = [], []
+    for i, up in enumerate(maximize):
+        col = [(-r[i] if up else r[i]) for r in rows]
+        lows.append(min(col))
+        highs.append(max(col))
+    for p in points:
+        row = []
+        for i, up in enumerate(maximize):
+            v = -p[i] if up else p[i]
+            span = highs[i] - lows[i]
+            row.append((v - lows[i]) / span if span > 0 else 0.0)
+        out.append(row)
+    return out

@@ -1,0 +1,203 @@
+"""Several objectives at once: the definition's `objectives:` and `constraints:`, the costs
+sweeper measures itself, a real study searched with Optuna's multi-objective TPE and its
+constraints, and the front as `sweeper best`, `--pick`, `status` and `load_best_model` give it."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import optuna
+import pytest
+import torch
+from optuna.distributions import FloatDistribution
+from optuna.trial import TrialState, create_trial
+from torch import nn
+
+from sweeper.definition import parse_definition
+from sweeper.definition._load import fingerprint
+from sweeper.errors import DefinitionError
+from sweeper.store import study_front
+from sweeper.store._front import hypervolume
+from sweeper.training import Trial
+from sweeper.training._costs import Costs
+from tests.conftest import run_here
+
+BASE = """\
+name: p
+task: sweeper.examples.digits:mlp_task
+budget: {trials: 4, epochs: 3}
+search: {lr: 0.01, batch_size: 64, dropout: 0.0}
+"""
+
+
+def _spec(extra: str) -> object:
+    return parse_definition(BASE + extra, "<test>")
+
+
+def test_one_objective_keeps_its_fingerprint_however_it_is_written() -> None:
+    plain = fingerprint(_spec(""))  # type: ignore[arg-type]
+    assert fingerprint(_spec("objective: {metric: val_accuracy}\n")) == plain  # type: ignore[arg-type]
+    assert fingerprint(_spec("objectives: [{metric: val_accuracy}]\n")) == plain  # type: ignore[arg-type]
+    several = _spec("objectives: [{metric: val_accuracy}, {metric: params}]\n")
+    assert fingerprint(several) != plain  # type: ignore[arg-type]
+    assert [o.direction for o in several.goals()] == ["maximize", "minimize"]  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize(
+    ("extra", "said"),
+    [
+        ("objectives: [{metric: val_accuracy}, {metric: latency}]\n", "did you mean 'latency_ms'"),
+        ("objectives: [{metric: val_accuracy}, {metric: f1}]\n", "maximize or minimize"),
+        (
+            "objective: {metric: val_loss}\n"
+            "objectives: [{metric: val_accuracy}, {metric: flops}]\n",
+            "not both",
+        ),
+        ("objectives: [{metric: params}, {metric: val_accuracy}]\n", "list the trial's own"),
+        ("objectives: [{metric: val_accuracy}, {metric: params, direction: maximize}]\n", "cost"),
+        (
+            "objectives: [{metric: val_accuracy}, {metric: params}]\n"
+            "constraints: [{metric: val_accuracy, max: 0.9}]\n",
+            "caps it",
+        ),
+        ("constraints: [{metric: params}]\n", "no bound"),
+        ("constraints: [{metric: flops, min: 10, max: 5}]\n", "no trial can keep it"),
+        (
+            "constraints: [{metric: flops, min: 10}, {metric: flops, max: 5}]\n",
+            "no trial can keep both",
+        ),
+        ("sampler: {type: nsga2}\n", "several objectives"),
+        (
+            "objectives: [{metric: val_accuracy}, {metric: params}]\n"
+            "pruner: {type: hyperband, warmup_epochs: 1}\n",
+            "one objective only",
+        ),
+    ],
+)
+def test_a_bad_combination_is_refused_before_anything_is_written(extra: str, said: str) -> None:
+    with pytest.raises(DefinitionError) as e:
+        _spec(extra)
+    assert said in str(e.value), str(e.value)
+
+
+def test_costs_are_measured_on_the_watched_model_at_the_last_report() -> None:
+    model = nn.Sequential(nn.Linear(64, 10))
+    names = ["params", "flops", "latency_ms", "peak_memory_mb", "train_seconds"]
+    reports: list[dict[str, float]] = []
+    costs = Costs(names, batch=1, device=torch.device("cpu"))
+    trial = Trial({}, epochs=2, reporter=reports.append, costs=costs)
+    trial.watch(model)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    for _ in range(2):
+        for _ in range(5):
+            x = torch.randn(32, 64)
+            loss = model(x).pow(2).mean()
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        trial.report({"val_loss": float(loss.detach())})
+    assert not set(names) & set(reports[0])  # measured once, at the last report
+    last = reports[1]
+    assert last["params"] == 64 * 10 + 10
+    assert last["flops"] == 2 * 64 * 10  # one sample through the Linear's matmul
+    assert 0 < last["latency_ms"] < 1000 and last["train_seconds"] > 0
+    assert last["peak_memory_mb"] >= 0
+    assert model.training  # left as the trial had it
+
+
+def test_the_front_is_optunas_own_and_a_pick_is_one_of_its_members() -> None:
+    study = optuna.create_study(directions=["maximize", "minimize"])
+    with pytest.warns(optuna.exceptions.ExperimentalWarning):
+        study.set_metric_names(["val_accuracy", "params"])
+    dist = {"x": FloatDistribution(0, 1)}
+    rows = [
+        (0.95, 900.0, -1),
+        (0.90, 300.0, -1),
+        (0.80, 100.0, -1),
+        (0.99, 50.0, 5),
+        (0.7, 800.0, -1),
+    ]
+    for acc, size, c in rows:  # the 4th is infeasible: never on the front, never picked
+        study.add_trial(
+            create_trial(
+                values=[acc, size],
+                params={"x": 0.5},
+                distributions=dist,
+                system_attrs={"constraints": [c]},
+                state=TrialState.COMPLETE,
+            )
+        )
+    front = study_front(study)
+    assert [t.number for t in front.members] == [0, 1, 2]
+    assert front.pick().number == 0 and front.pick("params").number == 2
+    assert front.pick("knee").number == 1  # nearest the ideal once each axis is scaled
+    hv = hypervolume(study, front)
+    assert hv is not None and 0 < hv < 1.1**2
+
+
+@pytest.mark.usefixtures("local_ray")
+def test_a_study_of_accuracy_against_size_and_speed_searches_and_gives_its_front(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "pareto.yaml").write_text(
+        """\
+name: pareto
+task: sweeper.examples.digits:mlp_task
+storage: sqlite:///sweeps.db
+budget: {trials: 6, epochs: 2}
+objectives:
+  - {metric: val_accuracy}
+  - {metric: params}
+  - {metric: latency_ms}
+constraints:
+  - {metric: flops, max: 40000}
+sampler: {type: tpe, seed: 0, startup_trials: 3}
+pruner: {type: none}
+search:
+  lr: {type: float, low: 2.0e-3, high: 1.0e-2, log: true}
+  batch_size: 64
+  dropout: 0.0
+  hidden: {type: int, low: 8, high: 256, log: true}
+"""
+    )
+    out = run_here("run", "pareto.yaml", "--plain", cwd=tmp_path)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "Pareto front:" in out.stdout and "--pick" in out.stdout
+    study = optuna.load_study(study_name="pareto", storage=f"sqlite:///{tmp_path}/sweeps.db")
+    assert len(study.directions) == 3
+    done = [t for t in study.trials if t.state == TrialState.COMPLETE]
+    assert len(done) == 6
+    for t in done:  # the costs are measured, the constraint recorded as Optuna's own
+        metrics = t.user_attrs["sweeper:metrics"]
+        assert t.values == [metrics["val_accuracy"], metrics["params"], metrics["latency_ms"]]
+        assert t.system_attrs["constraints"] == [metrics["flops"] - 40000]
+    front = study.best_trials
+    assert front and all(t.system_attrs["constraints"][0] <= 0 for t in front)
+
+    table = run_here("best", "pareto", cwd=tmp_path)
+    assert table.returncode == 0 and "Pareto front of 'pareto'" in table.stdout
+    as_json = json.loads(run_here("best", "pareto", "--format", "json", cwd=tmp_path).stdout)
+    assert {f["trial"] for f in as_json["front"]} == {t.number for t in front}
+    assert as_json["picked"]["trial"] == max(front, key=lambda t: t.values[0]).number
+    smallest = min(front, key=lambda t: t.values[1])
+    picked = json.loads(
+        run_here("best", "pareto", "--pick", "params", "--format", "json", cwd=tmp_path).stdout
+    )
+    assert picked["picked"]["trial"] == smallest.number
+    knee = json.loads(
+        run_here("best", "pareto", "--pick", "knee", "--format", "json", cwd=tmp_path).stdout
+    )
+    assert knee["picked"]["trial"] in {t.number for t in front}
+    wrong = run_here("best", "pareto", "--pick", "val_loss", cwd=tmp_path)
+    assert wrong.returncode != 0 and "not one of the study's objectives" in wrong.stderr
+
+    status = json.loads(run_here("status", "pareto", "--json", cwd=tmp_path).stdout)
+    assert status["front"]["size"] == len(front) and status["front"]["hypervolume"] > 0
+
+    import sweeper
+
+    model = sweeper.load_best_model(
+        "pareto", storage=f"sqlite:///{tmp_path}/sweeps.db", pick="params"
+    )
+    assert sum(p.numel() for p in model.parameters()) == smallest.values[1]
