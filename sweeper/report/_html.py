@@ -46,12 +46,20 @@ def _figures(study: optuna.Study) -> list[tuple[str, str]]:
     from optuna import visualization as vis
 
     out = []
-    plots = (
+    plots: list[tuple[str, Any]] = [
         ("Optimization history", vis.plot_optimization_history),
         ("Parameter importances", vis.plot_param_importances),
         ("Parallel coordinates", vis.plot_parallel_coordinate),
         ("Slice plots", vis.plot_slice),
-    )
+    ]
+    names = list(study.metric_names or [])
+    if len(study.directions) > 1:  # the front (Optuna's plot, infeasible trials apart), then
+        # the other plots of the first objective (the one the pruner and the verdict use)
+        first = names[0] if names else "objective 0"
+        plots = [
+            ("Pareto front", lambda s: vis.plot_pareto_front(s, target_names=names or None)),
+            *((f"{title} ({first})", _first_of(plot, first)) for title, plot in plots),
+        ]
     for title, plot in plots:
         try:
             fig = plot(study)
@@ -60,6 +68,11 @@ def _figures(study: optuna.Study) -> list[tuple[str, str]]:
             div = f"<p><em>not available: {escape(str(e).splitlines()[0][:200])}</em></p>"
         out.append((title, div))
     return out
+
+
+def _first_of(plot: Any, name: str) -> Any:
+    """`plot` of a several-objective study on its first objective."""
+    return lambda study: plot(study, target=lambda t: t.values[0], target_name=name)
 
 
 def build_report(name: str, storage: str) -> str:

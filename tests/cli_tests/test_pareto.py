@@ -195,6 +195,11 @@ search:
     status = json.loads(run_here("status", "pareto", "--json", cwd=tmp_path).stdout)
     assert status["front"]["size"] == len(front) and status["front"]["hypervolume"] > 0
 
+    from sweeper.report import build_report
+
+    html = build_report("pareto", f"sqlite:///{tmp_path}/sweeps.db")
+    assert "<h2>Pareto front</h2>" in html and "Pareto-front Plot" in html
+
     import sweeper
 
     model = sweeper.load_best_model(
