@@ -54,6 +54,7 @@ from sweeper.store import (
     rank,
     retrying,
     state_counts,
+    study_front,
 )
 from sweeper.task import add_search_paths, load_task, search_paths
 
@@ -280,6 +281,7 @@ def budget_met(
     study_id: int | None = None
     best, met = None, False
     after = None
+    front: Any = None
     try:
         if not store.may_hold_studies():
             return None  # a new store: no tables are written before the task loads
@@ -305,6 +307,10 @@ def budget_met(
                     ranking = rank(trials, spec.objective.direction == "maximize")
                     after = after_search(study, ranking=ranking)
                     best = ranking.best()
+            elif met and counts.get("complete") and (spec.objectives or spec.constraints):
+                # the front, or the best feasible trial: Optuna's study reads the constraints
+                front = study_front(optuna.load_study(study_name=spec.name, storage=storage))
+                best = front.pick() if front.members else None
             elif met and counts.get("complete"):
                 best = storage.get_best_trial(study_id)
     except StoreFaultError:
@@ -329,6 +335,7 @@ def budget_met(
         best.number if best is not None else None,
         time.perf_counter() - t0,
         None,
+        front=front if spec.objectives else None,
     )
     if after is not None:
         outcome.ranking, outcome.after, outcome.diagnosis = (

@@ -175,6 +175,10 @@ search:
     front = study.best_trials
     assert front and all(t.system_attrs["constraints"][0] <= 0 for t in front)
 
+    again = run_here("run", "pareto.yaml", "--plain", cwd=tmp_path)  # the budget is met
+    assert again.returncode == 0 and "nothing to run" in again.stdout, again.stdout + again.stderr
+    assert f"Pareto front: {len(front)} trials" in again.stdout
+
     table = run_here("best", "pareto", cwd=tmp_path)
     assert table.returncode == 0 and "Pareto front of 'pareto'" in table.stdout
     as_json = json.loads(run_here("best", "pareto", "--format", "json", cwd=tmp_path).stdout)
