@@ -56,9 +56,17 @@ def _figures(study: optuna.Study) -> list[tuple[str, str]]:
     if len(study.directions) > 1:  # the front (Optuna's plot, infeasible trials apart), then
         # the other plots of the first objective (the one the pruner and the verdict use)
         first = names[0] if names else "objective 0"
+        # importances are of reaching low values: a maximized objective is negated for them
+        up = study.directions[0] == optuna.study.StudyDirection.MAXIMIZE
         plots = [
             ("Pareto front", lambda s: vis.plot_pareto_front(s, target_names=names or None)),
-            *((f"{title} ({first})", _first_of(plot, first)) for title, plot in plots),
+            *(
+                (
+                    f"{title} ({first})",
+                    _first_of(plot, first, up and plot is vis.plot_param_importances),
+                )
+                for title, plot in plots
+            ),
         ]
     for title, plot in plots:
         try:
@@ -70,9 +78,10 @@ def _figures(study: optuna.Study) -> list[tuple[str, str]]:
     return out
 
 
-def _first_of(plot: Any, name: str) -> Any:
-    """`plot` of a several-objective study on its first objective."""
-    return lambda study: plot(study, target=lambda t: t.values[0], target_name=name)
+def _first_of(plot: Any, name: str, negate: bool = False) -> Any:
+    """`plot` of a several-objective study on its first objective (`negate`d)."""
+    sign = -1.0 if negate else 1.0
+    return lambda study: plot(study, target=lambda t: sign * t.values[0], target_name=name)
 
 
 def build_report(name: str, storage: str) -> str:
