@@ -138,18 +138,63 @@ REPLACED = ("A worker died or was killed while executing a task by an unexpected
 # sweeper names the crash from the worker's own dump file; the raw dump stays off the console.
 DUMP_START = ("*** SIG", "Fatal Python error:")
 SHOW_ENV = "SWEEPER_SHOW_OUTPUT"
-WORKER_LOG: dict[str, Any] = {"path": None, "dumping": set(), "told": False, "show": False}
+WORKER_LOG: dict[str, Any] = {
+    "path": None,
+    "dumping": set(),
+    "told": False,
+    "show": False,
+    "held": None,  # lines kept in memory until the run may write (`worker_log_ready`)
+}
+HELD_LINES = 5000  # at most, before the run may write; older ones are dropped
 
 
 def worker_log(path: Path | None, show: bool | None = None) -> None:
     """Where the workers' output goes instead of the console: the task's prints, its
-    frameworks' banners and warnings, a dying worker's dump. `show` (default: the
-    SWEEPER_SHOW_OUTPUT environment variable is 1; `sweeper run --show-output` sets it)
-    prints the task's output on the console as Ray forwards it; a dump is kept off it
-    either way."""
+    frameworks' banners and warnings, Ray's own (its autoscaler's status), a dying worker's
+    dump. `show` (default: the SWEEPER_SHOW_OUTPUT environment variable is 1; `sweeper run
+    --show-output` sets it) prints the task's output on the console as Ray forwards it; a
+    dump is kept off it either way. Nothing is written before `worker_log_ready`: a run that
+    fails at its start leaves no folder behind."""
     if show is None:
         show = os.environ.get(SHOW_ENV) == "1"
-    WORKER_LOG.update(path=path, dumping=set(), told=False, show=show)
+    WORKER_LOG.update(path=path, dumping=set(), told=False, show=show, held=[])
+
+
+def worker_log_ready() -> None:
+    """The run's start is known good (its study is open): the lines held so far are
+    written, and every later one as it comes."""
+    held = WORKER_LOG["held"]
+    WORKER_LOG["held"] = None
+    if held:
+        _write_kept(held, dump=False)
+
+
+def _write_kept(lines: list[str], dump: bool) -> bool:
+    """Append `lines` to the worker log (held in memory until the run may write); the log's
+    path is said once. False when it cannot be written (then they are shown)."""
+    held = WORKER_LOG["held"]
+    if held is not None:
+        held.extend(lines)
+        del held[:-HELD_LINES]
+        return True
+    path = WORKER_LOG["path"]
+    try:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "a", encoding="utf-8") as f:
+            f.writelines(f"{ln}\n" for ln in lines)
+    except OSError:
+        return False  # nowhere to keep it: shown as Ray prints it
+    if not WORKER_LOG["told"]:
+        WORKER_LOG["told"] = True
+        log.warning(
+            "the workers' output (%s) is kept in %s%s",
+            "a crash's dump; sweeper names the crash"
+            if dump
+            else "the task's prints, its frameworks' banners and warnings, Ray's own",
+            path,
+            "" if dump else "; `sweeper run --show-output` prints it here",
+        )
+    return True
 
 
 def _keep_off_console(data: dict[str, Any]) -> bool:
@@ -164,26 +209,9 @@ def _keep_off_console(data: dict[str, Any]) -> bool:
         dumping.add(pid)  # a worker that began dying: the rest of what it prints is its dump
     elif WORKER_LOG["show"]:
         return False
-    path = WORKER_LOG["path"]
-    if path is None:
+    if WORKER_LOG["path"] is None:
         return dump  # no study folder (Ray started outside a run): only a dump is hidden
-    try:
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        with open(path, "a", encoding="utf-8") as f:
-            f.writelines(f"(pid={pid}) {ln}\n" for ln in lines)
-    except OSError:
-        return False  # nowhere to keep it: shown as Ray prints it
-    if not WORKER_LOG["told"]:
-        WORKER_LOG["told"] = True
-        log.warning(
-            "the workers' output (%s) is kept in %s%s",
-            "a crash's dump; sweeper names the crash"
-            if dump
-            else "the task's prints, its frameworks' banners and warnings",
-            path,
-            "" if dump else "; `sweeper run --show-output` prints it here",
-        )
-    return True
+    return _write_kept([f"(pid={pid}) {ln}" for ln in lines], dump)
 
 
 @contextlib.contextmanager
@@ -195,17 +223,11 @@ def warnings_kept() -> Iterator[None]:
         shown = warnings.showwarning
 
         def keep(message: Any, category: Any, filename: str, lineno: int, *rest: Any) -> None:
-            path = WORKER_LOG["path"]
-            if WORKER_LOG["show"] or path is None:
+            if WORKER_LOG["show"] or WORKER_LOG["path"] is None:
                 shown(message, category, filename, lineno, *rest)
                 return
-            try:
-                Path(path).parent.mkdir(parents=True, exist_ok=True)
-                with open(path, "a", encoding="utf-8") as f:
-                    f.write(
-                        f"(driver) {warnings.formatwarning(message, category, filename, lineno)}"
-                    )
-            except OSError:
+            text = warnings.formatwarning(message, category, filename, lineno).rstrip("\n")
+            if not _write_kept([f"(driver) {ln}" for ln in text.splitlines()], dump=False):
                 shown(message, category, filename, lineno, *rest)
 
         warnings.showwarning = keep  # type: ignore[assignment]

@@ -32,7 +32,7 @@ from sweeper.errors import (
     catch_sigterm,
 )
 from sweeper.orchestrator._after import wrap_up
-from sweeper.orchestrator._cluster import concurrency, init_ray, worker_log
+from sweeper.orchestrator._cluster import concurrency, init_ray, worker_log, worker_log_ready
 from sweeper.orchestrator._gate_run import apply_lr_cap, study_gate
 from sweeper.orchestrator._recording import Outcome, Progress
 from sweeper.orchestrator._recovery import driver_token, recover
@@ -160,6 +160,7 @@ def run_study(
         refs = [r.load.remote() for r in workers.runners]  # all load at once
         # the runners start (a process each: import torch, load the task) while the store opens
         study = _open_and_recover(loaded, store, me, ck_settings, progress)
+        worker_log_ready()  # the start is known good: the workers' output may be written
         for i, ref in enumerate(refs):
             loaded_ = workers.get(i, "load", ref=ref, what="loading the task")
             if loaded_.error is not None:

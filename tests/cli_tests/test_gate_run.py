@@ -89,17 +89,22 @@ def test_the_tasks_own_output_goes_to_the_studys_worker_log_not_the_console(
 def test_show_output_prints_the_tasks_lines_and_a_dump_still_goes_to_the_log(
     tmp_path: Path,
 ) -> None:
-    from sweeper.orchestrator._cluster import _keep_off_console, worker_log
+    from sweeper.orchestrator._cluster import _keep_off_console, worker_log, worker_log_ready
 
     log = tmp_path / "workers.log"
     try:
         worker_log(log, show=True)
+        worker_log_ready()
         assert not _keep_off_console({"pid": 7, "lines": ["epoch 1 done"]})
         assert _keep_off_console({"pid": 8, "lines": ["Fatal Python error: Aborted"]})
         assert _keep_off_console({"pid": 8, "lines": ["  File x.py, line 3"]})  # the rest of it
         worker_log(log, show=False)
         assert _keep_off_console({"pid": 7, "lines": ["GPU available: False"]})
-        assert "(pid=7) GPU available: False" in log.read_text()
+        assert "GPU available" not in log.read_text()  # held until the start is known good
+        worker_log_ready()
+        assert _keep_off_console({"pid": 7, "lines": ["LOCAL_RANK: 0"]})
+        text = log.read_text()
+        assert text.index("(pid=7) GPU available: False") < text.index("(pid=7) LOCAL_RANK: 0")
     finally:
         worker_log(None, show=False)
 
