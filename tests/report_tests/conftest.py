@@ -30,3 +30,30 @@ def finished_study(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = run_cli("run", "shown.yaml", "--plain", cwd=folder)
     assert out.returncode == 0, out.stdout + out.stderr
     return folder
+
+
+@pytest.fixture(scope="session")
+def pareto_study(finished_study: Path) -> str:
+    """A study of two objectives with a constraint, in the same store as `finished_study`
+    (the dashboard serves both): val_accuracy against params, the flops bounded."""
+    (finished_study / "pareto.yaml").write_text(
+        """\
+name: pareto
+task: sweeper.examples.digits:mlp_task
+storage: sqlite:///sweeps.db
+budget: {trials: 5, epochs: 1}
+objectives: [{metric: val_accuracy}, {metric: params}]
+constraints: [{metric: flops, max: 60000}]
+sampler: {type: tpe, seed: 1, startup_trials: 3}
+pruner: {type: none}
+probes: {gate: off}
+search:
+  lr: {type: float, low: 3.0e-3, high: 1.0e-2, log: true}
+  batch_size: 64
+  dropout: 0.0
+  hidden: {type: int, low: 8, high: 256, log: true}
+"""
+    )
+    out = run_cli("run", "pareto.yaml", "--plain", cwd=finished_study)
+    assert out.returncode == 0, out.stdout + out.stderr
+    return "pareto"

@@ -30,7 +30,9 @@ def _listening(port: int) -> bool:
         return s.connect_ex(("127.0.0.1", port)) == 0
 
 
-def test_dashboard_shows_study_best_value_gate_note_and_plots(finished_study: Path) -> None:
+def test_dashboard_shows_study_best_value_gate_note_and_plots(
+    finished_study: Path, pareto_study: str
+) -> None:
     from playwright.sync_api import sync_playwright
 
     try:
@@ -71,6 +73,22 @@ def test_dashboard_shows_study_best_value_gate_note_and_plots(finished_study: Pa
             assert f"sweeper study gate: {gate['verdict'].upper()}" in note
             for probe in ("overfit_tiny", "lr_range_test", "init_loss"):
                 assert probe in note
+
+            # a study of several objectives: the dashboard draws its front as it is stored
+            front = optuna.load_study(
+                study_name=pareto_study, storage=f"sqlite:///{finished_study}/sweeps.db"
+            )
+            page.goto(f"http://127.0.0.1:{port}/dashboard/studies/{front._study_id}")
+            page.get_by_text("Pareto Front").first.wait_for(timeout=30_000)
+            page.get_by_text("Objective X:").first.wait_for(timeout=30_000)
+            page.wait_for_timeout(1000)  # the plot draws after its card
+            page.screenshot(path=str(SHOTS / "dashboard-pareto.png"), full_page=True)
+            shown = page.inner_text("body")
+            assert "val_accuracy" in shown and "params" in shown
+            assert front.best_trials  # the feasible front the page draws
+            assert page.locator(".js-plotly-plot .scatterlayer .point").count() >= len(
+                front.best_trials
+            )
             browser.close()
     finally:
         kill_group(server)
