@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import optuna
 import pytest
 from optuna.trial import TrialState
 
@@ -153,10 +154,23 @@ def test_failures_node_leaving_the_cluster_mid_study(tmp_path: Path, pg_url: str
 
 
 # 4. the driver is killed -------------------------------------------------------------------
-def test_failures_driver_killed_then_rerun_resumes(tmp_path: Path) -> None:
+@pytest.mark.parametrize("goals", ["one objective", "a front"])
+def test_failures_driver_killed_then_rerun_resumes(tmp_path: Path, goals: str) -> None:
+    """The same for a study of several objectives: its front survives the kill."""
     url = f"sqlite:///{tmp_path / 'sweeps.db'}"
+    several = (
+        "objectives: [{metric: val_accuracy}, {metric: params}]\n"
+        "constraints: [{metric: flops, max: 1.0e+6}]\n"
+        if goals == "a front"
+        else ""
+    )
     slow_study(
-        tmp_path, "kill-driver", url, trials=6, epochs=10, extra="checkpoint: {every_epochs: 2}\n"
+        tmp_path,
+        "kill-driver",
+        url,
+        trials=6,
+        epochs=10,
+        extra="checkpoint: {every_epochs: 2}\n" + several,
     )
     proc = start_cli("run", "kill-driver.yaml", "--plain", cwd=tmp_path)
     try:
@@ -173,7 +187,7 @@ def test_failures_driver_killed_then_rerun_resumes(tmp_path: Path) -> None:
         kill_group(proc)
     at_kill = trials_of(url, "kill-driver")
     orphans = [t for t in at_kill if t.state == TrialState.RUNNING]
-    kept = {t.number: (t.state, t.value, t.params) for t in at_kill if t.state in FINISHED}
+    kept = {t.number: (t.state, t.values, t.params) for t in at_kill if t.state in FINISHED}
     assert orphans and len(kept) >= 2
 
     again = run_cli("run", "kill-driver.yaml", "--plain", cwd=tmp_path)
@@ -182,7 +196,16 @@ def test_failures_driver_killed_then_rerun_resumes(tmp_path: Path) -> None:
     trials = assert_final(url, "kill-driver", budget=6)
     for number, before in kept.items():  # finished trials kept as they were
         t = trials[number]
-        assert (t.state, t.value, t.params) == before
+        assert (t.state, t.values, t.params) == before
+    if several:  # the front is Optuna's own over every finished trial, the re-runs included
+        study = optuna.load_study(study_name="kill-driver", storage=url)
+        front = study.best_trials
+        assert front and all(t.system_attrs["constraints"][0] <= 0 for t in front)
+        for t in front:
+            assert t.values == [
+                t.user_attrs["sweeper:metrics"]["val_accuracy"],
+                t.user_attrs["sweeper:metrics"]["params"],
+            ]
     for lost in orphans:
         _assert_rerun_once(trials, lost, "its driver (process")
         kept_ckpts = lost.user_attrs.get("sweeper:checkpoints")
