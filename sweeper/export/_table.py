@@ -10,13 +10,17 @@ from sweeper.errors import SweeperError
 
 def trials_table(name: str, storage: str) -> Any:
     """A pandas DataFrame: one row per trial with its state, value, duration, params (one
-    column each, `param_` + name), probe verdict and summary, and why it stopped or failed."""
+    column each, `param_` + name), probe verdict and summary, and why it stopped or failed;
+    with several objectives, `value_` + each objective's name, and `feasible` with
+    constraints."""
     import pandas as pd
 
     from sweeper.store import attrs, load_study
+    from sweeper.store._ranking import feasible
 
     study = load_study(storage, name)
     fixed = study._storage.get_study_system_attrs(study._study_id).get(attrs.FIXED) or {}
+    names = list(study.metric_names or []) if len(study.directions) > 1 else []
     rows = []
     for t in study.get_trials(deepcopy=False):
         ua = t.user_attrs
@@ -34,6 +38,10 @@ def trials_table(name: str, storage: str) -> Any:
         }
         row.update({f"param_{k}": v for k, v in {**fixed, **t.params}.items()})
         row.update({f"metric_{k}": v for k, v in (ua.get(attrs.METRICS) or {}).items()})
+        for metric, v in zip(names, t.values or [], strict=False):  # several objectives
+            row[f"value_{metric}"] = v
+        if "constraints" in t.system_attrs:  # Optuna's constraints: kept when all <= 0
+            row["feasible"] = feasible(t)
         row.update(
             probe_verdict=ua.get(attrs.VERDICT),
             probes=ua.get(attrs.PROBES),

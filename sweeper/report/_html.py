@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import warnings
 from collections import Counter
 from html import escape
 from typing import Any
@@ -70,7 +71,10 @@ def _figures(study: optuna.Study) -> list[tuple[str, str]]:
         ]
     for title, plot in plots:
         try:
-            fig = plot(study)
+            with warnings.catch_warnings():  # Optuna's note that a target's low values are
+                # the goal: the first objective is negated for it when maximized (above)
+                warnings.filterwarnings("ignore", message=".*computes the importances of")
+                fig = plot(study)
             div = fig.to_html(full_html=False, include_plotlyjs=False)
         except Exception as e:  # e.g. importances need two or more completed trials
             div = f"<p><em>not available: {escape(str(e).splitlines()[0][:200])}</em></p>"

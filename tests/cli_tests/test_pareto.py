@@ -199,6 +199,16 @@ search:
     status = json.loads(run_here("status", "pareto", "--json", cwd=tmp_path).stdout)
     assert status["front"]["size"] == len(front) and status["front"]["hypervolume"] > 0
 
+    exported = run_here("export", "pareto", "--out", "trials.csv", cwd=tmp_path)
+    assert exported.returncode == 0, exported.stderr
+    import csv
+
+    with open(tmp_path / "trials.csv") as f:
+        rows = {int(r["number"]): r for r in csv.DictReader(f)}
+    for t in done:  # each objective's value, and whether the trial kept the constraints
+        assert float(rows[t.number]["value_params"]) == t.values[1]
+        assert rows[t.number]["feasible"] == str(t.system_attrs["constraints"][0] <= 0)
+
     from sweeper.report import build_report
 
     html = build_report("pareto", f"sqlite:///{tmp_path}/sweeps.db")
