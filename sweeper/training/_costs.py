@@ -16,7 +16,9 @@ once, at the trial's last report, on the first model given to `trial.watch`:
   the trial started; on a CPU, the process's peak resident memory during the trial above what
   it held when the trial started (Linux's VmHWM, reset at the start through
   /proc/self/clear_refs): what the trial itself needed at its peak, the interpreter and torch
-  left out. Where neither can be read, the metric is missing and the trial says why.
+  left out. Where VmHWM cannot be reset (a /proc that is read-only), the largest resident
+  memory seen at the trial's reports stands in for the peak (a lower bound). Off Linux the
+  metric is missing and the trial says why.
 - `train_seconds`: wall time from the trial's start to its last report, the waits on the
   driver between epochs left out.
 """
@@ -50,8 +52,19 @@ class Costs:
         self.inputs: tuple[tuple[Any, ...], dict[str, Any]] | None = None
         self._hook: Any = None
         self.base_kb: int | None = None
+        self.hwm = False  # VmHWM was reset at the start: it is the trial's own peak
+        self.seen_kb = 0  # the largest resident memory seen at a report (the fallback)
         if "peak_memory_mb" in self.names:
             self._reset_peak()
+
+    def sample(self) -> None:
+        """At each report: the resident memory now (one read of /proc, only for a study
+        that measures peak_memory_mb without a resettable VmHWM)."""
+        if self.hwm or self.base_kb is None or self.device.type == "cuda":
+            return
+        now = _status_kb("VmRSS")
+        if now is not None:
+            self.seen_kb = max(self.seen_kb, now)
 
     # -- while the trial runs ----------------------------------------------------------------
     def watch(self, model: nn.Module) -> None:
@@ -143,19 +156,20 @@ class Costs:
         if self.device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(self.device)
             return
+        self.base_kb = _status_kb("VmRSS")
         try:
             Path("/proc/self/clear_refs").write_text("5")  # VmHWM := the current RSS
-            self.base_kb = _status_kb("VmRSS")
+            self.hwm = True
         except OSError:
-            self.base_kb = None
+            self.hwm = False  # the reports' samples stand in
 
     def _peak_mb(self) -> float | None:
         if self.device.type == "cuda":
             return torch.cuda.max_memory_allocated(self.device) / 2**20
         if self.base_kb is None:
             return None
-        hwm = _status_kb("VmHWM")
-        return None if hwm is None else max(0.0, (hwm - self.base_kb) / 1024.0)
+        peak = _status_kb("VmHWM") if self.hwm else max(self.seen_kb, _status_kb("VmRSS") or 0)
+        return None if peak is None else max(0.0, (peak - self.base_kb) / 1024.0)
 
 
 def _status_kb(field: str) -> int | None:

@@ -151,6 +151,8 @@ class Trial:
                 raise TypeError(f"trial.report: {key!r} = {value!r} is not a number") from None
         watchdog.beat()
         final = self._epochs_done + 1 >= self.epochs
+        if self._costs is not None:
+            self._costs.sample()
         if final and self._costs is not None:
             clean.update(self._measured_costs(clean))
         self.history.append(clean)

@@ -106,6 +106,31 @@ def test_costs_are_measured_on_the_watched_model_at_the_last_report() -> None:
     assert model.training  # left as the trial had it
 
 
+def test_peak_memory_without_a_resettable_peak_falls_back_to_the_reports_samples(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A /proc whose clear_refs cannot be written (some containers): the largest resident
+    memory seen at a report stands in for the trial's peak."""
+    import sweeper.training._costs as costs_module
+
+    real = costs_module.Path
+
+    class NoClearRefs(type(real())):  # type: ignore[misc]
+        def write_text(self, *a: object, **k: object) -> int:
+            if str(self) == "/proc/self/clear_refs":
+                raise PermissionError(13, "read-only /proc")
+            return super().write_text(*a, **k)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(costs_module, "Path", NoClearRefs)
+    costs = Costs(["peak_memory_mb"], batch=1, device=torch.device("cpu"))
+    assert not costs.hwm
+    held = torch.ones(64, 2**20 // 4)  # 64 MB, alive at the report
+    costs.sample()
+    del held
+    peak = costs.measure(None)["peak_memory_mb"]
+    assert 48 <= peak < 1024, peak
+
+
 def test_the_front_is_optunas_own_and_a_pick_is_one_of_its_members() -> None:
     study = optuna.create_study(directions=["maximize", "minimize"])
     with pytest.warns(optuna.exceptions.ExperimentalWarning):
