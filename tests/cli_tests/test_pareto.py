@@ -203,6 +203,12 @@ search:
     again = run_here("run", "pareto.yaml", "--plain", cwd=tmp_path)  # the budget is met
     assert again.returncode == 0 and "nothing to run" in again.stdout, again.stdout + again.stderr
     assert f"Pareto front: {len(front)} trials" in again.stdout
+    import sweeper
+
+    returned = sweeper.run(  # from Python
+        str(tmp_path / "pareto.yaml"), storage=f"sqlite:///{tmp_path}/sweeps.db", progress=False
+    )
+    assert {t.number for t in returned.best_trials} == {t.number for t in front}
 
     table = run_here("best", "pareto", cwd=tmp_path)
     assert table.returncode == 0 and "Pareto front of 'pareto'" in table.stdout
@@ -238,8 +244,6 @@ search:
 
     html = build_report("pareto", f"sqlite:///{tmp_path}/sweeps.db")
     assert "<h2>Pareto front</h2>" in html and "Pareto-front Plot" in html
-
-    import sweeper
 
     model = sweeper.load_best_model(
         "pareto", storage=f"sqlite:///{tmp_path}/sweeps.db", pick="params"
