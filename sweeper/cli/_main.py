@@ -5,6 +5,7 @@ codes and messages that name the cause and the fix."""
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from sweeper._redact import redact
@@ -46,3 +47,9 @@ def main(argv: list[str] | None = None) -> int:
             "interrupted; finished trials are kept, run the same command to resume", file=sys.stderr
         )
         return 130
+    except BrokenPipeError:  # the reader went away (`sweeper best NAME | head`): no traceback
+        try:  # and none at exit either, when Python flushes stdout into the closed pipe
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        except (OSError, ValueError, AttributeError):  # stdout is not a file (captured)
+            pass
+        return 141  # 128 + SIGPIPE, as a shell reports a command its pipe ended

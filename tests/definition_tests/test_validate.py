@@ -246,3 +246,26 @@ def test_readme_lists_every_probe_threshold_with_its_default() -> None:
     for name, default, meaning in reference():
         shown = "unset" if default is None else f"{default:g}"
         assert f"| `{name}` | {shown} | {meaning} |" in readme, name
+
+
+def test_cli_output_into_a_closed_pipe_ends_quietly() -> None:
+    """`sweeper ... | head`: the reader is gone before sweeper writes; the command ends with
+    the shell's SIGPIPE status and no traceback."""
+    import os
+    import subprocess
+    import sys
+
+    read, write = os.pipe()
+    os.close(read)  # no reader at all: the first write fails
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "sweeper", "validate", str(ROOT / "studies/digits_mlp.yaml")],
+            stdout=write,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=120,
+        )
+    finally:
+        os.close(write)
+    assert done.returncode == 141, done.stderr
+    assert "Traceback" not in done.stderr and "BrokenPipe" not in done.stderr, done.stderr
