@@ -29,8 +29,9 @@ COMPARISONS = {
     "trial_monitor": "10. Trial monitor overhead",
     "plots": "11. Gate plots: own SVG writer vs matplotlib",
     "watchdog_cost": "12. Watchdog cost (armed vs none)",
+    "pareto": "13. Several objectives: the front of val_accuracy against params",
 }
-NEEDS_RAY = {"overhead", "gate_savings", "search_quality"}
+NEEDS_RAY = {"overhead", "gate_savings", "search_quality", "pareto"}
 
 
 def _machine() -> dict[str, Any]:

@@ -1,0 +1,157 @@
+"""13. Several objectives: the Pareto front of the digits MLP's val_accuracy against its
+trainable parameters, at equal trials and seeds. sweeper (`objectives:`, multivariate TPE, its
+gate off, its per-trial probes on, trials on Ray) against plain Optuna in this process with
+NSGA-II, with multi-objective TPE and with random search, each trial trained by the same loop
+(sweeper's own, called directly: the same model, data, epochs and seed). Ray Tune with
+OptunaSearch is not run here (its multi-objective mode reports one front through Tune's own
+metric plumbing; not yet wired).
+
+Figures: the hypervolume of each front against a fixed reference point, on (1 - val_accuracy,
+params / the space's largest model), reference (1, 1.1): larger is better; and the wall time,
+both as ratios to sweeper's."""
+
+from __future__ import annotations
+
+import statistics
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import optuna
+import torch
+
+from benchmarks._common import mean_sd, run_sweeper
+
+LOW, HIGH = 8, 256  # hidden width searched (log)
+LR = (1.0e-3, 3.0e-2)
+
+
+def _largest() -> float:
+    from sweeper.examples.digits import MLP
+
+    return float(sum(p.numel() for p in MLP(HIGH, 0.0, 2).parameters()))
+
+
+def _hypervolume(points: list[tuple[float, float]], largest: float) -> float:
+    """Of (val_accuracy, params) points, both scaled to losses in [0, ~1], reference (1, 1.1)."""
+    from optuna._hypervolume import compute_hypervolume
+
+    if not points:
+        return 0.0
+    losses = np.asarray([[1.0 - a, p / largest] for a, p in points], dtype=float)
+    losses = losses[(losses[:, 0] < 1.0) & (losses[:, 1] < 1.1)]
+    if len(losses) == 0:
+        return 0.0
+    return float(compute_hypervolume(losses, np.asarray([1.0, 1.1])))
+
+
+def _train(params: dict[str, Any], epochs: int, seed: int) -> tuple[float, float]:
+    """The digits MLP trained by sweeper's own loop, called directly: (val_accuracy, params)."""
+    from sweeper.examples.digits import mlp_task
+    from sweeper.training import Data, evaluate, start_run, train_epoch
+
+    task = mlp_task()
+    full = {"batch_size": 64, "dropout": 0.0, "init": "none", "optimizer": "adam", **params}
+    cpu = torch.device("cpu")
+    run = start_run(task, Data.of(task, cpu), full, cpu, seed=seed, epochs=epochs)
+    for _ in range(epochs):
+        train_epoch(run)
+    size = float(sum(p.numel() for p in run.model.parameters() if p.requires_grad))
+    return float(evaluate(run)["val_accuracy"]), size
+
+
+def _optuna(sampler: optuna.samplers.BaseSampler, trials: int, epochs: int) -> Any:
+    def objective(trial: optuna.Trial) -> tuple[float, float]:
+        params = {
+            "lr": trial.suggest_float("lr", *LR, log=True),
+            "hidden": trial.suggest_int("hidden", LOW, HIGH, log=True),
+        }
+        return _train(params, epochs, trial.number)
+
+    study = optuna.create_study(directions=["maximize", "minimize"], sampler=sampler)
+    t0 = time.perf_counter()
+    study.optimize(objective, n_trials=trials)
+    return [tuple(t.values) for t in study.best_trials], time.perf_counter() - t0
+
+
+def _sweeper(folder: Path, seed: int, trials: int, epochs: int) -> Any:
+    name = f"pareto-{seed}"
+    startup = min(10, trials // 2)
+    store = f"sqlite:///{folder / name}.db"
+    t0 = time.perf_counter()
+    run_sweeper(f"""
+        name: {name}
+        task: sweeper.examples.digits:mlp_task
+        storage: {store}
+        budget: {{trials: {trials}, epochs: {epochs}}}
+        objectives: [{{metric: val_accuracy}}, {{metric: params}}]
+        search:
+          lr: {{type: float, low: {LR[0]}, high: {LR[1]}, log: true}}
+          hidden: {{type: int, low: {LOW}, high: {HIGH}, log: true}}
+          batch_size: 64
+          dropout: 0.0
+          optimizer: adam
+        sampler: {{type: tpe, seed: {seed}, startup_trials: {startup}}}
+        pruner: {{type: none}}
+        probes: {{gate: "off", trial: true}}
+        resources: {{cpus: 1, max_concurrent: 2}}
+    """)
+    wall = time.perf_counter() - t0
+    study = optuna.load_study(study_name=name, storage=store)
+    return [tuple(t.values) for t in study.best_trials], wall
+
+
+def run(quick: bool) -> dict[str, Any]:
+    seeds = [0, 1] if quick else [0, 1, 2, 3, 4]
+    trials = 6 if quick else 30
+    epochs = 1 if quick else 4
+    largest = _largest()
+    hv: dict[str, list[float]] = {}
+    wall: dict[str, list[float]] = {}
+    sizes: dict[str, list[int]] = {}
+    startup = min(10, trials // 2)
+    with tempfile.TemporaryDirectory() as tmp:
+        for seed in seeds:
+            peers = {
+                "sweeper (objectives:, TPE)": lambda s=seed: _sweeper(Path(tmp), s, trials, epochs),
+                "Optuna NSGA-II": lambda s=seed: _optuna(
+                    optuna.samplers.NSGAIISampler(seed=s, population_size=max(4, trials // 3)),
+                    trials,
+                    epochs,
+                ),
+                "Optuna multi-objective TPE": lambda s=seed: _optuna(
+                    optuna.samplers.TPESampler(seed=s, multivariate=True, n_startup_trials=startup),
+                    trials,
+                    epochs,
+                ),
+                "Optuna random": lambda s=seed: _optuna(
+                    optuna.samplers.RandomSampler(seed=s), trials, epochs
+                ),
+            }
+            for system, go in peers.items():
+                front, seconds = go()
+                hv.setdefault(system, []).append(_hypervolume(front, largest))
+                wall.setdefault(system, []).append(seconds)
+                sizes.setdefault(system, []).append(len(front))
+    base_hv = statistics.mean(hv["sweeper (objectives:, TPE)"]) or 1.0
+    base_wall = statistics.mean(wall["sweeper (objectives:, TPE)"]) or 1.0
+    rows = [
+        {
+            "system": system,
+            "hypervolume": mean_sd(hv[system]),
+            "hv / sweeper's": round(statistics.mean(hv[system]) / base_hv, 3),
+            "front size": round(statistics.mean(sizes[system]), 1),
+            "wall s": mean_sd(wall[system]),
+            "wall / sweeper's": round(statistics.mean(wall[system]) / base_wall, 3),
+        }
+        for system in hv
+    ]
+    return {
+        "rows": rows,
+        "seeds": seeds,
+        "trials": trials,
+        "epochs": epochs,
+        "reference": "(1 - val_accuracy, params / largest) against (1, 1.1)",
+    }
