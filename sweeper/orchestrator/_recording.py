@@ -328,6 +328,8 @@ class Recorder:
         if bt is not None:
             best_params, best_number = {**fixed, **bt.params}, bt.number
             self.best = float(bt.values[0])
+        elif self.spec.constraints:
+            self.best = None  # trials completed, none kept the constraints: there is no best
         counts = self.budget.counts
         front = None
         if self.spec.objectives:

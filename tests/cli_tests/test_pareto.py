@@ -249,3 +249,27 @@ search:
         "pareto", storage=f"sqlite:///{tmp_path}/sweeps.db", pick="params"
     )
     assert sum(p.numel() for p in model.parameters()) == smallest.values[1]
+
+
+@pytest.mark.usefixtures("local_ray")
+def test_a_study_where_no_trial_keeps_the_constraints_says_so(tmp_path: Path) -> None:
+    (tmp_path / "tight.yaml").write_text(
+        """\
+name: tight
+task: sweeper.examples.digits:mlp_task
+storage: sqlite:///sweeps.db
+budget: {trials: 3, epochs: 1}
+objectives: [{metric: val_accuracy}, {metric: latency_ms}]
+constraints: [{metric: params, max: 10}]
+pruner: {type: none}
+probes: {gate: "off"}
+search: {lr: 0.005, batch_size: 64, dropout: 0.0, hidden: {type: int, low: 8, high: 32}}
+"""
+    )
+    out = run_here("run", "tight.yaml", "--plain", cwd=tmp_path)
+    assert out.returncode == 1, out.stdout + out.stderr
+    assert "no completed trial kept the constraints (params <= 10)" in out.stdout, out.stdout
+    assert "sweeper best" not in out.stdout  # no best to suggest
+    study = optuna.load_study(study_name="tight", storage=f"sqlite:///{tmp_path}/sweeps.db")
+    assert len([t for t in study.trials if t.state == TrialState.COMPLETE]) == 3
+    assert study.best_trials == []  # Optuna's own front: no feasible trial

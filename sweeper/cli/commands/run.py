@@ -127,7 +127,21 @@ def _summary(out_console: Any, spec: Definition, out: Any) -> None:
     for line in out.after:
         out_console.print(line, highlight=False, markup=False)
     storage_arg = "" if spec.storage == DEFAULT_STORAGE else f" --storage '{redact(spec.storage)}'"
-    if out.best_value is None:
+    if out.best_value is None and spec.constraints and c.get("complete", 0):
+        bounds = ", ".join(
+            f"{k.metric} {'<= ' + format(k.max, 'g') if k.max is not None else ''}"
+            f"{' and ' if k.max is not None and k.min is not None else ''}"
+            f"{'>= ' + format(k.min, 'g') if k.min is not None else ''}"
+            for k in spec.constraints
+        )
+        out_console.print(
+            f"[red]no completed trial kept the constraints[/] ({bounds}): "
+            f"`sweeper export {spec.name}{storage_arg} --out trials.csv` has each trial's "
+            "metrics and `feasible`. Loosen a bound, or search a space that can keep it, then "
+            "run the same command to go on",
+            highlight=False,
+        )
+    elif out.best_value is None:
         by = ", ".join(f"{k} ({n})" for k, n in sorted(out.ended_by.items(), key=lambda i: -i[1]))
         out_console.print(
             "[red]no trial completed[/]"
