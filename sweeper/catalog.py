@@ -30,7 +30,7 @@ LOOP_TRAIN_METRICS = ("train_accuracy", "train_eval_loss")
 COST_METRICS = {
     "params": "trainable parameters",
     "flops": "floating-point operations of one eval-mode forward, per sample",
-    "latency_ms": "median eval-mode forward time of one batch of `cost_batch` rows, in ms",
+    "latency_ms": "median eval-mode forward time of one batch of `costs.batch` rows, in ms",
     "peak_memory_mb": "peak memory of the training, in MB",
     "train_seconds": "seconds spent training, waits on the driver left out",
 }

@@ -112,6 +112,13 @@ class Constraint(_Strict):
             )
         return self
 
+    def describe(self) -> str:
+        """The bound as a reader writes it: `params <= 30000`, `acc >= 0.9 and <= 0.95`."""
+        bounds = [f">= {self.min:g}"] if self.min is not None else []
+        if self.max is not None:
+            bounds.append(f"<= {self.max:g}")
+        return f"{self.metric} {' and '.join(bounds)}"
+
     def violation(self, value: float | None) -> float:
         """Optuna's constraint value: <= 0 when `value` keeps the bound, else by how much it
         misses (a missing or non-finite value misses by 1)."""

@@ -41,11 +41,12 @@ class BestConfig:
 
 
 def top_configs(
-    name: str, storage: str = DEFAULT_STORAGE, k: int = 1, pick: str | None = None
+    name: str, storage: str = DEFAULT_STORAGE, k: int | None = 1, pick: str | None = None
 ) -> list[BestConfig]:
     """The `k` best completed trials of study `name`, best first. A study with several
     objectives gives its Pareto front's members: the one `pick` names first (an objective
-    it is best on, or "knee"; default: the first objective's best), then the others."""
+    it is best on, or "knee"; default: the first objective's best), then the others; `k`
+    None: the whole front (one objective: the best)."""
     from optuna.trial import TrialState
 
     from sweeper.store import load_study, needs_ranking, study_ranking, trials_in_states
@@ -60,6 +61,7 @@ def top_configs(
             f"pick {pick!r}: study {name!r} has one objective, {metric}; its best is the only pick"
         )
     maximize = study.direction.name == "MAXIMIZE"
+    k = 1 if k is None else k
     confirmed: dict[int, Any] = {}
     if needs_ranking(system):  # stages, confirmations: the last stage, the best mean first
         ranking = study_ranking(study)
@@ -116,7 +118,7 @@ def _config(
 
 
 def _front_configs(
-    study: Any, name: str, system: dict[str, Any], k: int, pick: str | None
+    study: Any, name: str, system: dict[str, Any], k: int | None, pick: str | None
 ) -> list[BestConfig]:
     from sweeper.store import study_front
 
@@ -143,17 +145,18 @@ def front_json(configs: list[BestConfig]) -> dict[str, Any]:
     return {"front": front, "picked": _export(configs[0])}
 
 
-def front_table(configs: list[BestConfig]) -> str:
-    """The front as a table: one row per member (the picked one marked), its objectives'
-    values, then its params."""
-    names = list(configs[0].values)
+def configs_table(configs: list[BestConfig]) -> str:
+    """`sweeper best --format table`: one row per config, its objectives' values (one
+    objective: its value), then its params. A front is headed and its picked member marked."""
+    front = bool(configs[0].values)
+    names = list(configs[0].values) if front else [configs[0].metric]
     params = sorted({k for c in configs for k in c.params})
     head = ["", "trial", *names, *params]
     rows = [
         [
-            "*" if i == 0 else "",
+            "*" if front and i == 0 else "",
             str(c.number),
-            *(f"{c.values[n]:.6g}" for n in names),
+            *(f"{(c.values or {c.metric: c.value})[n]:.6g}" for n in names),
             *(_cell(c.params.get(p)) for p in params),
         ]
         for i, c in enumerate(configs)
@@ -163,13 +166,13 @@ def front_table(configs: list[BestConfig]) -> str:
         "  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)).rstrip()
         for r in [head, *rows]
     ]
-    return "\n".join(
-        [
+    if front:
+        lines.insert(
+            0,
             f"Pareto front of {configs[0].study!r}: {len(configs)} trials ({', '.join(names)}), "
             "* = picked",
-            *lines,
-        ]
-    )
+        )
+    return "\n".join(lines)
 
 
 def _cell(v: Any) -> str:

@@ -40,7 +40,7 @@ def trials_table(name: str, storage: str) -> Any:
         row.update({f"metric_{k}": v for k, v in (ua.get(attrs.METRICS) or {}).items()})
         for metric, v in zip(names, t.values or [], strict=False):  # several objectives
             row[f"value_{metric}"] = v
-        if "constraints" in t.system_attrs:  # Optuna's constraints: kept when all <= 0
+        if attrs.CONSTRAINTS in t.system_attrs:  # Optuna's constraints: kept when all <= 0
             row["feasible"] = feasible(t)
         row.update(
             probe_verdict=ua.get(attrs.VERDICT),

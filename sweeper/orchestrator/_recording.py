@@ -23,7 +23,7 @@ from sweeper.orchestrator._retention import Retention
 from sweeper.orchestrator._slots import Slot
 from sweeper.probes import Report
 from sweeper.report import trial_summary
-from sweeper.search import feasibility_of
+from sweeper.search import feasibility_of, violations
 from sweeper.store import Ranking, attrs, record_reports, set_trial_attrs, study_ranking
 
 log = logging.getLogger("sweeper")
@@ -67,9 +67,6 @@ class Outcome:
     diagnosis: Diagnosis | None = None
     ended_by: dict[str, int] = field(default_factory=dict)  # what ended unfinished trials
     front: Any = None  # several objectives: the Pareto front (sweeper.store.Front)
-
-
-CONSTRAINTS = "constraints"  # Optuna's system attribute for a trial's constraint values
 
 
 def objective_values(spec: Definition, metrics: dict[str, float] | None) -> list[float] | str:
@@ -200,13 +197,10 @@ class Recorder:
         if self.spec.constraints and state in (TrialState.COMPLETE, TrialState.PRUNED):
             # Optuna's own constraints attribute (its samplers, best_trials and dashboard read
             # it); a sampler with a constraints_func writes the same values again as it is told
-            metrics = dict(slot.metrics or {})
-            system[CONSTRAINTS] = [
-                c.violation(metrics.get(c.metric)) for c in self.spec.constraints
-            ]
+            system[attrs.CONSTRAINTS] = violations(self.spec.constraints, slot.metrics)
             feasible = feasibility_of(self.study.sampler)
             if feasible is not None:
-                feasible.given(tid, metrics)
+                feasible.given(tid, system[attrs.CONSTRAINTS])
         if state == TrialState.FAIL:
             notes[attrs.ERROR] = note[:2000]
         elif state == TrialState.PRUNED and note:
@@ -228,7 +222,7 @@ class Recorder:
             and value is not None
             and slot.prune  # a confirmation run (never pruned) keeps no weights: its source
             # trial's are the configuration's, and a lucky seed must not push them out
-            and all(v <= 0 for v in system.get(CONSTRAINTS, []))  # an infeasible trial: never
+            and all(v <= 0 for v in system.get(attrs.CONSTRAINTS, []))  # an infeasible trial: never
             and self.retention.would_keep(value, told_value if self.spec.objectives else None)
         ):
             self.retention.record_weights(tid, trial.number, slot.weights)

@@ -6,6 +6,7 @@ from sweeper.search._algorithms import (
     make_pruner,
     make_sampler,
     should_prune,
+    violations,
 )
 from sweeper.search._space import (
     cap_lr,
@@ -29,6 +30,7 @@ __all__ = [
     "should_prune",
     "Feasibility",
     "feasibility_of",
+    "violations",
     "narrow",
     "read_ahead",
     "read_through",

@@ -8,28 +8,35 @@ import optuna
 from optuna.trial import FrozenTrial
 
 from sweeper.definition import Definition
+from sweeper.store import attrs
+
+
+def violations(constraints: list[Any], metrics: dict[str, float] | None) -> list[float]:
+    """Each constraint's violation for a trial's last-epoch `metrics` (<= 0: kept)."""
+    got = metrics or {}
+    return [c.violation(got.get(c.metric)) for c in constraints]
 
 
 class Feasibility:
-    """Optuna's `constraints_func` for the definition's `constraints:`: each constraint's
-    violation (<= 0 kept). Optuna calls it as a trial is told and stores the result as the
-    trial's "constraints" system attribute, which its samplers, `best_trials` filters and
-    optuna-dashboard read. The values come from the metrics the driver hands over just before
-    the tell (`given`), else from the trial's recorded last-epoch metrics."""
+    """Optuna's `constraints_func` for the definition's `constraints:`. Optuna calls it as a
+    trial is told and stores the result as the trial's "constraints" system attribute, which
+    its samplers, `best_trials` filters and optuna-dashboard read. The values are those the
+    driver computed just before the tell (`given`), else computed from the trial's recorded
+    last-epoch metrics."""
 
     def __init__(self, constraints: list[Any]) -> None:
         self.constraints = list(constraints)
-        self.pending: dict[int, dict[str, float]] = {}
+        self.pending: dict[int, list[float]] = {}
 
-    def given(self, trial_id: int, metrics: dict[str, float]) -> None:
-        """The metrics of the trial about to be told."""
-        self.pending[trial_id] = dict(metrics)
+    def given(self, trial_id: int, values: list[float]) -> None:
+        """The violations of the trial about to be told."""
+        self.pending[trial_id] = list(values)
 
     def __call__(self, trial: FrozenTrial) -> list[float]:
-        metrics = self.pending.pop(trial._trial_id, None)
-        if metrics is None:
-            metrics = trial.user_attrs.get("sweeper:metrics") or {}
-        return [c.violation(metrics.get(c.metric)) for c in self.constraints]
+        values = self.pending.pop(trial._trial_id, None)
+        if values is None:
+            values = violations(self.constraints, trial.user_attrs.get(attrs.METRICS))
+        return values
 
 
 def feasibility_of(sampler: Any) -> Feasibility | None:

@@ -24,6 +24,9 @@ PROBES = "sweeper:probes"  # the trial's probe results as one readable line
 STOPPED = "sweeper:stopped"
 BY_PRUNER = "pruned by the pruner"  # how STOPPED starts when the pruner, not a probe, stopped it
 METRICS = "sweeper:metrics"  # every metric of the trial's last reported epoch
+# Optuna's own trial system attribute: each constraint's violation (<= 0 kept), read by its
+# samplers, `best_trials` and optuna-dashboard
+CONSTRAINTS = "constraints"
 ERROR = "sweeper:error"
 WORKER = "sweeper:worker"  # where the trial ran: device, Ray node, pid, torch version
 DRIVER = "sweeper:driver"  # trial system attr: token of the driver that owns it

@@ -55,7 +55,8 @@ class Front:
         )
 
     def _knee(self) -> FrozenTrial:
-        scaled = _scaled([list(t.values) for t in self.members], self.maximize, self.members)
+        points = [list(t.values) for t in self.members]
+        scaled = _scaled(points, self.maximize, points)
         best = min(range(len(self.members)), key=lambda i: (math.hypot(*scaled[i]), i))
         return self.members[best]
 
@@ -82,6 +83,7 @@ def hypervolume(study: Any, front: Front) -> float | None:
     each: between 0 and 1.1^k, larger is better. None without a completed trial."""
     if not front.members:
         return None
+    import numpy as np
     from optuna._hypervolume import compute_hypervolume
 
     seen = [
@@ -90,27 +92,23 @@ def hypervolume(study: Any, front: Front) -> float | None:
         if t.values is not None and feasible(t)
     ]
     scaled = _scaled([list(t.values) for t in front.members], front.maximize, seen)
-    import numpy as np
-
     points = np.asarray(scaled, dtype=float)
     return float(compute_hypervolume(points, np.full(points.shape[1], 1.1)))
 
 
-def _scaled(points: list[list[float]], maximize: list[bool], over: Any) -> list[list[float]]:
-    """`points` as losses in [0, 1] per objective, scaled over `over` (trials or value
-    lists): 0 is the best value there, 1 the worst."""
-    rows = [list(o.values) if isinstance(o, FrozenTrial) else list(o) for o in over] or points
-    out: list[list[float]] = []
-    lows, highs = [], []
-    for i, up in enumerate(maximize):
-        col = [(-r[i] if up else r[i]) for r in rows]
-        lows.append(min(col))
-        highs.append(max(col))
-    for p in points:
-        row = []
-        for i, up in enumerate(maximize):
-            v = -p[i] if up else p[i]
-            span = highs[i] - lows[i]
-            row.append((v - lows[i]) / span if span > 0 else 0.0)
-        out.append(row)
-    return out
+def _scaled(
+    points: list[list[float]], maximize: list[bool], over: list[list[float]]
+) -> list[list[float]]:
+    """`points` as losses in [0, 1] per objective, scaled over the value lists `over`: 0 is
+    the best value there, 1 the worst."""
+    rows = over or points
+    signs = [-1.0 if up else 1.0 for up in maximize]
+    lows = [min(s * r[i] for r in rows) for i, s in enumerate(signs)]
+    highs = [max(s * r[i] for r in rows) for i, s in enumerate(signs)]
+    return [
+        [
+            (s * p[i] - lows[i]) / (highs[i] - lows[i]) if highs[i] > lows[i] else 0.0
+            for i, s in enumerate(signs)
+        ]
+        for p in points
+    ]

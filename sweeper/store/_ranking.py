@@ -155,7 +155,7 @@ def rank(trials: Sequence[FrozenTrial], maximize: bool) -> Ranking:
 def feasible(trial: FrozenTrial) -> bool:
     """Whether the trial keeps the study's constraints (Optuna's "constraints" attribute:
     every value <= 0); a study without constraints has every trial feasible."""
-    values = trial.system_attrs.get("constraints")
+    values = trial.system_attrs.get(attrs.CONSTRAINTS)
     return values is None or all(float(v) <= 0.0 for v in values)
 
 

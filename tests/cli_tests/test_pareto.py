@@ -5,6 +5,7 @@ constraints, and the front as `sweeper best`, `--pick`, `status` and `load_best_
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import optuna
@@ -101,7 +102,8 @@ def test_costs_are_measured_on_the_watched_model_at_the_last_report() -> None:
     last = reports[1]
     assert last["params"] == 64 * 10 + 10
     assert last["flops"] == 2 * 64 * 10  # one sample through the Linear's matmul
-    assert 0 < last["latency_ms"] < 1000 and last["train_seconds"] > 0
+    assert last["latency_ms"] > 0 and math.isfinite(last["latency_ms"])
+    assert last["train_seconds"] > 0
     assert last["peak_memory_mb"] >= 0
     assert model.training  # left as the trial had it
 

@@ -34,7 +34,7 @@ def run(args: argparse.Namespace) -> int:
     """Run the command with the parsed `args`; its exit code."""
     import json
 
-    from sweeper.export import front_json, front_table, render, top_configs
+    from sweeper.export import configs_table, front_json, render, top_configs
 
     if args.weights:
         from pathlib import Path
@@ -47,38 +47,15 @@ def run(args: argparse.Namespace) -> int:
             f"{args.weights}: model.load_state_dict(torch.load({args.weights!r}))",
             file=sys.stderr,
         )
-    several = args.top is None and _several_objectives(args.name, args.storage)
-    configs = top_configs(
-        args.name, storage=args.storage, k=10**9 if several else args.top or 1, pick=args.pick
-    )
+    configs = top_configs(args.name, storage=args.storage, k=args.top, pick=args.pick)
+    several = bool(configs[0].values)  # a Pareto front: the whole of it unless --top
     fmt = args.format or ("table" if several else "json")
     if fmt == "table":
-        print(front_table(configs) if configs[0].values else _one_table(configs))
-    elif several and fmt == "json":
+        print(configs_table(configs))
+    elif several and fmt == "json" and args.top is None:
         print(json.dumps(front_json(configs), indent=2))
-    elif several:  # the picked member, as one objective's best prints
+    elif several and args.top is None:  # the picked member, as one objective's best prints
         print(render(configs[0], fmt))
     else:
         print(render(configs, fmt, as_list=args.top is not None))
     return 0
-
-
-def _several_objectives(name: str, storage: str) -> bool:
-    from sweeper.store import load_study
-
-    return len(load_study(storage, name).directions) > 1
-
-
-def _one_table(configs: list[Any]) -> str:
-    """--format table for one objective: rank, trial, value, params."""
-    params = sorted({k for c in configs for k in c.params})
-    head = ["trial", configs[0].metric, *params]
-    rows = [
-        [str(c.number), f"{c.value:.6g}", *(str(c.params.get(p, "")) for p in params)]
-        for c in configs
-    ]
-    widths = [max(len(r[j]) for r in [head, *rows]) for j in range(len(head))]
-    return "\n".join(
-        "  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)).rstrip()
-        for r in [head, *rows]
-    )

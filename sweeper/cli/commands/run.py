@@ -128,12 +128,7 @@ def _summary(out_console: Any, spec: Definition, out: Any) -> None:
         out_console.print(line, highlight=False, markup=False)
     storage_arg = "" if spec.storage == DEFAULT_STORAGE else f" --storage '{redact(spec.storage)}'"
     if out.best_value is None and spec.constraints and c.get("complete", 0):
-        bounds = ", ".join(
-            f"{k.metric} {'<= ' + format(k.max, 'g') if k.max is not None else ''}"
-            f"{' and ' if k.max is not None and k.min is not None else ''}"
-            f"{'>= ' + format(k.min, 'g') if k.min is not None else ''}"
-            for k in spec.constraints
-        )
+        bounds = ", ".join(k.describe() for k in spec.constraints)
         out_console.print(
             f"[red]no completed trial kept the constraints[/] ({bounds}): "
             f"`sweeper export {spec.name}{storage_arg} --out trials.csv` has each trial's "
