@@ -30,6 +30,7 @@ COMPARISONS = {
     "plots": "11. Gate plots: own SVG writer vs matplotlib",
     "watchdog_cost": "12. Watchdog cost (armed vs none)",
     "pareto": "13. Several objectives: the front of val_accuracy against params",
+    "gate_epochs": "14. The gate in the user's own epochs (LM, ResNet, nanoGPT-style)",
 }
 NEEDS_RAY = {"overhead", "gate_savings", "search_quality", "pareto"}
 

@@ -9,8 +9,10 @@ import torch
 from sweeper.probes._context import Context
 from sweeper.probes._finding import Finding
 from sweeper.probes._overfit import fit_tiny, inconclusive, real_tiny_fit
+from sweeper.probes._threads import free_threads
 from sweeper.training import (
     IGNORE_INDEX,
+    MODEL,
     Batches,
     Inputs,
     Run,
@@ -56,6 +58,30 @@ def zero_input_baseline(ctx: Context) -> Finding:
             expected,
             "see overfit_tiny",
         )
+    floor = blank_input_floor(ctx, y)
+    if floor is not None and (
+        floor >= s.baseline_min_ratio * real.loss or floor - real.loss >= s.baseline_min_gap
+    ):
+        # decided without a second fit: blank inputs cannot get below the floor
+        return Finding(
+            "zero_input_baseline",
+            "pass",
+            {"real inputs loss": round(real.loss, 4), "blank inputs floor": round(floor, 4)},
+            expected,
+            f"no blank-input fit needed: a model given the same input in every row gets no "
+            f"lower than {floor:.4g} on these targets, far above the real fit's {real.loss:.4g}",
+        )
+    if inconclusive(ctx, real, y):
+        # the real fit is still learning (or at the tokens' frequencies): this probe cannot
+        # fail, so the blank-input fit would cost a tiny fit for a pass that says nothing
+        return Finding(
+            "zero_input_baseline",
+            "skip",
+            {"real inputs loss": round(real.loss, 4)},
+            expected,
+            f"inconclusive: after {real.steps} steps the real-input fit is still learning, so "
+            "blank inputs could not be told apart yet; the fit on blank inputs was not run",
+        )
     zero = fit_tiny(ctx, uninformative(x), y, steps=max(real.steps, 1), stop=False)
     measured = {"real inputs loss": round(real.loss, 4), "zero inputs loss": round(zero.loss, 4)}
     if not math.isfinite(zero.loss):
@@ -87,50 +113,49 @@ def zero_input_baseline(ctx: Context) -> Finding:
     )
 
 
+def blank_input_floor(ctx: Context, y: torch.Tensor) -> float | None:
+    """The lowest value the task's loss can take on targets `y` for a model that gets the
+    same input in every row (what blank inputs give it): its output can depend on the
+    position within a row only, so the floor is each position's own spread of targets
+    (entropy for cross-entropy losses, variance for MSE), averaged. None where the loss is
+    not one of those, or is the model's own (it may shift its labels)."""
+    name = ctx.loss_name
+    if ctx.task.loss == MODEL or ctx.label_smoothing > 0:
+        return None
+    if name in ("cross_entropy", "nll") and not y.is_floating_point() and y.ndim >= 1:
+        labels = y.long().reshape(len(y), -1)
+        total, counted = 0.0, 0
+        for column in labels.T:
+            column = column[column != IGNORE_INDEX]
+            if column.numel() == 0:
+                continue
+            p = torch.bincount(column - int(column.min())).double()
+            p = p[p > 0] / p.sum()
+            total += float(-(p * p.log()).sum()) * column.numel()
+            counted += column.numel()
+        return total / counted if counted else None
+    rows = y.float().reshape(len(y), -1)
+    if name == "mse":
+        return float(rows.var(dim=0, unbiased=False).mean())
+    if name in ("bce", "bce_prob") and bool(((rows == 0) | (rows == 1)).all()):
+        p = rows.mean(dim=0).double()
+        h = -(p * p.clamp_min(1e-12).log() + (1 - p) * (1 - p).clamp_min(1e-12).log())
+        return float(h.mean())
+    return None
+
+
 def short_fit_vs_baseline(ctx: Context) -> Finding:
     """A short fit (`short_fit_steps` optimizer steps of the reference config) on the full
     training split must beat, on validation, what predicting the training labels' frequencies
     gives: its loss (cross-entropy losses) or the majority class's accuracy. Otherwise the
-    labels do not go with the inputs."""
-    s = ctx.settings
+    labels do not go with the inputs. The fit stops half-way once it beats the baseline."""
     run, before = short_fit(ctx)
-    metrics = evaluate(run)
     half = ctx.cache.get("short_fit_half", {})
+    metrics = half if ctx.cache.get("short_fit_early") else evaluate(run)
     got_loss = metrics["val_loss"]
+    ok, measured, expected, inconclusive = _beats_baseline(ctx, run, metrics, before)
+    majority = _label_baselines(ctx)[1] if ctx.kind not in ("custom", "regression") else 0.0
     done = f"after {run.steps} steps"
-    if ctx.kind == "custom":
-        start = before["val_loss"]
-        measured: dict[str, object] = {"val_loss": got_loss, "at init": start}
-        expected = f"val loss below 0.95 x its value at init {done}"
-        ok = got_loss < start - 0.05 * abs(start)
-        inconclusive = False
-    elif ctx.kind == "regression":
-        _, y_tr = ctx.data.train.all()
-        _, y_va = ctx.data.val.all()
-        base = _regression_baseline(ctx, y_tr.float(), y_va.float())
-        measured = {"val_loss": round(got_loss, 4), "predict-the-mean loss": round(base, 4)}
-        expected = f"val loss < 0.9 x {base:.4g} {done}"
-        ok = ctx.loss_name not in ("mse", "l1") or got_loss < 0.9 * base
-        inconclusive = False
-    else:
-        prior_loss, majority, counted = _label_baselines(ctx)
-        got = metrics.get("val_accuracy", math.nan)
-        margin = max(s.short_fit_margin, 0.2 * (1 - majority))
-        # many classes: a gain far outside the majority rate's sampling noise counts too
-        z = (got - majority) / math.sqrt(max(majority * (1 - majority), 1e-12) / max(counted, 1))
-        measured = {"val_accuracy": round(got, 4), "majority-class accuracy": round(majority, 4)}
-        expected = f"val accuracy > {majority + margin:.3f} (or 1.2x the majority's, z > 4)"
-        ok = got > majority + margin or (got > 1.2 * majority and z > 4)
-        if prior_loss is not None:
-            measured.update(
-                {"val_loss": round(got_loss, 4), "predict-the-prior loss": round(prior_loss, 4)}
-            )
-            expected += f" or val loss < {0.95 * prior_loss:.4g}"
-            ok = ok or got_loss < 0.95 * prior_loss
-        expected += f" {done}"
-        # per token (an LM): early on the model predicts the words' frequencies, on train
-        # and validation alike; rare words only in validation weigh on its loss
-        inconclusive = ctx.per_element
     if ok:
         return Finding("short_fit_vs_baseline", "pass", measured, expected)
     # still learning: validation better at the end than half-way through, and already above
@@ -166,6 +191,51 @@ def short_fit_vs_baseline(ctx: Context) -> Finding:
         expected,
         "a short fit does not beat the trivial baseline on validation: " + _why_not(ctx, run),
     )
+
+
+def _beats_baseline(
+    ctx: Context, run: Run, metrics: dict[str, float], before: dict[str, float]
+) -> tuple[bool, dict[str, object], str, bool]:
+    """(beats the trivial baseline, measured, expected, inconclusive when it does not: a
+    sequence model still at the tokens' frequencies)."""
+    s = ctx.settings
+    got_loss = metrics["val_loss"]
+    done = f"after {run.steps} steps"
+    if ctx.kind == "custom":
+        start = before["val_loss"]
+        measured: dict[str, object] = {"val_loss": got_loss, "at init": start}
+        expected = f"val loss below 0.95 x its value at init {done}"
+        return got_loss < start - 0.05 * abs(start), measured, expected, False
+    if ctx.kind == "regression":
+        _, y_tr = ctx.data.train.all()
+        _, y_va = ctx.data.val.all()
+        base = _regression_baseline(ctx, y_tr.float(), y_va.float())
+        measured = {"val_loss": round(got_loss, 4), "predict-the-mean loss": round(base, 4)}
+        expected = f"val loss < 0.9 x {base:.4g} {done}"
+        return (
+            ctx.loss_name not in ("mse", "l1") or got_loss < 0.9 * base,
+            measured,
+            expected,
+            False,
+        )
+    prior_loss, majority, counted = _label_baselines(ctx)
+    got = metrics.get("val_accuracy", math.nan)
+    margin = max(s.short_fit_margin, 0.2 * (1 - majority))
+    # many classes: a gain far outside the majority rate's sampling noise counts too
+    z = (got - majority) / math.sqrt(max(majority * (1 - majority), 1e-12) / max(counted, 1))
+    measured = {"val_accuracy": round(got, 4), "majority-class accuracy": round(majority, 4)}
+    expected = f"val accuracy > {majority + margin:.3f} (or 1.2x the majority's, z > 4)"
+    ok = got > majority + margin or (got > 1.2 * majority and z > 4)
+    if prior_loss is not None:
+        measured.update(
+            {"val_loss": round(got_loss, 4), "predict-the-prior loss": round(prior_loss, 4)}
+        )
+        expected += f" or val loss < {0.95 * prior_loss:.4g}"
+        ok = ok or got_loss < 0.95 * prior_loss
+    expected += f" {done}"
+    # per token (an LM): early on the model predicts the words' frequencies, on train
+    # and validation alike; rare words only in validation weigh on its loss
+    return ok, measured, expected, ctx.per_element
 
 
 def _why_not(ctx: Context, run: Run) -> str:
@@ -270,34 +340,57 @@ def _scale_shift(ctx: Context) -> float | None:
 
 def short_fit(ctx: Context) -> tuple[Run, dict[str, float]]:
     """The short fit's run (made once per gate: label_noise reads it too) and, for a custom
-    task, its validation metrics before training."""
+    task, its validation metrics before training; on the CPUs other processes left free."""
     if "short_fit" not in ctx.cache:
-        steps = ctx.settings.short_fit_min_steps
-        params = {**ctx.params, "dropout": 0.0}
-        params["batch_size"] = min(int(params.get("batch_size", 64)), 128)
-        run = start_run(ctx.task, ctx.data, params, ctx.device, seed=ctx.seed)
-        before = evaluate(run) if ctx.kind == "custom" else {}
-        weights = [p.detach().clone() for p in run.model.parameters() if p.ndim >= 2]
-        while run.steps < steps:
-            taken = run.steps
-            goal = steps // 2 if run.steps < steps // 2 else steps
-            loss = train_epoch(run, max_steps=goal - run.steps)
-            if run.steps >= steps // 2 and "short_fit_half" not in ctx.cache:
-                ctx.cache["short_fit_half"] = evaluate(run)
-            if not math.isfinite(loss) or run.steps == taken:
-                break
-        after = [p.detach() for p in run.model.parameters() if p.ndim >= 2]
-        if weights and len(after) == len(weights):
-            size = math.sqrt(sum(float(w.float().pow(2).sum()) for w in weights)) or 1.0
-            moved = math.sqrt(
-                sum(
-                    float((a - w).float().pow(2).sum()) for a, w in zip(after, weights, strict=True)
-                )
-            )
-            now = math.sqrt(sum(float(a.float().pow(2).sum()) for a in after))
-            ctx.cache["short_fit_weights"] = (moved / size, now / size)
-        ctx.cache["short_fit"] = (run, before)
+        with free_threads(ctx.cpu_share):
+            ctx.cache["short_fit"] = _short_fit(ctx)
     return ctx.cache["short_fit"]
+
+
+def _short_fit(ctx: Context) -> tuple[Run, dict[str, float]]:
+    steps = ctx.settings.short_fit_min_steps
+    params = {**ctx.params, "dropout": 0.0}
+    params["batch_size"] = ctx.probe_batch(steps, cap=128)
+    run = start_run(ctx.task, ctx.data, params, ctx.device, seed=ctx.seed)
+    before = evaluate(run) if ctx.kind == "custom" else {}
+    weights = [p.detach().clone() for p in run.model.parameters() if p.ndim >= 2]
+    while run.steps < steps:
+        taken = run.steps
+        goal = steps // 2 if run.steps < steps // 2 else steps
+        loss = train_epoch(run, max_steps=goal - run.steps)
+        if run.steps >= steps // 2 and "short_fit_half" not in ctx.cache:
+            half = ctx.cache["short_fit_half"] = evaluate(run)
+            if _clear_at_half(ctx, run, half, before):
+                ctx.cache["short_fit_early"] = True
+                break
+        if not math.isfinite(loss) or run.steps == taken:
+            break
+    after = [p.detach() for p in run.model.parameters() if p.ndim >= 2]
+    if weights and len(after) == len(weights):
+        size = math.sqrt(sum(float(w.float().pow(2).sum()) for w in weights)) or 1.0
+        moved = math.sqrt(
+            sum(float((a - w).float().pow(2).sum()) for a, w in zip(after, weights, strict=True))
+        )
+        now = math.sqrt(sum(float(a.float().pow(2).sum()) for a in after))
+        ctx.cache["short_fit_weights"] = (moved / size, now / size)
+    return run, before
+
+
+def _clear_at_half(
+    ctx: Context, run: Run, half: dict[str, float], before: dict[str, float]
+) -> bool:
+    """The short fit's verdict is clear half-way: it beats the baseline already, and (where
+    label_noise reads the same model) validation is confident enough for that check too; or
+    the targets are per token, where a fit not past the baseline is inconclusive (a sequence
+    model sits at the tokens' frequencies for a while) and the rest could only make it pass."""
+    ok, _, _, inconclusive = _beats_baseline(ctx, run, half, before)
+    if inconclusive and not ok:
+        return True  # per token: the fit cannot fail, only pass; not yet past half-way
+    if not ok:
+        return False
+    reads = ctx.kind in ("multiclass", "binary") and not ctx.per_element
+    reads = reads and "label_noise" not in ctx.settings.disabled
+    return not reads or half.get("val_accuracy", 0.0) >= 0.75
 
 
 def label_noise(ctx: Context) -> Finding:
@@ -334,7 +427,7 @@ def label_noise(ctx: Context) -> Finding:
 
 
 @torch.no_grad()
-def _confident_accuracy(ctx: Context, run: Run, batches: Batches, rows: int = 2048) -> float | None:
+def _confident_accuracy(ctx: Context, run: Run, batches: Batches, rows: int = 1024) -> float | None:
     run.model.eval()
     x, y = batches.head(rows)
     out = forward(run.model, x)

@@ -9,6 +9,7 @@ from typing import Any
 import torch
 
 from sweeper.probes._settings import Settings
+from sweeper.probes._threads import CpuShare
 from sweeper.training import Data, build_model, correct, decision_threshold, loss_name
 
 # The layers whose weights and activations the probes judge (init gain, dead units, last layer)
@@ -52,6 +53,22 @@ class Context:
         """The task's model for the reference params (dropout off unless given), seeded."""
         torch.manual_seed(self.seed if seed is None else seed)
         return build_model(self.task, {**self.params, "dropout": 0.0, **params}, self.device)
+
+    @property
+    def cpu_share(self) -> CpuShare:
+        """What other processes use of the CPUs, looked at as each training probe starts."""
+        if "cpu_share" not in self.cache:
+            self.cache["cpu_share"] = CpuShare()
+        return self.cache["cpu_share"]
+
+    def probe_batch(self, steps: int, cap: int) -> int:
+        """The batch of a training probe of `steps` steps: the reference params' batch (at
+        most `cap`), smaller on a large training split so that the probe goes through at
+        most `probe_epoch_share` of one epoch's rows, never below 16 rows. The gate's cost
+        then reads in the user's epochs, whatever the split's size."""
+        wanted = min(int(self.params.get("batch_size", 32)), cap)
+        budget = int(self.settings.probe_epoch_share * len(self.data.train) / max(steps, 1))
+        return max(1, min(wanted, max(budget, 16)))
 
     def fixed_parameters(self) -> set[str]:
         """Parameters that come out the same from two builds with different seeds: loaded

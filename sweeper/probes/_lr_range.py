@@ -10,6 +10,7 @@ import torch
 
 from sweeper.probes._context import Context
 from sweeper.probes._finding import Finding
+from sweeper.probes._threads import free_threads
 from sweeper.training import Inputs, build_model, make_optimizer, probe_steps
 
 
@@ -56,8 +57,11 @@ def lr_range_test(ctx: Context, lo: float = 1e-6, hi: float = 10.0) -> Finding:
             return True
         return False
 
-    batches = _cycle(ctx, min(int(params.get("batch_size", 32)), 256))
-    probe_steps(model, opt, batches, steps, ctx.task.loss, ctx.task.kind, lr=lr_at, on_loss=watch)
+    batches = _cycle(ctx, ctx.probe_batch(steps, cap=256))
+    with free_threads(ctx.cpu_share):
+        probe_steps(
+            model, opt, batches, steps, ctx.task.loss, ctx.task.kind, lr=lr_at, on_loss=watch
+        )
     known = ctx.task.fit is None or ctx.task.optimizer is not None or "optimizer" in ctx.params
     details: dict[str, Any] = {"lrs": lrs, "losses": losses, "optimizer": type(opt).__name__}
     if diverged_at is not None and known:

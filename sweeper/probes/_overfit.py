@@ -17,6 +17,7 @@ import torch
 
 from sweeper.probes._context import Context
 from sweeper.probes._finding import Finding
+from sweeper.probes._threads import free_threads
 from sweeper.training import MODEL, Inputs, forward, model_loss, probe_steps, resolve_loss
 
 # every this many steps the fit looks at its progress; a plateau is less than
@@ -65,6 +66,18 @@ def tiny_indices(ctx: Context, n: int) -> torch.Tensor:
     return torch.tensor(picked)
 
 
+def tiny_rows(ctx: Context) -> int:
+    """Rows of the tiny set: `overfit_samples`, or for targets per token or per pixel as
+    many rows as hold about 8x that many targets (at least 2): a handful of sequences is
+    already hundreds of targets to memorise, and each row costs a full forward."""
+    n = ctx.settings.overfit_samples
+    if not ctx.per_element:
+        return n
+    _, y = ctx.data.train.head(1)
+    per_row = max(int(y[0].numel()), 1)
+    return max(2, min(n, math.ceil(8 * n / per_row)))
+
+
 def goal(ctx: Context, fit: TinyFit, loss: float, accuracy: float) -> bool:
     """Memorised: accuracy and a loss near the floor (classification); the loss down to a
     share of where it started (regression), or to half of it (a custom loss)."""
@@ -110,7 +123,13 @@ def fit_tiny(
     ctx: Context, x: Inputs, y: torch.Tensor, steps: int | None = None, stop: bool = True
 ) -> TinyFit:
     """Full-batch Adam on (x, y), dropout and weight decay off, at most `steps` steps; with
-    `stop`, it ends early at the goal or a plateau."""
+    `stop`, it ends early at the goal or a plateau. On the CPUs other processes left free
+    (`free_threads`)."""
+    with free_threads(ctx.cpu_share):
+        return _fit_tiny(ctx, x, y, steps, stop)
+
+
+def _fit_tiny(ctx: Context, x: Inputs, y: torch.Tensor, steps: int | None, stop: bool) -> TinyFit:
     s = ctx.settings
     model = ctx.fresh_model(weight_decay=0.0)
     model.train()
@@ -153,7 +172,7 @@ def real_tiny_fit(ctx: Context) -> tuple[TinyFit, Inputs, torch.Tensor]:
     """The tiny fit on the real rows, made once per gate (overfit_tiny and the zero-input
     baseline read it)."""
     if "tiny_fit" not in ctx.cache:
-        x, y = ctx.data.train.take(tiny_indices(ctx, ctx.settings.overfit_samples))
+        x, y = ctx.data.train.take(tiny_indices(ctx, tiny_rows(ctx)))
         ctx.cache["tiny_fit"] = (fit_tiny(ctx, x, y), x, y)
     return ctx.cache["tiny_fit"]
 

@@ -230,8 +230,18 @@ class Thresholds(BaseModel):
         description="training labels agreeing this much less than validation labels with the "
         "short fit's confident predictions are noisy (fails)",
     )
+    probe_epoch_share: float = Field(
+        default=0.4,
+        gt=0,
+        le=4,
+        description="the most of one epoch's training rows the short fit and the lr range "
+        "test each go through: on a large split their batch shrinks (never below 16 rows, "
+        "never above the reference batch) so the gate costs a bounded share of the user's epochs",
+    )
     lr_range_steps: int = Field(
-        default=80, ge=10, description="steps of the learning-rate range test (1e-6 to 10)"
+        default=60,
+        ge=10,
+        description="steps of the learning-rate range test (1e-6 to 10: 1.31x the lr a step)",
     )
     lr_cap_factor: float = Field(
         default=0.5,
