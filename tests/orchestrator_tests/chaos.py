@@ -86,10 +86,18 @@ def _order(run: list[Kill]) -> None:
     run.sort(key=lambda k: (k.target == "driver", RANK[k.phase] >= 2))
 
 
-def write(folder: Path, name: str, url: str, trials: int, epochs: int) -> Path:
+def write(folder: Path, name: str, url: str, trials: int, epochs: int, front: bool = False) -> Path:
     """The study: the digits MLP slowed to about 0.1 s an epoch, two trials at a time, the
-    gate on (so it can be hit), no pruning (so every trial has its epochs to be hit in)."""
-    return slow_study(folder, name, url, trials, epochs, delay=0.003, gate="warn")
+    gate on (so it can be hit), no pruning (so every trial has its epochs to be hit in).
+    `front`: two objectives (val_accuracy, params) and a constraint, so what a kill may not
+    lose is a front: every finished trial's values and its constraint."""
+    several = (
+        "objectives: [{metric: val_accuracy}, {metric: params}]\n"
+        "constraints: [{metric: flops, max: 1.0e+6}]\n"
+        if front
+        else ""
+    )
+    return slow_study(folder, name, url, trials, epochs, delay=0.003, gate="warn", extra=several)
 
 
 class _Drain(threading.Thread):
@@ -258,7 +266,7 @@ def run(
         # a finished trial never changes, whatever was killed since
         try:
             now = {
-                t.number: (t.state, t.value, t.params)
+                t.number: (t.state, t.values, t.params, t.system_attrs.get("constraints"))
                 for t in trials_of(url, name)
                 if t.state in FINISHED
             }
@@ -320,6 +328,14 @@ def _final(report: Report, budget: int) -> None:
     for t in trials:
         if t.state == TrialState.FAIL and not t.user_attrs.get("sweeper:error"):
             report.problems.append(f"trial {t.number} failed with no reason")
+    complete = [t for t in trials if t.state == TrialState.COMPLETE]
+    if any(len(t.values) > 1 for t in complete):  # a front: every member fully recorded
+        for t in complete:
+            if len(t.values) != 2 or "constraints" not in t.system_attrs:
+                report.problems.append(
+                    f"trial {t.number} of a front finished with values {t.values} and "
+                    f"constraints {t.system_attrs.get('constraints')}"
+                )
 
 
 def concurrency_over_time(trials: list[Any], step: float = 1.0) -> list[int]:
