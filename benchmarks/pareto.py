@@ -1,10 +1,10 @@
 """13. Several objectives: the Pareto front of the digits MLP's val_accuracy against its
 trainable parameters, at equal trials and seeds. sweeper (`objectives:`, multivariate TPE, its
 gate off, its per-trial probes on, trials on Ray) against plain Optuna in this process with
-NSGA-II, with multi-objective TPE and with random search, each trial trained by the same loop
-(sweeper's own, called directly: the same model, data, epochs and seed). Ray Tune with
-OptunaSearch is not run here (its multi-objective mode reports one front through Tune's own
-metric plumbing; not yet wired).
+NSGA-II, with multi-objective TPE and with random search, and Ray Tune with OptunaSearch in its
+multi-objective mode (metric and mode lists, multi-objective TPE, two trials at a time on the
+same Ray), each trial trained by the same loop (sweeper's own, called directly: the same model,
+data, epochs and seed).
 
 Figures: the hypervolume of each front against a fixed reference point, on (1 - val_accuracy,
 params / the space's largest model), reference (1, 1.1): larger is better; and the wall time,
@@ -76,6 +76,56 @@ def _optuna(sampler: optuna.samplers.BaseSampler, trials: int, epochs: int) -> A
     return [tuple(t.values) for t in study.best_trials], time.perf_counter() - t0
 
 
+def _tune_trainable(config: dict[str, Any]) -> None:
+    from ray import tune
+
+    # a seed per trial from its params (Tune's trial ids are random hex, with no number like
+    # the Optuna peers' trial.number): different for every trial, the same on a re-run
+    seed = int(config["lr"] * 1e9) % 10_000
+    params = {"lr": config["lr"], "hidden": config["hidden"]}
+    acc, size = _train(params, config["epochs"], seed)
+    tune.report({"val_accuracy": acc, "params": size})
+
+
+def _tune(folder: Path, seed: int, trials: int, epochs: int) -> Any:
+    """Ray Tune with OptunaSearch, multi-objective: every reported (val_accuracy, params);
+    the hypervolume of all points is the front's."""
+    from optuna.distributions import FloatDistribution, IntDistribution
+    from ray import tune
+    from ray.tune.search.optuna import OptunaSearch
+
+    search = OptunaSearch(
+        space={
+            "lr": FloatDistribution(*LR, log=True),
+            "hidden": IntDistribution(LOW, HIGH, log=True),
+        },
+        metric=["val_accuracy", "params"],
+        mode=["max", "min"],
+        sampler=optuna.samplers.TPESampler(
+            seed=seed, multivariate=True, n_startup_trials=min(10, trials // 2)
+        ),
+    )
+    t0 = time.perf_counter()
+    tuner = tune.Tuner(
+        tune.with_resources(lambda cfg: _tune_trainable({**cfg, "epochs": epochs}), {"cpu": 1}),
+        tune_config=tune.TuneConfig(
+            search_alg=search, num_samples=trials, max_concurrent_trials=2, reuse_actors=True
+        ),
+        run_config=tune.RunConfig(
+            storage_path=str(folder / "tune"), name=f"pareto-{seed}", verbose=0
+        ),
+    )
+    results = tuner.fit()
+    wall = time.perf_counter() - t0
+    points = [
+        (float(r.metrics["val_accuracy"]), float(r.metrics["params"]))
+        for r in results
+        if r.error is None and r.metrics and "params" in r.metrics
+    ]
+    front = [p for p in points if not any(q != p and q[0] >= p[0] and q[1] <= p[1] for q in points)]
+    return sorted(set(front)), wall
+
+
 def _sweeper(folder: Path, seed: int, trials: int, epochs: int) -> Any:
     name = f"pareto-{seed}"
     startup = min(10, trials // 2)
@@ -129,6 +179,7 @@ def run(quick: bool) -> dict[str, Any]:
                 "Optuna random": lambda s=seed: _optuna(
                     optuna.samplers.RandomSampler(seed=s), trials, epochs
                 ),
+                "Ray Tune + OptunaSearch (TPE)": lambda s=seed: _tune(Path(tmp), s, trials, epochs),
             }
             for system, go in peers.items():
                 front, seconds = go()
