@@ -38,8 +38,11 @@ def run(args: argparse.Namespace) -> int:
     # with --json, stdout carries the report only: what the task prints goes to stderr
     quiet = contextlib.redirect_stdout(sys.stderr) if args.json else contextlib.nullcontext()
     settings = Settings.from_spec(spec.probes)
-    with quiet, _watched(settings):
+    with quiet:
+        # loaded as a runner loads it, before the gate's watchdog is armed: importing the
+        # task's libraries on a busy machine is not the gate making no progress
         task = load_task(spec.task, spec.task_args)
+    with quiet, _watched(settings):
         report = run_gate(
             task,
             params=reference_params(spec.search),
