@@ -18,7 +18,15 @@ import torch
 from sweeper.probes._context import Context
 from sweeper.probes._finding import Finding
 from sweeper.probes._threads import free_threads
-from sweeper.training import MODEL, Inputs, forward, model_loss, probe_steps, resolve_loss
+from sweeper.training import (
+    IGNORE_INDEX,
+    MODEL,
+    Inputs,
+    forward,
+    model_loss,
+    probe_steps,
+    resolve_loss,
+)
 
 # every this many steps the fit looks at its progress; a plateau is less than
 # _PLATEAU_SHARE of the way from the start to the floor gained over the last _WINDOW steps
@@ -68,14 +76,18 @@ def tiny_indices(ctx: Context, n: int) -> torch.Tensor:
 
 def tiny_rows(ctx: Context) -> int:
     """Rows of the tiny set: `overfit_samples`, or for targets per token or per pixel as
-    many rows as hold about 8x that many targets (at least 2): a handful of sequences is
-    already hundreds of targets to memorise, and each row costs a full forward."""
+    many rows as hold about 8x that many counted targets (ignored ones left out: a masked
+    LM's rows hold few), and at least 4: a handful of sequences is already hundreds of
+    targets to memorise, and each row costs a full forward. Four rows or more keep the
+    blank-input floor (each position's label entropy, up to ln 4) above what a memorised
+    fit may end at, so the zero-input baseline is not judged against a blank-input model
+    that tells rows apart by position alone."""
     n = ctx.settings.overfit_samples
     if not ctx.per_element:
         return n
-    _, y = ctx.data.train.head(1)
-    per_row = max(int(y[0].numel()), 1)
-    return max(2, min(n, math.ceil(8 * n / per_row)))
+    _, y = ctx.data.train.head(min(n, 64))
+    counted = int((y != IGNORE_INDEX).sum()) / max(len(y), 1)
+    return max(min(4, n), min(n, math.ceil(8 * n / max(counted, 1.0))))
 
 
 def goal(ctx: Context, fit: TinyFit, loss: float, accuracy: float) -> bool:

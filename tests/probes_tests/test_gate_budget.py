@@ -151,5 +151,12 @@ def test_sequence_tiny_set_holds_a_few_rows_of_many_targets() -> None:
         val=(ids, ids),
         num_classes=50,
     )
-    assert tiny_rows(_ctx(task)) == 2  # 128 targets: 2 rows of 64
+    assert tiny_rows(_ctx(task)) == 4  # 128 targets would be 2 rows of 64: at least 4
+    words = torch.randint(0, 50, (200, 16))
+    task.train = (words, words)
+    assert tiny_rows(_ctx(task)) == 8  # 128 targets: 8 rows of 16
+    masked = words.clone()
+    masked[:, 2:] = -100  # a masked LM: 2 counted targets a row, as many rows as allowed
+    task.train = (words, masked)
+    assert tiny_rows(_ctx(task)) == Settings().overfit_samples
     assert tiny_rows(_ctx(_digits())) == Settings().overfit_samples
