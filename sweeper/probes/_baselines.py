@@ -58,10 +58,13 @@ def zero_input_baseline(ctx: Context) -> Finding:
             expected,
             "see overfit_tiny",
         )
+
+    def apart(blank: float) -> bool:
+        """A blank-input loss clearly above the real fit's."""
+        return blank >= s.baseline_min_ratio * real.loss or blank - real.loss >= s.baseline_min_gap
+
     floor = blank_input_floor(ctx, y)
-    if floor is not None and (
-        floor >= s.baseline_min_ratio * real.loss or floor - real.loss >= s.baseline_min_gap
-    ):
+    if floor is not None and apart(floor):
         # decided without a second fit: blank inputs cannot get below the floor
         return Finding(
             "zero_input_baseline",
@@ -79,8 +82,9 @@ def zero_input_baseline(ctx: Context) -> Finding:
             "skip",
             {"real inputs loss": round(real.loss, 4)},
             expected,
-            f"inconclusive: after {real.steps} steps the real-input fit is still learning, so "
-            "blank inputs could not be told apart yet; the fit on blank inputs was not run",
+            f"inconclusive: after {real.steps} steps the real-input fit is still learning (or "
+            "sits at the label frequencies, which blank inputs give as well), so blank inputs "
+            "could not be told apart yet; the fit on blank inputs was not run",
         )
     zero = fit_tiny(ctx, uninformative(x), y, steps=max(real.steps, 1), stop=False)
     measured = {"real inputs loss": round(real.loss, 4), "zero inputs loss": round(zero.loss, 4)}
@@ -92,17 +96,8 @@ def zero_input_baseline(ctx: Context) -> Finding:
             expected,
             "the fit on blank inputs was not finite",
         )
-    if zero.loss >= s.baseline_min_ratio * real.loss or zero.loss - real.loss >= s.baseline_min_gap:
+    if apart(zero.loss):
         return Finding("zero_input_baseline", "pass", measured, expected)
-    if inconclusive(ctx, real, y):
-        return Finding(
-            "zero_input_baseline",
-            "skip",
-            measured,
-            expected,
-            f"inconclusive: after {real.steps} steps the real-input fit is still learning the "
-            "label frequencies, which blank inputs give as well",
-        )
     return Finding(
         "zero_input_baseline",
         "fail",
@@ -455,6 +450,12 @@ def _label_baselines(ctx: Context) -> tuple[float | None, float, int]:
     """(validation loss of predicting the training labels' frequencies, or None where the
     loss is not a cross-entropy; the majority class's validation accuracy; the validation
     targets counted)."""
+    if "label_baselines" not in ctx.cache:  # the short fit judges them twice (half-way, end)
+        ctx.cache["label_baselines"] = _count_label_baselines(ctx)
+    return ctx.cache["label_baselines"]
+
+
+def _count_label_baselines(ctx: Context) -> tuple[float | None, float, int]:
     _, y_tr = ctx.data.train.all()
     _, y_va = ctx.data.val.all()
     if ctx.kind in ("binary", "multilabel"):

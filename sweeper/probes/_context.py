@@ -30,6 +30,8 @@ class Context:
     settings: Settings = field(default_factory=Settings)
     seed: int = 0
     cache: dict[str, Any] = field(default_factory=dict)  # what several probes read, made once
+    # what other processes use of the CPUs, from the context's making to each training probe
+    cpu_share: CpuShare = field(default_factory=CpuShare)
 
     @property
     def kind(self) -> str:
@@ -53,13 +55,6 @@ class Context:
         """The task's model for the reference params (dropout off unless given), seeded."""
         torch.manual_seed(self.seed if seed is None else seed)
         return build_model(self.task, {**self.params, "dropout": 0.0, **params}, self.device)
-
-    @property
-    def cpu_share(self) -> CpuShare:
-        """What other processes use of the CPUs, looked at as each training probe starts."""
-        if "cpu_share" not in self.cache:
-            self.cache["cpu_share"] = CpuShare()
-        return self.cache["cpu_share"]
 
     def probe_batch(self, steps: int, cap: int) -> int:
         """The batch of a training probe of `steps` steps: the reference params' batch (at

@@ -135,7 +135,6 @@ def run_gate(
         device=dev,
         settings=settings or Settings(),
     )
-    ctx.cpu_share.others()  # the first look: from here the training probes see the machine's load
     report = Report()
     for name, probe in GATE:
         if name in ctx.settings.disabled:

@@ -26,7 +26,6 @@ class CpuShare:
     def __init__(self) -> None:
         self._me = psutil.Process()
         self._last = self._now()
-        self._others = 0.0
 
     def _now(self) -> tuple[float, float, float]:
         t = psutil.cpu_times()
@@ -43,9 +42,9 @@ class CpuShare:
             time.sleep(0.1 - wall)
             now = self._now()
             wall = now[0] - self._last[0]
-        self._others = max(0.0, (now[1] - self._last[1]) - (now[2] - self._last[2])) / wall
+        others = max(0.0, (now[1] - self._last[1]) - (now[2] - self._last[2])) / wall
         self._last = now
-        return self._others
+        return others
 
 
 @contextmanager

@@ -19,6 +19,7 @@ from sweeper.probes import GATE_PROBES, Settings, run_gate
 from sweeper.probes._baselines import blank_input_floor
 from sweeper.probes._context import Context
 from sweeper.training import Data
+from tests.probes_tests.corpus import _digits_task
 
 REF = {"lr": 1e-3, "batch_size": 32, "dropout": 0.0, "init": "none"}
 
@@ -28,12 +29,7 @@ def _only(*names: str) -> Settings:
 
 
 def _digits(**kw: Any) -> Task:
-    x_tr, x_va, y_tr, y_va = digits_split()
-    args: dict[str, Any] = dict(
-        build_model=lambda p: MLP(64, 0.0), train=(x_tr, y_tr), val=(x_va, y_va), num_classes=10
-    )
-    args.update(kw)
-    return Task(**args)
+    return _digits_task(lambda p: MLP(64, 0.0), **kw)
 
 
 def _ctx(task: Task, **params: Any) -> Context:
