@@ -353,16 +353,16 @@ BROKEN: dict[str, Case] = {
     "sigmoid_units_saturate": Case(
         lambda: _acts(nn.Sigmoid), ("saturating_units",), params={"lr": 0.1}, warns=True
     ),
-    # one row per step: Adam at lr 4e-3 throws the epoch's loss back up three times in ten
-    # epochs (+93%, +49%, +40% on 2026-12-07, against the 20% the check needs). The chaotic
-    # dynamics of one-row steps move with the machine's kernels: lr 5e-3 over 6 epochs, which
-    # rose 77% and 37% when it was chosen, rose 42% and 18% on this machine (one rise short),
-    # and the neighbours of this choice (3e-3 to 4e-3, 8 to 10 epochs) were flagged too
+    # one row per step: Adam throws the epoch's loss back up again and again. Which epochs rise
+    # is chaotic and moves with the machine's kernels (lr 4e-3 over ten epochs rose +93%, +49%,
+    # +40% on one machine on 2026-12-07, then +43% once and +15%, +19% on another the same
+    # day), so the case asks for the oscillation with a margin: lr 5e-3 over twelve epochs
+    # rose +84%, +32%, +61% on the second machine, where 3e-3 to 5e-3 over 16 epochs all warn
     "loss_oscillates_with_tiny_batches": Case(
         checks=("loss_oscillation",),
-        params={"lr": 0.004, "batch_size": 1},
+        params={"lr": 0.005, "batch_size": 1},
         warns=True,
-        epochs=10,
+        epochs=12,
     ),
 }
 
