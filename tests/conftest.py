@@ -80,6 +80,33 @@ def write_study(
     return path
 
 
+# -- the test process's own end ---------------------------------------------------------------
+# This process hosts many Ray sessions in turn (a `local_ray` per module, `ray.cluster_utils`
+# clusters), Chromium's driver and the user code of in-process runs. Restarting Ray in one
+# process leaves core-worker state that background threads may still touch (ray-project/ray
+# #31145), and CI once saw this process die of SIGSEGV after its last line ("496 passed"),
+# while Python tore it down. That teardown tests nothing: once every result is reported and
+# every fixture has finished, the process ends with pytest's own exit status, skipping it. A
+# crash before that point still shows, with every thread's stack on stderr.
+_EXIT_STATUS: list[int] = []
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    import faulthandler
+
+    _EXIT_STATUS.append(int(exitstatus))
+    faulthandler.enable(file=sys.__stderr__, all_threads=True)  # a watchdog may have moved it
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_unconfigure(config: pytest.Config) -> None:
+    if not _EXIT_STATUS or getattr(config, "workerinput", None) is not None:
+        return
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(_EXIT_STATUS[-1])
+
+
 @pytest.fixture
 def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.chdir(tmp_path)
