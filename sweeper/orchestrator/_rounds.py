@@ -104,7 +104,8 @@ def next_round(
                 stage=i if staged else None,
             )
             if i > 1:
-                _narrowed(rnd, study, search, i, st.narrow, full, maximize)
+                goals = [o.direction == "maximize" for o in spec.goals()]
+                _narrowed(rnd, study, search, i, st.narrow, full, goals)
             return rnd
     if spec.confirm is None or quota:
         return None
@@ -118,9 +119,10 @@ def _narrowed(
     stage: int,
     share: float,
     full: dict[str, BaseDistribution],
-    maximize: bool,
+    maximize: list[bool],
 ) -> None:
-    """Narrow the round's space around the top `share` of the stage before; record it."""
+    """Narrow the round's space around the top `share` of the stage before (with several
+    objectives, its front and the layers behind it); record it."""
     before = [t for t in search if stage_of(t) == stage - 1]
     top = top_share(before, share, maximize)
     if not top:
@@ -134,8 +136,9 @@ def _narrowed(
     if narrowed.get(str(stage)) != space:
         narrowed[str(stage)] = {"from_top": len(top), "of": len(before), "space": space}
         attrs.set_study_attr(study, attrs.NARROWED, narrowed)
+    best = "best" if len(maximize) == 1 else "front-ranked"
     rnd.notes.append(
-        f"stage {stage}: the space narrowed around the best {len(top)} of stage {stage - 1}'s "
+        f"stage {stage}: the space narrowed around the {best} {len(top)} of stage {stage - 1}'s "
         f"trials: {space_text(space)}"
     )
 

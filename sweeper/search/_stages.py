@@ -1,5 +1,6 @@
 """Coarse to fine: the space a later stage searches, narrowed around the best of the stage
-before it.
+before it (with several objectives, around its Pareto front: non-dominated rank, never one
+metric).
 
 Numeric ranges shrink to what the top share of the earlier stage spanned (in log space where
 the param is log), widened a little on each side and kept inside the definition's range.
@@ -26,15 +27,31 @@ from optuna.distributions import (
 from optuna.trial import FrozenTrial, TrialState
 
 from sweeper.search._wrapped import WrappedSampler
+from sweeper.store import pareto_layers
 
 WIDEN = 0.1  # each side grows by this share of what the top trials spanned
 MIN_SHARE = 0.05  # ... and by at least this share of the whole range (one top trial: a box)
 
 
-def top_share(trials: Sequence[FrozenTrial], share: float, maximize: bool) -> list[FrozenTrial]:
-    """The best `share` of the complete trials (at least one), best first."""
+def top_share(
+    trials: Sequence[FrozenTrial], share: float, maximize: bool | Sequence[bool]
+) -> list[FrozenTrial]:
+    """The best `share` of the complete trials (at least one), best first. With several
+    objectives (`maximize` a flag per objective), best is by non-dominated rank among the
+    feasible ones: the whole front at least, then the next layers, each by the first
+    objective."""
+    if not isinstance(maximize, bool) and len(maximize) > 1:
+        layers = pareto_layers(list(trials), list(maximize))
+        want = max(1, math.ceil(share * sum(len(layer) for layer in layers)))
+        top: list[FrozenTrial] = []
+        for layer in layers:
+            if top and len(top) >= want:
+                break
+            top += layer
+        return top
+    up = maximize if isinstance(maximize, bool) else bool(maximize[0])
     done = [t for t in trials if t.state == TrialState.COMPLETE and t.values is not None]
-    sign = -1.0 if maximize else 1.0
+    sign = -1.0 if up else 1.0
     done.sort(key=lambda t: (sign * float(t.values[0]), t.number))
     return done[: max(1, math.ceil(share * len(done)))] if done else []
 

@@ -2,7 +2,7 @@
 
 from sweeper.store import _attrs as attrs
 from sweeper.store._bulk import record_heartbeats, record_reports, set_trial_attrs
-from sweeper.store._front import KNEE, Front, hypervolume, study_front
+from sweeper.store._front import KNEE, Front, hypervolume, pareto_layers, study_front
 from sweeper.store._place import Store
 from sweeper.store._ranking import (
     Confirmed,
@@ -43,6 +43,7 @@ __all__ = [
     "KNEE",
     "Front",
     "hypervolume",
+    "pareto_layers",
     "study_front",
     "rank",
     "retried",

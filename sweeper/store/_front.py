@@ -1,7 +1,8 @@
 """The Pareto front of a study with several objectives, and the one member a user picks.
 
 The front is Optuna's own (`Study.best_trials`: the non-dominated completed trials, among the
-feasible ones when the study has constraints). sweeper adds the picking: the member best on
+feasible ones when the study has constraints); in a staged study, the last stage's front, as
+one objective's best is the last stage's. sweeper adds the picking: the member best on
 one named metric, or the knee, the member nearest the ideal point once each objective is
 scaled to [0, 1] over the front; and the front's hypervolume, on the same scaling over every
 feasible completed trial, for `sweeper status`.
@@ -16,7 +17,7 @@ from typing import Any
 from optuna.trial import FrozenTrial, TrialState
 
 from sweeper.errors import SweeperError
-from sweeper.store._ranking import feasible
+from sweeper.store._ranking import feasible, is_confirmation, needs_ranking, stage_of
 
 KNEE = "knee"
 
@@ -71,10 +72,43 @@ def study_front(study: Any) -> Front:
         except ValueError:
             members = []
     else:
-        members = list(study.best_trials)
+        if needs_ranking(study._storage.get_study_system_attrs(study._study_id)):
+            # staged or confirmed: the last stage's front, as `rank` ranks one objective
+            # (an earlier stage trained fewer epochs; a confirmation run is a re-run)
+            trials = study._storage.get_all_trials(study._study_id, deepcopy=False)
+            search = [t for t in trials if not is_confirmation(t)]
+            last = max((stage_of(t) for t in search), default=1)
+            layers = pareto_layers([t for t in search if stage_of(t) == last], maximize)
+            members = layers[0] if layers else []
+        else:
+            members = list(study.best_trials)
     sign = -1.0 if maximize[0] else 1.0
     members.sort(key=lambda t: (sign * float(t.values[0]), t.number))
     return Front(members, metrics, maximize)
+
+
+def pareto_layers(trials: list[FrozenTrial], maximize: list[bool]) -> list[list[FrozenTrial]]:
+    """The feasible completed `trials` in non-dominated layers: the front first, then the
+    front of what is left, and so on; each layer best first on the first objective."""
+    signs = [-1.0 if up else 1.0 for up in maximize]
+    left = [
+        (t, [s * float(v) for s, v in zip(signs, t.values, strict=True)])
+        for t in trials
+        if t.state == TrialState.COMPLETE and t.values is not None and feasible(t)
+    ]
+    layers: list[list[FrozenTrial]] = []
+    while left:
+        layer = [(t, v) for t, v in left if not any(_dominates(w, v) for _, w in left)]
+        layer.sort(key=lambda tv: (tv[1][0], tv[0].number))
+        layers.append([t for t, _ in layer])
+        taken = {id(t) for t, _ in layer}
+        left = [(t, v) for t, v in left if id(t) not in taken]
+    return layers
+
+
+def _dominates(a: list[float], b: list[float]) -> bool:
+    """Whether `a` is no worse than `b` everywhere and better somewhere (both minimized)."""
+    return a != b and all(x <= y for x, y in zip(a, b, strict=True))
 
 
 def hypervolume(study: Any, front: Front) -> float | None:

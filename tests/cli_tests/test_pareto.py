@@ -163,6 +163,89 @@ def test_the_front_is_optunas_own_and_a_pick_is_one_of_its_members() -> None:
     assert hv is not None and 0 < hv < 1.1**2
 
 
+def test_a_stage_narrows_around_the_front_by_non_dominated_rank() -> None:
+    from sweeper.search import top_share
+
+    dist = {"x": FloatDistribution(0, 1)}
+    rows = [  # (accuracy, params, constraint): maximize the first, minimize the second
+        (0.95, 900.0, -1),  # front
+        (0.90, 300.0, -1),  # front
+        (0.80, 100.0, -1),  # front
+        (0.85, 950.0, -1),  # behind the front (0.95 at 900 beats it): second layer
+        (0.60, 400.0, -1),  # second layer
+        (0.99, 10.0, 5),  # would dominate all, but infeasible: never kept
+        (0.50, 990.0, -1),  # third layer
+    ]
+    trials = [
+        create_trial(
+            values=[acc, size],
+            params={"x": i / 10},
+            distributions=dist,
+            system_attrs={"constraints": [c]},
+            state=TrialState.COMPLETE,
+        )
+        for i, (acc, size, c) in enumerate(rows)
+    ]
+    for i, t in enumerate(trials):
+        t.number = i
+    # the whole front even where the share asks for fewer, best first on the first objective
+    assert [t.values for t in top_share(trials, 0.1, [True, False])] == [
+        [0.95, 900.0],
+        [0.90, 300.0],
+        [0.80, 100.0],
+    ]
+    # a larger share takes the next layer whole
+    assert {t.number for t in top_share(trials, 0.6, [True, False])} == {0, 1, 2, 3, 4}
+    # one objective: the top share by value, as before (the constraint not consulted)
+    assert [t.number for t in top_share(trials, 0.3, True)] == [5, 0, 1]
+
+
+@pytest.mark.usefixtures("local_ray")
+def test_a_staged_study_of_two_objectives_narrows_around_its_front(tmp_path: Path) -> None:
+    (tmp_path / "staged.yaml").write_text(
+        """\
+name: staged
+task: sweeper.examples.digits:mlp_task
+storage: sqlite:///sweeps.db
+objectives: [{metric: val_accuracy}, {metric: params}]
+stages:
+  - {trials: 5, epochs: 1, narrow: 0.4}
+  - {trials: 3, epochs: 2}
+sampler: {type: tpe, seed: 0, startup_trials: 3}
+pruner: {type: none}
+probes: {gate: 'off'}
+search:
+  lr: {type: float, low: 2.0e-3, high: 2.0e-2, log: true}
+  batch_size: 64
+  dropout: 0.0
+  hidden: {type: int, low: 8, high: 256, log: true}
+"""
+    )
+    out = run_here("run", "staged.yaml", "--plain", cwd=tmp_path)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "narrowed around the front-ranked" in out.stdout, out.stdout
+    study = optuna.load_study(study_name="staged", storage=f"sqlite:///{tmp_path}/sweeps.db")
+    done = [t for t in study.trials if t.state == TrialState.COMPLETE]
+    first = [t for t in done if t.user_attrs["sweeper:stage"] == 1]
+    second = [t for t in done if t.user_attrs["sweeper:stage"] == 2]
+    assert len(first) == 5 and len(second) == 3
+    from sweeper.search import top_share
+
+    kept = top_share(first, 0.4, [True, False])
+    low = min(t.params["hidden"] for t in kept)
+    high = max(t.params["hidden"] for t in kept)
+    narrowed = study._storage.get_study_system_attrs(study._study_id)["sweeper:narrowed"]["2"]
+    assert narrowed["from_top"] == len(kept) and narrowed["of"] == 5
+    space = narrowed["space"]["hidden"]
+    assert space["low"] <= low and high <= space["high"]
+    assert all(space["low"] <= t.params["hidden"] <= space["high"] for t in second)
+    # the front `sweeper best` gives is the last stage's (an earlier stage trained less)
+    front = study_front(study)
+    assert front.members and {t.number for t in front.members} <= {t.number for t in second}
+    as_json = json.loads(run_here("best", "staged", "--format", "json", cwd=tmp_path).stdout)
+    assert {f["trial"] for f in as_json["front"]} == {t.number for t in front.members}
+
+
 @pytest.mark.usefixtures("local_ray")
 def test_a_study_of_accuracy_against_size_and_speed_searches_and_gives_its_front(
     tmp_path: Path,
