@@ -388,7 +388,6 @@ class Definition(_Strict):
             object.__setattr__(self, "objectives", None)
             return self._constraints_agree()
         not_yet = [
-            (self.confirm is not None, "confirm"),
             (self.pruner.type == "hyperband", "pruner.type hyperband"),
             (self.sampler.window is not None, "sampler.window"),
         ]

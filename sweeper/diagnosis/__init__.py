@@ -11,6 +11,7 @@ from sweeper.diagnosis._read import (
 from sweeper.diagnosis._text import (
     confirmation_lines,
     diagnosis_lines,
+    front_confirmation_lines,
     stage_lines,
     stage_rows,
 )
@@ -23,6 +24,7 @@ __all__ = [
     "Diagnosis",
     "bounded",
     "confirmation_lines",
+    "front_confirmation_lines",
     "diagnose",
     "diagnosis_lines",
     "judge",

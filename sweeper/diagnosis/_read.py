@@ -13,6 +13,7 @@ from sweeper.diagnosis._advice import importance, next_steps
 from sweeper.diagnosis._text import (
     confirmation_lines,
     diagnosis_lines,
+    front_confirmation_lines,
     stage_lines,
     stage_rows,
 )
@@ -125,6 +126,7 @@ class AfterSearch:
     ranking: Ranking
     stages: list[dict[str, Any]] = field(default_factory=list)
     diagnosis: Diagnosis | None = None
+    metrics: list[str] = field(default_factory=list)  # every objective (several: a front)
 
     @property
     def confirmed(self) -> Confirmed | None:
@@ -135,7 +137,10 @@ class AfterSearch:
     def lines(self) -> list[str]:
         """The stages, the confirmation and the verdict, as lines ('- ' starts a list item)."""
         out = stage_lines(self.stages)
-        out += confirmation_lines(self.ranking, self.metric)
+        if len(self.metrics) > 1:
+            out += front_confirmation_lines(self.ranking, self.metrics)
+        else:
+            out += confirmation_lines(self.ranking, self.metric)
         if self.diagnosis is not None:
             out += diagnosis_lines(self.diagnosis)
         return out
@@ -160,5 +165,5 @@ def after_search(
             attrs.set_study_attr(study, attrs.DIAGNOSIS, diagnosis.to_dict())
     else:
         diagnosis = saved_or_fresh(study, ranking)
-    metric = (study.metric_names or ["value"])[0]
-    return AfterSearch(metric, ranking, rows, diagnosis)
+    metrics = list(study.metric_names or ["value"])
+    return AfterSearch(metrics[0], ranking, rows, diagnosis, metrics)

@@ -91,6 +91,23 @@ def confirmation_lines(ranking: Ranking, metric: str) -> list[str]:
     return lines
 
 
+def front_confirmation_lines(ranking: Ranking, metrics: list[str]) -> list[str]:
+    """Each confirmed member of the front: every objective's mean ± std over its new seeds,
+    beside the search run's value (the front itself stays the search runs')."""
+    confirmed = [c for c in ranking.confirmed.values() if c.runs]
+    if not confirmed:
+        return []
+    lines = ["front members confirmed over new seeds (mean ± std; the search run's value):"]
+    for c in sorted(confirmed, key=lambda c: c.source):
+        stopped = f", {c.unfinished} runs stopped or failed" if c.unfinished else ""
+        each = ", ".join(
+            f"{m} {_v(o['mean'])} ± {_v(o['std'])} ({_v(o['search_value'])})"
+            for m, o in c.objectives(metrics).items()
+        )
+        lines.append(f"- trial {c.source}: {each} over {len(c.runs)} seeds{stopped}")
+    return lines
+
+
 def stage_rows(
     trials: Sequence[FrozenTrial], stages: list[dict[str, Any]], narrowed: dict[str, Any]
 ) -> list[dict[str, Any]]:

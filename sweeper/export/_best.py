@@ -94,6 +94,7 @@ def _config(
     maximize: bool,
     confirmed: Any = None,
     values: dict[str, float] | None = None,
+    metrics: list[str] | None = None,
 ) -> BestConfig:
     from sweeper.store import attrs
 
@@ -111,7 +112,7 @@ def _config(
         environment=env,
         user_attrs=dict(t.user_attrs),
         metrics=dict(t.user_attrs.get(attrs.METRICS) or {metric: float(t.values[0])}),
-        confirmed=confirmed.to_dict() if confirmed is not None else None,
+        confirmed=confirmed.to_dict(metrics) if confirmed is not None else None,
         stage=int(t.user_attrs[attrs.STAGE]) if attrs.STAGE in t.user_attrs else None,
         values=dict(values or {}),
     )
@@ -120,7 +121,7 @@ def _config(
 def _front_configs(
     study: Any, name: str, system: dict[str, Any], k: int | None, pick: str | None
 ) -> list[BestConfig]:
-    from sweeper.store import study_front
+    from sweeper.store import needs_ranking, study_front, study_ranking
 
     front = study_front(study)
     if not front.members:
@@ -130,8 +131,19 @@ def _front_configs(
         )
     first = front.pick(pick)
     members = [first, *(t for t in front.members if t.number != first.number)]
+    # confirmed members: every objective's mean ± std over their new seeds
+    confirmed = study_ranking(study).confirmed if needs_ranking(system) else {}
     return [
-        _config(t, name, system, front.metrics[0], front.maximize[0], values=front.values(t))
+        _config(
+            t,
+            name,
+            system,
+            front.metrics[0],
+            front.maximize[0],
+            confirmed.get(t.number),
+            values=front.values(t),
+            metrics=front.metrics,
+        )
         for t in members[:k]
     ]
 
@@ -141,7 +153,15 @@ def front_json(configs: list[BestConfig]) -> dict[str, Any]:
     first) and the picked member as a single-objective study's best reads."""
     sign = -1.0 if configs[0].direction == "maximize" else 1.0
     ordered = sorted(configs, key=lambda c: (sign * c.value, c.number))  # first objective's order
-    front = [{"trial": c.number, "values": c.values, "params": c.params} for c in ordered]
+    front = [
+        {
+            "trial": c.number,
+            "values": c.values,
+            "params": c.params,
+            **({"confirmed": c.confirmed} if c.confirmed is not None else {}),
+        }
+        for c in ordered
+    ]
     return {"front": front, "picked": _export(configs[0])}
 
 

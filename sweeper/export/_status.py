@@ -47,7 +47,7 @@ class StudyStatus:
             "checkpoint_store": self.checkpoint_store,
             "stages": self.after.stages if self.after is not None else [],
             "confirmed": (
-                self.after.confirmed.to_dict()
+                self.after.confirmed.to_dict(self.after.metrics)
                 if self.after is not None and self.after.confirmed is not None
                 else None
             ),

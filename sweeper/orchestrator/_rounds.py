@@ -18,7 +18,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from sweeper.definition import Definition
 from sweeper.search import NarrowedSampler, describe, distributions, narrow, space_text, top_share
-from sweeper.store import attrs, is_confirmation, rank, retried, stage_of
+from sweeper.store import attrs, front_spread, is_confirmation, rank, retried, stage_of
 
 TAKEN = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING)
 NOT_NEEDED = "not run: another driver took the confirmation run this driver asked for"
@@ -151,7 +151,8 @@ def _confirmation(
     full: dict[str, BaseDistribution],
 ) -> Round | None:
     """Enqueue the confirmation runs still missing (`seeds` per configuration among the `top`
-    best); the round runs what waits. None when every one has run."""
+    best; with several objectives, `top` members of the front); the round runs what waits.
+    None when every one has run."""
     assert spec.confirm is not None
     ranking = rank(trials, maximize)
     again = retried(trials)
@@ -163,8 +164,11 @@ def _confirmation(
             runs[source] = runs.get(source, 0) + 1
             waiting += t.state in (TrialState.WAITING, TrialState.RUNNING)
     top, seeds = spec.confirm.top, spec.confirm.seeds
+    goals = [o.direction == "maximize" for o in spec.goals()]
+    # several objectives: members of the front, spread along it (never the best of one)
+    chosen = front_spread(ranking.candidates, goals, top) if len(goals) > 1 else None
     added = 0
-    for t in ranking.top_distinct(top):
+    for t in chosen if chosen is not None else ranking.top_distinct(top):
         for _ in range(seeds - runs.get(t.number, 0)):
             user: dict[str, Any] = {attrs.CONFIRMS: t.number}
             if spec.stages:
@@ -179,9 +183,13 @@ def _confirmation(
     epochs = spec.stage_plan()[-1].epochs
     rnd = Round(name="confirmation", epochs=epochs, dists=full, target=None, confirm=True)
     if added:
+        which = (
+            f"{len(chosen)} member{'s' if len(chosen) > 1 else ''} of the front"
+            if chosen is not None
+            else f"the best {min(top, len(ranking.candidates))} configurations"
+        )
         rnd.notes.append(
-            f"confirming the best {min(top, len(ranking.candidates))} configurations: {added} "
-            f"runs with new seeds ({seeds} each, {epochs} epochs)"
+            f"confirming {which}: {added} runs with new seeds ({seeds} each, {epochs} epochs)"
         )
     return rnd
 

@@ -2,7 +2,14 @@
 
 from sweeper.store import _attrs as attrs
 from sweeper.store._bulk import record_heartbeats, record_reports, set_trial_attrs
-from sweeper.store._front import KNEE, Front, hypervolume, pareto_layers, study_front
+from sweeper.store._front import (
+    KNEE,
+    Front,
+    front_spread,
+    hypervolume,
+    pareto_layers,
+    study_front,
+)
 from sweeper.store._place import Store
 from sweeper.store._ranking import (
     Confirmed,
@@ -42,6 +49,7 @@ __all__ = [
     "needs_ranking",
     "KNEE",
     "Front",
+    "front_spread",
     "hypervolume",
     "pareto_layers",
     "study_front",

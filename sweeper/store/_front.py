@@ -17,7 +17,13 @@ from typing import Any
 from optuna.trial import FrozenTrial, TrialState
 
 from sweeper.errors import SweeperError
-from sweeper.store._ranking import feasible, is_confirmation, needs_ranking, stage_of
+from sweeper.store._ranking import (
+    config_key,
+    feasible,
+    is_confirmation,
+    needs_ranking,
+    stage_of,
+)
 
 KNEE = "knee"
 
@@ -104,6 +110,24 @@ def pareto_layers(trials: list[FrozenTrial], maximize: list[bool]) -> list[list[
         taken = {id(t) for t, _ in layer}
         left = [(t, v) for t, v in left if id(t) not in taken]
     return layers
+
+
+def front_spread(trials: list[FrozenTrial], maximize: list[bool], k: int) -> list[FrozenTrial]:
+    """`k` distinct configurations of the front of `trials`, spread along it: all where it
+    has no more; else evenly spaced by the first objective, both ends included (one: the
+    first objective's best)."""
+    layers = pareto_layers(trials, maximize)
+    seen: set[str] = set()
+    front = []
+    for t in layers[0] if layers else []:
+        if config_key(t) not in seen:
+            seen.add(config_key(t))
+            front.append(t)
+    if len(front) <= k:
+        return front
+    if k == 1:
+        return front[:1]
+    return [front[round(i * (len(front) - 1) / (k - 1))] for i in range(k)]
 
 
 def _dominates(a: list[float], b: list[float]) -> bool:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from optuna.trial import FrozenTrial, TrialState
@@ -29,25 +29,34 @@ class Confirmed:
     values: list[float]
     trials: list[int]
     unfinished: int = 0
+    runs: list[list[float]] = field(default_factory=list)  # each new run's every objective
+    search_values: list[float] = field(default_factory=list)  # the search run's, likewise
 
     @property
     def mean(self) -> float | None:
         """The mean of the new seeds' values (None before one completes)."""
-        return sum(self.values) / len(self.values) if self.values else None
+        return _mean_std(self.values)[0]
 
     @property
     def std(self) -> float | None:
         """The sample standard deviation of the new seeds' values (0 for a single run)."""
-        if not self.values:
-            return None
-        if len(self.values) < 2:
-            return 0.0
-        m = sum(self.values) / len(self.values)
-        return math.sqrt(sum((v - m) ** 2 for v in self.values) / (len(self.values) - 1))
+        return _mean_std(self.values)[1]
 
-    def to_dict(self) -> dict[str, Any]:
-        """The `confirmed` object of `sweeper best --format json`."""
-        return {
+    def objectives(self, metrics: Sequence[str]) -> dict[str, dict[str, Any]]:
+        """Per objective (several objectives), by name: the new runs' mean, std and values
+        and the search run's value."""
+        out: dict[str, dict[str, Any]] = {}
+        for i, m in enumerate(metrics):
+            values = [r[i] for r in self.runs if len(r) > i]
+            mean, std = _mean_std(values)
+            search = self.search_values[i] if len(self.search_values) > i else None
+            out[m] = {"mean": mean, "std": std, "values": values, "search_value": search}
+        return out
+
+    def to_dict(self, metrics: Sequence[str] | None = None) -> dict[str, Any]:
+        """The `confirmed` object of `sweeper best --format json`; with several objectives'
+        `metrics`, each one's too (under "objectives")."""
+        out: dict[str, Any] = {
             "mean": self.mean,
             "std": self.std,
             "values": list(self.values),
@@ -55,6 +64,19 @@ class Confirmed:
             "search_value": self.search_value,
             "unfinished": self.unfinished,
         }
+        if metrics is not None and len(metrics) > 1:
+            out["objectives"] = self.objectives(metrics)
+        return out
+
+
+def _mean_std(values: Sequence[float]) -> tuple[float | None, float | None]:
+    """Mean and sample standard deviation (0 for one value; None for none)."""
+    if not values:
+        return None, None
+    m = sum(values) / len(values)
+    if len(values) < 2:
+        return m, 0.0
+    return m, math.sqrt(sum((v - m) ** 2 for v in values) / (len(values) - 1))
 
 
 def stage_of(trial: FrozenTrial) -> int:
@@ -148,6 +170,12 @@ def rank(trials: Sequence[FrozenTrial], maximize: bool) -> Ranking:
             values=values,
             trials=[t.number for t in group if t.state == TrialState.COMPLETE],
             unfinished=sum(t.state in (TrialState.PRUNED, TrialState.FAIL) for t in group),
+            runs=[
+                [float(v) for v in t.values]
+                for t in group
+                if t.state == TrialState.COMPLETE and t.values is not None
+            ],
+            search_values=[float(v) for v in by_number[source].values],
         )
     return Ranking(maximize, last, done, confirmed, trials)
 

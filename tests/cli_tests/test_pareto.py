@@ -201,7 +201,9 @@ def test_a_stage_narrows_around_the_front_by_non_dominated_rank() -> None:
 
 
 @pytest.mark.usefixtures("local_ray")
-def test_a_staged_study_of_two_objectives_narrows_around_its_front(tmp_path: Path) -> None:
+def test_a_staged_study_of_two_objectives_narrows_around_its_front_and_confirms_it(
+    tmp_path: Path,
+) -> None:
     (tmp_path / "staged.yaml").write_text(
         """\
 name: staged
@@ -211,6 +213,7 @@ objectives: [{metric: val_accuracy}, {metric: params}]
 stages:
   - {trials: 5, epochs: 1, narrow: 0.4}
   - {trials: 3, epochs: 2}
+confirm: {top: 2, seeds: 2}
 sampler: {type: tpe, seed: 0, startup_trials: 3}
 pruner: {type: none}
 probes: {gate: 'off'}
@@ -226,6 +229,8 @@ search:
     assert "narrowed around the front-ranked" in out.stdout, out.stdout
     study = optuna.load_study(study_name="staged", storage=f"sqlite:///{tmp_path}/sweeps.db")
     done = [t for t in study.trials if t.state == TrialState.COMPLETE]
+    confirms = [t for t in done if "sweeper:confirms" in t.user_attrs]
+    done = [t for t in done if t not in confirms]
     first = [t for t in done if t.user_attrs["sweeper:stage"] == 1]
     second = [t for t in done if t.user_attrs["sweeper:stage"] == 2]
     assert len(first) == 5 and len(second) == 3
@@ -244,6 +249,23 @@ search:
     assert front.members and {t.number for t in front.members} <= {t.number for t in second}
     as_json = json.loads(run_here("best", "staged", "--format", "json", cwd=tmp_path).stdout)
     assert {f["trial"] for f in as_json["front"]} == {t.number for t in front.members}
+    # confirmation: members of the front, two new seeds each, every objective's mean ± std
+    sources = {t.user_attrs["sweeper:confirms"] for t in confirms}
+    assert sources <= {t.number for t in front.members}
+    assert len(sources) == min(2, len(front.members)) and len(confirms) == 2 * len(sources)
+    assert "front members confirmed over new seeds" in out.stdout, out.stdout
+    for f in as_json["front"]:
+        if f["trial"] not in sources:
+            assert "confirmed" not in f
+            continue
+        runs = [t for t in confirms if t.user_attrs["sweeper:confirms"] == f["trial"]]
+        each = f["confirmed"]["objectives"]
+        assert set(each) == {"val_accuracy", "params"}
+        accs = [t.values[0] for t in runs]
+        assert each["val_accuracy"]["mean"] == pytest.approx(sum(accs) / 2)
+        assert each["val_accuracy"]["std"] == pytest.approx(abs(accs[0] - accs[1]) / math.sqrt(2))
+        assert each["params"]["std"] == 0.0  # the same configuration: the same size
+        assert each["params"]["search_value"] == f["values"]["params"]
 
 
 @pytest.mark.usefixtures("local_ray")
