@@ -429,6 +429,10 @@ class Definition(_Strict):
         """The objectives the search optimizes, in order (one for a single `objective:`)."""
         return list(self.objectives) if self.objectives else [self.objective]
 
+    def maximized(self) -> list[bool]:
+        """Whether each objective (in `goals` order) is maximized."""
+        return [o.direction == "maximize" for o in self.goals()]
+
     def cost_metrics(self) -> list[str]:
         """The costs sweeper measures for this study: those an objective or a constraint
         names."""

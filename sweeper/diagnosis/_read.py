@@ -122,11 +122,15 @@ class AfterSearch:
     """A study's end as the user reads it: its stages, its trials ranked (with the
     confirmations), and the verdict on its best."""
 
-    metric: str
+    metrics: list[str]  # every objective, in order (several: a front)
     ranking: Ranking
     stages: list[dict[str, Any]] = field(default_factory=list)
     diagnosis: Diagnosis | None = None
-    metrics: list[str] = field(default_factory=list)  # every objective (several: a front)
+
+    @property
+    def metric(self) -> str:
+        """The first objective's metric (the one objective, the accuracy-like one)."""
+        return self.metrics[0]
 
     @property
     def confirmed(self) -> Confirmed | None:
@@ -165,5 +169,4 @@ def after_search(
             attrs.set_study_attr(study, attrs.DIAGNOSIS, diagnosis.to_dict())
     else:
         diagnosis = saved_or_fresh(study, ranking)
-    metrics = list(study.metric_names or ["value"])
-    return AfterSearch(metrics[0], ranking, rows, diagnosis, metrics)
+    return AfterSearch(list(study.metric_names or ["value"]), ranking, rows, diagnosis)

@@ -123,7 +123,9 @@ def _front_configs(
 ) -> list[BestConfig]:
     from sweeper.store import needs_ranking, study_front, study_ranking
 
-    front = study_front(study)
+    # staged or confirmed: the trials read once, for the front and the confirmations
+    ranking = study_ranking(study) if needs_ranking(system) else None
+    front = study_front(study, ranking.trials if ranking is not None else None)
     if not front.members:
         raise StoreError(
             f"study {name!r} has no completed trial that keeps its constraints yet; run it "
@@ -132,7 +134,7 @@ def _front_configs(
     first = front.pick(pick)
     members = [first, *(t for t in front.members if t.number != first.number)]
     # confirmed members: every objective's mean ± std over their new seeds
-    confirmed = study_ranking(study).confirmed if needs_ranking(system) else {}
+    confirmed = ranking.confirmed if ranking is not None else {}
     return [
         _config(
             t,

@@ -87,10 +87,12 @@ def study_status(name: str, storage: str, recent: int = 10) -> StudyStatus:
     counts = state_counts(study._storage, sid)
     system = study._storage.get_study_system_attrs(sid)
     front = None
+    # staged or confirmed: every trial read once, for the front and the ranking
+    trials = study._storage.get_all_trials(sid, deepcopy=False) if needs_ranking(system) else None
     if len(study.directions) > 1:
         from sweeper.store import hypervolume, study_front
 
-        members = study_front(study)
+        members = study_front(study, trials)
         best = members.pick() if members.members else None
         front = {
             "metrics": members.metrics,
@@ -106,13 +108,15 @@ def study_status(name: str, storage: str, recent: int = 10) -> StudyStatus:
     if best is not None:
         from sweeper.diagnosis import AfterSearch, Diagnosis, after_search
 
-        if needs_ranking(system) or sum(counts.values()) <= FRESH_UP_TO:
-            after = after_search(study)
+        if trials is not None or sum(counts.values()) <= FRESH_UP_TO:
+            maximize = study.directions[0].name == "MAXIMIZE"
+            ranking = rank(trials, maximize) if trials is not None else None
+            after = after_search(study, ranking=ranking)
             best = after.ranking.best() or best
         elif isinstance(system.get(attrs.DIAGNOSIS), dict):
             # a big study: the verdict its last run kept, without reading every trial again
             kept = Diagnosis.from_dict(system[attrs.DIAGNOSIS])
-            after = AfterSearch(kept.metric, rank([], maximize=False), [], kept)
+            after = AfterSearch([kept.metric], rank([], maximize=False), [], kept)
     return StudyStatus(
         name=name,
         counts=counts,

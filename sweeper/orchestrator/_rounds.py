@@ -104,8 +104,7 @@ def next_round(
                 stage=i if staged else None,
             )
             if i > 1:
-                goals = [o.direction == "maximize" for o in spec.goals()]
-                _narrowed(rnd, study, search, i, st.narrow, full, goals)
+                _narrowed(rnd, study, search, i, st.narrow, full, spec.maximized())
             return rnd
     if spec.confirm is None or quota:
         return None
@@ -164,7 +163,7 @@ def _confirmation(
             runs[source] = runs.get(source, 0) + 1
             waiting += t.state in (TrialState.WAITING, TrialState.RUNNING)
     top, seeds = spec.confirm.top, spec.confirm.seeds
-    goals = [o.direction == "maximize" for o in spec.goals()]
+    goals = spec.maximized()
     # several objectives: members of the front, spread along it (never the best of one)
     chosen = front_spread(ranking.candidates, goals, top) if len(goals) > 1 else None
     added = 0

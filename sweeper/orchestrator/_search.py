@@ -87,7 +87,7 @@ class Search:
                 spec.checkpoint.keep_best,
                 spec.objective.direction == "maximize",
                 self._db,
-                [o.direction == "maximize" for o in spec.goals()],
+                spec.maximized(),
             )
             self.resumes = Resumes(self.storage, self.retention, self._db, self._note)
         self.recorder = Recorder(

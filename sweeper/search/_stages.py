@@ -34,26 +34,23 @@ MIN_SHARE = 0.05  # ... and by at least this share of the whole range (one top t
 
 
 def top_share(
-    trials: Sequence[FrozenTrial], share: float, maximize: bool | Sequence[bool]
+    trials: Sequence[FrozenTrial], share: float, maximize: Sequence[bool]
 ) -> list[FrozenTrial]:
-    """The best `share` of the complete trials (at least one), best first. With several
-    objectives (`maximize` a flag per objective), best is by non-dominated rank among the
-    feasible ones: the whole front at least, then the next layers, each by the first
-    objective."""
-    if not isinstance(maximize, bool) and len(maximize) > 1:
-        layers = pareto_layers(list(trials), list(maximize))
-        want = max(1, math.ceil(share * sum(len(layer) for layer in layers)))
-        top: list[FrozenTrial] = []
-        for layer in layers:
-            if top and len(top) >= want:
-                break
-            top += layer
-        return top
-    up = maximize if isinstance(maximize, bool) else bool(maximize[0])
+    """The best `share` of the complete trials (at least one), best first; `maximize`: whether
+    each objective is. With several, best is by non-dominated rank among the feasible ones:
+    the whole front at least, then the layers behind it, whole, each by the first objective."""
     done = [t for t in trials if t.state == TrialState.COMPLETE and t.values is not None]
-    sign = -1.0 if up else 1.0
+    want = max(1, math.ceil(share * len(done)))
+    if len(maximize) > 1:
+        top: list[FrozenTrial] = []
+        for layer in pareto_layers(done, list(maximize)):
+            top += layer
+            if len(top) >= want:
+                break
+        return top
+    sign = -1.0 if maximize[0] else 1.0
     done.sort(key=lambda t: (sign * float(t.values[0]), t.number))
-    return done[: max(1, math.ceil(share * len(done)))] if done else []
+    return done[:want]
 
 
 def _span(

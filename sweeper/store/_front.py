@@ -11,6 +11,7 @@ feasible completed trial, for `sweeper status`.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,7 +19,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from sweeper.errors import SweeperError
 from sweeper.store._ranking import (
-    config_key,
+    distinct_configs,
     feasible,
     is_confirmation,
     needs_ranking,
@@ -68,8 +69,9 @@ class Front:
         return self.members[best]
 
 
-def study_front(study: Any) -> Front:
-    """The front of a study (several objectives; with one, its best trial alone)."""
+def study_front(study: Any, trials: Sequence[FrozenTrial] | None = None) -> Front:
+    """The front of a study (several objectives; with one, its best trial alone). `trials`:
+    every trial of the study, where the caller has read them already."""
     metrics = list(study.metric_names or [f"value{i}" for i in range(len(study.directions))])
     maximize = [d.name == "MAXIMIZE" for d in study.directions]
     if len(maximize) == 1:
@@ -77,52 +79,49 @@ def study_front(study: Any) -> Front:
             members = [study.best_trial]
         except ValueError:
             members = []
-    else:
-        if needs_ranking(study._storage.get_study_system_attrs(study._study_id)):
-            # staged or confirmed: the last stage's front, as `rank` ranks one objective
-            # (an earlier stage trained fewer epochs; a confirmation run is a re-run)
+    elif needs_ranking(study._storage.get_study_system_attrs(study._study_id)):
+        # staged or confirmed: the last stage's front, as `rank` ranks one objective (an
+        # earlier stage trained fewer epochs; a confirmation run is a re-run)
+        if trials is None:
             trials = study._storage.get_all_trials(study._study_id, deepcopy=False)
-            search = [t for t in trials if not is_confirmation(t)]
-            last = max((stage_of(t) for t in search), default=1)
-            layers = pareto_layers([t for t in search if stage_of(t) == last], maximize)
-            members = layers[0] if layers else []
-        else:
-            members = list(study.best_trials)
+        search = [t for t in trials if not is_confirmation(t)]
+        last = max((stage_of(t) for t in search), default=1)
+        members = pareto_front([t for t in search if stage_of(t) == last], maximize)
+    else:
+        members = list(study.best_trials)
     sign = -1.0 if maximize[0] else 1.0
     members.sort(key=lambda t: (sign * float(t.values[0]), t.number))
     return Front(members, metrics, maximize)
 
 
-def pareto_layers(trials: list[FrozenTrial], maximize: list[bool]) -> list[list[FrozenTrial]]:
-    """The feasible completed `trials` in non-dominated layers: the front first, then the
-    front of what is left, and so on; each layer best first on the first objective."""
+def pareto_layers(trials: list[FrozenTrial], maximize: list[bool]) -> Iterator[list[FrozenTrial]]:
+    """The feasible completed `trials` in non-dominated layers, made as they are asked for:
+    the front first, then the front of what is left, and so on; each layer best first on the
+    first objective."""
     signs = [-1.0 if up else 1.0 for up in maximize]
     left = [
         (t, [s * float(v) for s, v in zip(signs, t.values, strict=True)])
         for t in trials
         if t.state == TrialState.COMPLETE and t.values is not None and feasible(t)
     ]
-    layers: list[list[FrozenTrial]] = []
     while left:
         layer = [(t, v) for t, v in left if not any(_dominates(w, v) for _, w in left)]
         layer.sort(key=lambda tv: (tv[1][0], tv[0].number))
-        layers.append([t for t, _ in layer])
+        yield [t for t, _ in layer]
         taken = {id(t) for t, _ in layer}
         left = [(t, v) for t, v in left if id(t) not in taken]
-    return layers
+
+
+def pareto_front(trials: list[FrozenTrial], maximize: list[bool]) -> list[FrozenTrial]:
+    """The non-dominated feasible completed `trials`, best first on the first objective."""
+    return next(pareto_layers(trials, maximize), [])
 
 
 def front_spread(trials: list[FrozenTrial], maximize: list[bool], k: int) -> list[FrozenTrial]:
     """`k` distinct configurations of the front of `trials`, spread along it: all where it
     has no more; else evenly spaced by the first objective, both ends included (one: the
     first objective's best)."""
-    layers = pareto_layers(trials, maximize)
-    seen: set[str] = set()
-    front = []
-    for t in layers[0] if layers else []:
-        if config_key(t) not in seen:
-            seen.add(config_key(t))
-            front.append(t)
+    front = distinct_configs(pareto_front(trials, maximize))
     if len(front) <= k:
         return front
     if k == 1:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from optuna.trial import FrozenTrial, TrialState
@@ -20,17 +20,26 @@ from sweeper.store import _attrs as attrs
 
 @dataclass(frozen=True)
 class Confirmed:
-    """A configuration trained again with new seeds: the trial it confirms (its search run),
-    the values of the new runs, their trial numbers (the seed of each), and how many runs ended
-    without a value (stopped by a probe, failed)."""
+    """A configuration trained again with new seeds: the trial it confirms (its search run)
+    and that run's value of each objective, each completed new run's values, their trial
+    numbers (the seed of each), and how many runs ended without a value (stopped by a probe,
+    failed)."""
 
     source: int
-    search_value: float
-    values: list[float]
+    search_values: list[float]
+    runs: list[list[float]]
     trials: list[int]
     unfinished: int = 0
-    runs: list[list[float]] = field(default_factory=list)  # each new run's every objective
-    search_values: list[float] = field(default_factory=list)  # the search run's, likewise
+
+    @property
+    def search_value(self) -> float:
+        """The search run's value of the first objective."""
+        return self.search_values[0]
+
+    @property
+    def values(self) -> list[float]:
+        """The new runs' values of the first objective."""
+        return [r[0] for r in self.runs]
 
     @property
     def mean(self) -> float | None:
@@ -47,10 +56,14 @@ class Confirmed:
         and the search run's value."""
         out: dict[str, dict[str, Any]] = {}
         for i, m in enumerate(metrics):
-            values = [r[i] for r in self.runs if len(r) > i]
+            values = [r[i] for r in self.runs]
             mean, std = _mean_std(values)
-            search = self.search_values[i] if len(self.search_values) > i else None
-            out[m] = {"mean": mean, "std": std, "values": values, "search_value": search}
+            out[m] = {
+                "mean": mean,
+                "std": std,
+                "values": values,
+                "search_value": self.search_values[i],
+            }
         return out
 
     def to_dict(self, metrics: Sequence[str] | None = None) -> dict[str, Any]:
@@ -99,6 +112,18 @@ def config_key(trial: FrozenTrial) -> str:
     return repr(sorted(trial.params.items(), key=lambda kv: kv[0]))
 
 
+def distinct_configs(trials: Sequence[FrozenTrial]) -> list[FrozenTrial]:
+    """The first trial of each configuration in `trials`, in their order."""
+    seen: set[str] = set()
+    out = []
+    for t in trials:
+        key = config_key(t)
+        if key not in seen:
+            seen.add(key)
+            out.append(t)
+    return out
+
+
 @dataclass
 class Ranking:
     """The study's complete search trials of its last stage, best first, and the confirmations
@@ -127,16 +152,7 @@ class Ranking:
 
     def top_distinct(self, k: int) -> list[FrozenTrial]:
         """The `k` best distinct configurations by their search value, one trial each."""
-        seen: set[str] = set()
-        out = []
-        for t in self.candidates:
-            key = config_key(t)
-            if key not in seen:
-                seen.add(key)
-                out.append(t)
-            if len(out) == k:
-                break
-        return out
+        return distinct_configs(self.candidates)[:k]
 
 
 def rank(trials: Sequence[FrozenTrial], maximize: bool) -> Ranking:
@@ -163,19 +179,13 @@ def rank(trials: Sequence[FrozenTrial], maximize: bool) -> Ranking:
     for source, group in runs.items():
         if source not in by_number:
             continue
-        values = [float(t.values[0]) for t in group if t.state == TrialState.COMPLETE]
+        done_runs = [t for t in group if t.state == TrialState.COMPLETE and t.values is not None]
         confirmed[source] = Confirmed(
             source=source,
-            search_value=float(by_number[source].values[0]),
-            values=values,
-            trials=[t.number for t in group if t.state == TrialState.COMPLETE],
-            unfinished=sum(t.state in (TrialState.PRUNED, TrialState.FAIL) for t in group),
-            runs=[
-                [float(v) for v in t.values]
-                for t in group
-                if t.state == TrialState.COMPLETE and t.values is not None
-            ],
             search_values=[float(v) for v in by_number[source].values],
+            runs=[[float(v) for v in t.values] for t in done_runs],
+            trials=[t.number for t in done_runs],
+            unfinished=sum(t.state in (TrialState.PRUNED, TrialState.FAIL) for t in group),
         )
     return Ranking(maximize, last, done, confirmed, trials)
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
+from typing import Any
 
 import optuna
 import pytest
@@ -133,11 +134,26 @@ def test_peak_memory_without_a_resettable_peak_falls_back_to_the_reports_samples
     assert 48 <= peak < 1024, peak
 
 
+def _completed(rows: list[tuple[float, float, float]]) -> list[Any]:
+    """Completed trials numbered 0, 1, ... of (accuracy, params, constraint value) rows."""
+    trials = []
+    for i, (acc, size, c) in enumerate(rows):
+        t = create_trial(
+            values=[acc, size],
+            params={"x": i / 10},
+            distributions={"x": FloatDistribution(0, 1)},
+            system_attrs={"constraints": [c]},
+            state=TrialState.COMPLETE,
+        )
+        t.number = i
+        trials.append(t)
+    return trials
+
+
 def test_the_front_is_optunas_own_and_a_pick_is_one_of_its_members() -> None:
     study = optuna.create_study(directions=["maximize", "minimize"])
     with pytest.warns(optuna.exceptions.ExperimentalWarning):
         study.set_metric_names(["val_accuracy", "params"])
-    dist = {"x": FloatDistribution(0, 1)}
     rows = [
         (0.95, 900.0, -1),
         (0.90, 300.0, -1),
@@ -145,16 +161,8 @@ def test_the_front_is_optunas_own_and_a_pick_is_one_of_its_members() -> None:
         (0.99, 50.0, 5),
         (0.7, 800.0, -1),
     ]
-    for acc, size, c in rows:  # the 4th is infeasible: never on the front, never picked
-        study.add_trial(
-            create_trial(
-                values=[acc, size],
-                params={"x": 0.5},
-                distributions=dist,
-                system_attrs={"constraints": [c]},
-                state=TrialState.COMPLETE,
-            )
-        )
+    for t in _completed(rows):  # the 4th is infeasible: never on the front, never picked
+        study.add_trial(t)
     front = study_front(study)
     assert [t.number for t in front.members] == [0, 1, 2]
     assert front.pick().number == 0 and front.pick("params").number == 2
@@ -166,7 +174,6 @@ def test_the_front_is_optunas_own_and_a_pick_is_one_of_its_members() -> None:
 def test_a_stage_narrows_around_the_front_by_non_dominated_rank() -> None:
     from sweeper.search import top_share
 
-    dist = {"x": FloatDistribution(0, 1)}
     rows = [  # (accuracy, params, constraint): maximize the first, minimize the second
         (0.95, 900.0, -1),  # front
         (0.90, 300.0, -1),  # front
@@ -176,18 +183,7 @@ def test_a_stage_narrows_around_the_front_by_non_dominated_rank() -> None:
         (0.99, 10.0, 5),  # would dominate all, but infeasible: never kept
         (0.50, 990.0, -1),  # third layer
     ]
-    trials = [
-        create_trial(
-            values=[acc, size],
-            params={"x": i / 10},
-            distributions=dist,
-            system_attrs={"constraints": [c]},
-            state=TrialState.COMPLETE,
-        )
-        for i, (acc, size, c) in enumerate(rows)
-    ]
-    for i, t in enumerate(trials):
-        t.number = i
+    trials = _completed(rows)
     # the whole front even where the share asks for fewer, best first on the first objective
     assert [t.values for t in top_share(trials, 0.1, [True, False])] == [
         [0.95, 900.0],
@@ -197,7 +193,7 @@ def test_a_stage_narrows_around_the_front_by_non_dominated_rank() -> None:
     # a larger share takes the next layer whole
     assert {t.number for t in top_share(trials, 0.6, [True, False])} == {0, 1, 2, 3, 4}
     # one objective: the top share by value, as before (the constraint not consulted)
-    assert [t.number for t in top_share(trials, 0.3, True)] == [5, 0, 1]
+    assert [t.number for t in top_share(trials, 0.3, [True])] == [5, 0, 1]
 
 
 @pytest.mark.usefixtures("local_ray")
@@ -266,6 +262,9 @@ search:
         assert each["val_accuracy"]["std"] == pytest.approx(abs(accs[0] - accs[1]) / math.sqrt(2))
         assert each["params"]["std"] == 0.0  # the same configuration: the same size
         assert each["params"]["search_value"] == f["values"]["params"]
+    status = json.loads(run_here("status", "staged", "--json", cwd=tmp_path).stdout)
+    assert status["front"]["size"] == len(front.members)
+    assert set(status["confirmed"]["objectives"]) == {"val_accuracy", "params"}
 
 
 @pytest.mark.usefixtures("local_ray")

@@ -56,9 +56,9 @@ def test_top_share_is_the_best_share_of_complete_trials() -> None:
     trials.append(
         create_trial(state=TrialState.PRUNED, params={"lr": 1e-3}, distributions={"lr": LR})
     )
-    got = top_share(trials, 0.5, maximize=True)
+    got = top_share(trials, 0.5, [True])
     assert [t.value for t in got] == [5, 3]
-    assert [t.value for t in top_share(trials, 0.01, maximize=False)] == [1]
+    assert [t.value for t in top_share(trials, 0.01, [False])] == [1]
 
 
 def test_narrowed_sampler_draws_only_the_kept_choices() -> None:
